@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MATURIN := $(VENV)/bin/maturin
+STAMP := $(VENV)/.deps-installed
+
+.PHONY: run test build lint typecheck test-rust test-python bench bench-micro clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Dependencies are installed again only when the project's manifests change.
+$(STAMP): $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip "maturin>=1.9,<2"
+	$(MATURIN) develop --release --extras dev
+	touch $(STAMP)
+
+# Rebuild the extension in place (cargo makes this a no-op when nothing changed).
+build: $(STAMP)
+	$(MATURIN) develop --release --skip-install --quiet 2>/dev/null || $(MATURIN) develop --release
+
+run: build
+	$(VENV)/bin/sidegate serve
+
+lint: build
+	$(VENV)/bin/ruff check proxy tests bench
+	$(VENV)/bin/ruff format --check proxy tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest sidegate._native --allowlist .stubtest-allowlist
+	cargo clippy --quiet --all-targets -- -D warnings
+	$(PY) scripts/check_sizes.py
+
+test-rust:
+	cargo test --quiet
+
+test-python: build
+	$(VENV)/bin/pytest -q
+
+test: build lint test-rust test-python
+
+bench-micro: build
+	$(VENV)/bin/pytest -q bench/micro --benchmark-only
+
+clean:
+	rm -rf $(VENV) target proxy/sidegate/_native*.so

@@ -1,0 +1,160 @@
+"""Every Prometheus metric Sidegate exports, defined in one place (the contract's names).
+
+Metrics live in a per-application `CollectorRegistry` (no module-level registry), so tests can
+build many apps in one process and each sees only its own counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+OVERHEAD_BUCKETS: Final = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+)
+
+# The contract's metric names; dashboards and alerts are checked against this list.
+METRIC_NAMES: Final = (
+    "llm_requests_total",
+    "llm_tokens_total",
+    "llm_cost_usd_total",
+    "llm_request_duration_seconds",
+    "llm_upstream_duration_seconds",
+    "llm_time_to_first_token_seconds",
+    "llm_proxy_overhead_seconds",
+    "llm_active_requests",
+    "llm_cache_requests_total",
+    "llm_rate_limited_total",
+    "llm_upstream_up",
+    "llm_budget_remaining_usd",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    tokens: Counter
+    cost: Counter
+    request_duration: Histogram
+    upstream_duration: Histogram
+    time_to_first_token: Histogram
+    proxy_overhead: Histogram
+    active_requests: Gauge
+    cache_requests: Counter
+    rate_limited: Counter
+    upstream_up: Gauge
+    budget_remaining: Gauge
+
+
+def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    return Metrics(
+        registry=registry,
+        requests=Counter(
+            "llm_requests",
+            "Requests answered, by model, upstream, tenant and HTTP status.",
+            ("model", "upstream", "tenant", "status"),
+            registry=registry,
+        ),
+        tokens=Counter(
+            "llm_tokens",
+            "Tokens accounted, by model, tenant and token_type (input|output).",
+            ("model", "tenant", "token_type"),
+            registry=registry,
+        ),
+        cost=Counter(
+            "llm_cost_usd",
+            "Spend in US dollars from the model price table.",
+            ("model", "tenant"),
+            registry=registry,
+        ),
+        request_duration=Histogram(
+            "llm_request_duration_seconds",
+            "Time from request received to last byte sent.",
+            ("model",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        upstream_duration=Histogram(
+            "llm_upstream_duration_seconds",
+            "Time spent waiting on the upstream, per attempt.",
+            ("model", "upstream"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        time_to_first_token=Histogram(
+            "llm_time_to_first_token_seconds",
+            "Time from request received to the first streamed chunk sent.",
+            ("model",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        proxy_overhead=Histogram(
+            "llm_proxy_overhead_seconds",
+            "Time spent inside Sidegate per request, upstream time excluded.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=registry,
+        ),
+        active_requests=Gauge(
+            "llm_active_requests",
+            "Requests in flight.",
+            ("model",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
+        cache_requests=Counter(
+            "llm_cache_requests",
+            "Cache lookups, by cache_type and result (hit|miss).",
+            ("cache_type", "result"),
+            registry=registry,
+        ),
+        rate_limited=Counter(
+            "llm_rate_limited",
+            "Requests refused by a limit (requests|tokens|concurrency|budget), by tenant.",
+            ("tenant", "limit"),
+            registry=registry,
+        ),
+        upstream_up=Gauge(
+            "llm_upstream_up",
+            "1 when the endpoint is healthy, 0 when it is marked down.",
+            ("upstream", "endpoint"),
+            registry=registry,
+            multiprocess_mode="max",
+        ),
+        budget_remaining=Gauge(
+            "llm_budget_remaining_usd",
+            "Daily budget left for the tenant (UTC day).",
+            ("tenant",),
+            registry=registry,
+            multiprocess_mode="min",
+        ),
+    )

@@ -1,0 +1,61 @@
+"""The one small interface every upstream transport implements.
+
+Send a request; get the status, the headers and an async iterator of body pieces. Routes and
+policy see only this, so the general-purpose client can be swapped for a leaner one.
+
+Errors are raised as `sidegate.errors.UpstreamError` subclasses only:
+- `UpstreamConnectError`: refused, unreachable, DNS or TLS handshake failure (nothing was sent);
+- `UpstreamTimeoutError`: connect, first-byte (`read_timeout` waiting for the status line) or
+  idle (`read_timeout` between body pieces) timeout;
+- `UpstreamResetError(after_first_byte=...)`: the connection dropped;
+- `UpstreamProtocolError`: the upstream spoke malformed HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-attempt limits. There is deliberately no total: long streams must not be cut."""
+
+    connect: float = 10.0
+    read: float = 60.0  # waiting for the first byte, and then between body pieces
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]  # case-insensitive lookup
+
+    def iter_body(self) -> AsyncIterator[bytes]:
+        """Body pieces as they arrive (not re-chunked); ends when the body is complete."""
+        ...
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection: back to the pool when the body was read whole,
+        discarded otherwise (never returned half-read). Idempotent."""
+        ...
+
+
+class Transport(Protocol):
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        """Send one request and return once the status line and headers have arrived."""
+        ...
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        ...
