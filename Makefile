@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MATURIN := $(VENV)/bin/maturin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test build lint typecheck test-rust test-python bench bench-micro clean
+.PHONY: run test build lint test-rust test-python system-deps bench bench-micro clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,10 @@ test-rust:
 test-python: build
 	$(VENV)/bin/pytest -q
 
-test: build lint test-rust test-python
+system-deps:
+	@scripts/install-system-deps.sh
+
+test: system-deps build lint test-rust test-python
 
 bench-micro: build
 	$(VENV)/bin/pytest -q bench/micro --benchmark-only

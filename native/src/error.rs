@@ -5,4 +5,6 @@ use thiserror::Error;
 pub enum CoreError {
     #[error("unknown encoding {0:?} (expected cl100k_base or o200k_base)")]
     UnknownEncoding(String),
+    #[error("token id {0} is not in the vocabulary")]
+    InvalidToken(u32),
 }

@@ -17,5 +17,7 @@ class Tokenizer:
         """The encoding's name, e.g. ``o200k_base``."""
     def count(self, text: str) -> int:
         """Number of tokens in ``text`` (equal to ``len(tiktoken.encode_ordinary(text))``)."""
+    def decode_bytes(self, tokens: list[int]) -> bytes:
+        """The bytes ``tokens`` stand for; a token may end inside a multi-byte character."""
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, identical to ``tiktoken.encode_ordinary(text)``."""

@@ -67,6 +67,9 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         return self._native.encode(text)
 
+    def decode_bytes(self, tokens: list[int]) -> bytes:
+        return self._native.decode_bytes(tokens)
+
     def count_chat(self, messages: Iterable[Mapping[str, Any]]) -> int:
         """Prompt tokens of a chat request by OpenAI's formula.
 
@@ -84,6 +87,25 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name!r})"
+
+
+class CompletionCounter:
+    """Counts a streamed completion exactly: text is accumulated and counted once at the end.
+
+    Summing per-chunk counts would be wrong (BPE merges across chunk boundaries).
+    """
+
+    __slots__ = ("_parts", "_tokenizer")
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._parts: list[str] = []
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+
+    def count(self) -> int:
+        return self._tokenizer.count("".join(self._parts))
 
 
 @cache

@@ -1,4 +1,5 @@
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use super::errors::to_py;
 use crate::tokens::Encoding;
@@ -31,6 +32,17 @@ impl PyTokenizer {
             return encoding.count(text);
         }
         py.detach(|| encoding.count(text))
+    }
+
+    /// The bytes `tokens` stand for (pieces of one character may split across tokens).
+    #[pyo3(name = "decode_bytes")]
+    fn py_decode_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<u32>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = self.encoding.decode_bytes(&tokens).map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
     }
 
     #[pyo3(name = "encode")]

@@ -38,6 +38,16 @@ impl Encoding {
         self.tokenizer().encode(text)
     }
 
+    /// The bytes `tokens` stand for; a token may end inside a multi-byte character.
+    pub fn decode_bytes(self, tokens: &[u32]) -> Result<Vec<u8>, CoreError> {
+        let bpe = &self.tokenizer().bpe;
+        let vocabulary = bpe.num_tokens();
+        match tokens.iter().find(|&&id| id as usize >= vocabulary) {
+            Some(&bad) => Err(CoreError::InvalidToken(bad)),
+            None => Ok(bpe.decode_tokens(tokens)),
+        }
+    }
+
     /// Decode ids back to text; `None` when the ids do not form valid UTF-8.
     pub fn decode(self, tokens: &[u32]) -> Option<String> {
         self.tokenizer().decode(tokens)

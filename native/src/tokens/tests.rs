@@ -44,3 +44,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn decode_bytes_rejects_ids_outside_the_vocabulary() {
+    assert_eq!(
+        Encoding::Cl100kBase.decode_bytes(&[15339, u32::MAX]),
+        Err(CoreError::InvalidToken(u32::MAX))
+    );
+    assert_eq!(Encoding::Cl100kBase.decode_bytes(&[15339]), Ok(b"hello".to_vec()));
+}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS: Final = (
     0.005,
@@ -76,7 +76,10 @@ class Metrics:
 
 
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
-    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes and friends, for the memory alert.
+        ProcessCollector(registry=registry)
     return Metrics(
         registry=registry,
         requests=Counter(
