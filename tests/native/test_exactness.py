@@ -1,3 +1,5 @@
+# The corpus is deliberately multilingual; look-alike characters are the point.
+# ruff: noqa: RUF001
 """The native tokenizer must agree with tiktoken id for id, on every input we can think of.
 
 tiktoken reads its rank files from the shared offline cache (the `tiktoken_cache` fixture), so
@@ -28,8 +30,8 @@ CORPUS: tuple[str, ...] = (
     "Hello, World! It's a dog's life; we'll see, they're here, I've done, I'm in, I'd go.",
     "IT'S WE'LL THEY'RE I'VE I'M I'D DON'T Ca'Nt o'Clock",
     'def f(x: int) -> int:\n    return x ** 2  # square\n\nprint(f"{f(3)=}")\n',
-    "fn main() {\r\n\tlet v: Vec<u8> = vec![1, 2, 3];\r\n\tprintln!(\"{:?}\", v);\r\n}\r\n",
-    "<div class=\"x\">&nbsp;</div>\n{\"a\": [1, 2.5e-10, null, true]}\n/* c */ // d\n",
+    'fn main() {\r\n\tlet v: Vec<u8> = vec![1, 2, 3];\r\n\tprintln!("{:?}", v);\r\n}\r\n',
+    '<div class="x">&nbsp;</div>\n{"a": [1, 2.5e-10, null, true]}\n/* c */ // d\n',
     "天下大勢，分久必合，合久必分。東京は日本の首都です。서울은 한국의 수도입니다.",
     "مرحبا بالعالم! هذه جملة عربية مع أرقام ١٢٣٤٥ و 12345.",
     "नमस्ते दुनिया। यह हिन्दी का वाक्य है, जिसमें मात्राएँ हैं।",
