@@ -1,0 +1,196 @@
+"""The lean upstream transport: HTTP/1.1 over `asyncio.Protocol`, llhttp parsing, keep-alive pools.
+
+A general-purpose client spends most of a Python relay's CPU time per request on features a
+gateway never uses (cookies, redirects, tracing hooks, multipart, per-request timeout tasks).
+This transport does only what `sidegate.upstream.transport.Transport` promises: frame a request
+with `Content-Length`, reuse connections per (scheme, host, port), and hand back the status, the
+headers and the body pieces as they arrive.
+
+A request that fails on a reused connection before any byte came back is retried once on a fresh
+connection: the peer closed the idle connection as we sent, and nothing of the request was
+processed (the same rule every HTTP/1.1 client applies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from sidegate.errors import UpstreamConnectError, UpstreamResetError
+from sidegate.upstream.lean_connection import LeanConnection, LeanResponse
+from sidegate.upstream.lean_pool import EndpointPool
+from sidegate.upstream.transport import Timeouts
+
+# Framing is ours: the caller's copies of these would contradict or duplicate it.
+_FRAMING_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_TARGET_CACHE_SIZE: Final = 1024
+# A body above this is written with writelines instead of being copied onto the head.
+_COPY_BODY_LIMIT: Final = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: tuple[str, str, int]
+    host_header: str
+    path: str
+
+
+class LeanTransport:
+    """`Transport` for HTTP/1.1 upstreams, plain or TLS (verified, with SNI, by default)."""
+
+    def __init__(
+        self,
+        *,
+        max_connections_per_endpoint: int = 100,
+        idle_expiry_seconds: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        max_buffered_bytes: int = 256 * 1024,
+    ) -> None:
+        if max_connections_per_endpoint < 1:
+            raise ValueError("max_connections_per_endpoint must be at least 1")
+        if ssl_context is not None and ca_bundle is not None:
+            raise ValueError("give either ssl_context or ca_bundle, not both")
+        self._limit = max_connections_per_endpoint
+        self._idle_expiry = idle_expiry_seconds
+        self._ssl_context = ssl_context
+        self._ca_bundle = ca_bundle
+        self._max_buffered = max_buffered_bytes
+        self._pools: dict[tuple[str, str, int], EndpointPool] = {}
+        self._targets: dict[str, _Target] = {}
+        self._closed = False
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> LeanResponse:
+        target = self._targets.get(url) or self._parse(url)
+        pool = self._pools.get(target.key) or self._new_pool(target)
+        request = _frame(method, target, headers, body)
+        head_request = method == "HEAD"
+        conn = await pool.acquire(timeouts.connect)
+        retried = False
+        while True:
+            reused = conn.requests > 0
+            conn.requests += 1
+            response = LeanResponse(
+                conn,
+                pool,
+                read_timeout=timeouts.read,
+                max_buffered=self._max_buffered,
+                head_request=head_request,
+            )
+            conn.response = response
+            try:
+                _write(conn, response, request, body)
+                await response.wait_head()
+            except UpstreamResetError:
+                if reused and not retried and response.closed_before_answer:
+                    retried = True
+                    stale = response.detach()
+                    assert stale is not None
+                    conn = await pool.replace(stale, timeouts.connect)
+                    continue
+                response.close()
+                raise
+            except BaseException:
+                response.close()
+                raise
+            return response
+
+    async def close(self) -> None:
+        self._closed = True
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def connections(self, url: str) -> int:
+        """Connections open (or opening) to the endpoint of `url`: for metrics and tests."""
+        pool = self._pools.get(self._parse(url).key)
+        return 0 if pool is None else pool.open_connections
+
+    def _parse(self, url: str) -> _Target:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host = parts.hostname
+        if scheme not in _DEFAULT_PORTS or not host:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or _DEFAULT_PORTS[scheme]
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        target = _Target(
+            key=(scheme, host, port), host_header=parts.netloc.rpartition("@")[2], path=path
+        )
+        if len(self._targets) >= _TARGET_CACHE_SIZE:
+            self._targets.clear()
+        self._targets[url] = target
+        return target
+
+    def _new_pool(self, target: _Target) -> EndpointPool:
+        if self._closed:
+            # Keep the closed state sticky: a late request must not reopen connections.
+            raise UpstreamConnectError("the upstream transport is closed")
+        scheme, host, port = target.key
+        pool = EndpointPool(
+            asyncio.get_running_loop(),
+            host=host,
+            port=port,
+            ssl_context=self._tls() if scheme == "https" else None,
+            limit=self._limit,
+            idle_expiry=self._idle_expiry,
+        )
+        self._pools[target.key] = pool
+        return pool
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            # Built on first use: loading the CA store is I/O, and plain-HTTP users never pay it.
+            self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
+        return self._ssl_context
+
+
+def _frame(method: str, target: _Target, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
+    parts = [method, " ", target.path, " HTTP/1.1\r\nHost: ", target.host_header, "\r\n"]
+    lines = 2
+    for name, value in headers:
+        if name.lower() in _FRAMING_HEADERS:
+            continue
+        parts += (name, ": ", value, "\r\n")
+        lines += 1
+    if body or method not in _BODYLESS_METHODS:
+        parts.append(f"Content-Length: {len(body)}\r\n")
+        lines += 1
+    parts.append("\r\n")
+    lines += 1
+    head = "".join(parts)
+    # One count per separator catches a CR or LF smuggled into any name, value or path.
+    if head.count("\n") != lines or head.count("\r") != lines:
+        raise ValueError("a request header or path contains a line break")
+    # surrogateescape round-trips the undecodable header bytes aiohttp's server let through.
+    return head.encode("utf-8", "surrogateescape")
+
+
+def _write(conn: LeanConnection, response: LeanResponse, head: bytes, body: bytes) -> None:
+    transport = conn.transport
+    if transport is None or not conn.usable():
+        # Closed between acquire and now: the same case as a peer closing before answering.
+        response.on_connection_lost(None)
+        return
+    if not body:
+        transport.write(head)
+    elif len(body) <= _COPY_BODY_LIMIT:
+        transport.write(head + body)
+    else:
+        transport.writelines((head, body))
