@@ -1,10 +1,13 @@
-"""`sidegate serve | mock-upstream | check-config | spend`."""
+"""`sidegate serve | mock-upstream | check-config`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+
+from sidegate.settings import ConfigError, Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load(path: str | None, **server: object) -> Settings | None:
+    try:
+        settings = load_settings(path)
+        return settings.with_server(**server) if server else settings
+    except ConfigError as exc:
+        where = path or "embedded default"
+        print(f"sidegate: invalid configuration ({where}): {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "mock-upstream":
@@ -40,8 +53,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokens_per_second=args.tokens_per_second,
         )
         return 0
-    print(f"sidegate: {args.command} is not available yet", file=sys.stderr)
-    return 2
+    if args.command == "check-config":
+        settings = _load(args.file)
+        if settings is None:
+            return 1
+        print(f"{args.file}: ok ({len(settings.models)} models, {len(settings.tenants)} tenants)")
+        return 0
+    settings = _load(args.config, host=args.host, port=args.port, workers=args.workers)
+    if settings is None:
+        return 1
+    from sidegate.observability.logging import configure_logging
+    from sidegate.server import serve
+
+    configure_logging(settings.telemetry.log_format, settings.telemetry.log_level)
+    logging.getLogger("sidegate.server").info(
+        "serving",
+        extra={"host": settings.server.host, "port": settings.server.port},
+    )
+    return serve(settings)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""`build_app(settings)`: the application, its middlewares, routes and resources.
+
+Building the app has no side effects; resources (upstream connections, the embedded mock
+upstream) are created by cleanup contexts when the app starts and closed when it stops.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from sidegate.auth import Authenticator
+from sidegate.keys import (
+    AUTH_KEY,
+    LIFECYCLE_KEY,
+    METRICS_KEY,
+    PIPELINE_KEY,
+    POOLS_KEY,
+    ROUTER_KEY,
+    SETTINGS_KEY,
+)
+from sidegate.lifecycle import Lifecycle
+from sidegate.middleware.auth import auth_middleware
+from sidegate.middleware.errors import error_middleware
+from sidegate.middleware.request_id import request_id_middleware
+from sidegate.observability.access import AccessLog
+from sidegate.observability.metrics import build_metrics
+from sidegate.pipeline import Pipeline
+from sidegate.routes import chat, completions, embeddings, health, models
+from sidegate.routing import Router
+from sidegate.settings import Settings
+from sidegate.upstream.pool import UpstreamPools
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, request_id_middleware, auth_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = build_metrics()
+    app[AUTH_KEY] = Authenticator(settings)
+    app[ROUTER_KEY] = Router(settings)
+    app[LIFECYCLE_KEY] = Lifecycle()
+    app.cleanup_ctx.append(upstreams_ctx)
+    app.on_shutdown.append(_start_draining)
+    app.router.add_post("/v1/chat/completions", chat.chat_completions)
+    app.router.add_post("/v1/completions", completions.completions)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
+    app.router.add_get("/v1/models", models.list_models)
+    app.router.add_get("/v1/models/{model}", models.get_model)
+    app.router.add_get("/health", health.health)
+    app.router.add_get("/ready", health.ready)
+    app.router.add_get("/metrics", health.metrics)
+    return app
+
+
+@asynccontextmanager
+async def _embedded_mock(settings: Settings) -> AsyncIterator[tuple[str, ...]]:
+    """Serve the mock upstream in this process when an upstream of provider `mock` has no
+    endpoints (the embedded default), on a loopback port of its own."""
+    if not any(u.provider == "mock" and not u.endpoints for u in settings.upstreams.values()):
+        yield ()
+        return
+    from sidegate.mock_upstream import build_mock_app
+
+    runner = web.AppRunner(build_mock_app(), access_log=None)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
+    try:
+        yield (f"http://127.0.0.1:{port}/v1",)
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def _upstreams(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    metrics = app[METRICS_KEY]
+
+    def on_health(upstream: str, endpoint: str, up: bool) -> None:
+        metrics.upstream_up.labels(upstream, endpoint).set(1 if up else 0)
+
+    async with _embedded_mock(settings) as embedded:
+        pools = UpstreamPools(settings, on_health, embedded)
+        app[POOLS_KEY] = pools
+        app[PIPELINE_KEY] = Pipeline(settings, app[ROUTER_KEY], pools, metrics, AccessLog())
+        try:
+            yield
+        finally:
+            await pools.close()
+
+
+async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with _upstreams(app):
+        yield
+
+
+async def _start_draining(app: web.Application) -> None:
+    app[LIFECYCLE_KEY].draining = True

@@ -1,0 +1,71 @@
+"""Who is calling: API keys (held hashed, matched in constant time) mapped to tenants."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Final
+
+from sidegate.errors import AuthenticationError
+from sidegate.settings import PlanSettings, Settings
+
+ANONYMOUS: Final = "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    plan: PlanSettings | None
+    key_id: str | None  # a short, non-reversible id of the key used (for logs and spend)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class Authenticator:
+    """Maps the bearer token of a request to a `Tenant`.
+
+    Keys are kept only as SHA-256 digests. A lookup hashes the presented key, so the table is
+    probed with a digest the caller cannot steer, and the final comparison is
+    `hmac.compare_digest`: timing reveals nothing about how much of a key matched.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._mode = settings.auth_mode
+        self._by_digest: dict[bytes, tuple[bytes, Tenant]] = {}
+        for name, tenant in settings.tenants.items():
+            plan = settings.plans.get(tenant.plan) if tenant.plan else None
+            for key in tenant.keys:
+                digest = _digest(key)
+                self._by_digest[digest] = (digest, Tenant(name, plan, digest[:6].hex()))
+        self._anonymous = Tenant(ANONYMOUS, None, None)
+
+    @property
+    def required(self) -> bool:
+        return self._mode != "none"
+
+    def authenticate(self, authorization: str | None, api_key_header: str | None) -> Tenant:
+        if self._mode == "none":
+            return self._anonymous
+        presented = _bearer(authorization) or api_key_header
+        if not presented:
+            raise AuthenticationError(
+                "You didn't provide an API key. Pass it as 'Authorization: Bearer KEY'.",
+                code="missing_api_key",
+            )
+        digest = _digest(presented)
+        stored, tenant = self._by_digest.get(digest, (b"", self._anonymous))
+        if not hmac.compare_digest(stored, digest):
+            raise AuthenticationError("Incorrect API key provided.")
+        return tenant
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None

@@ -1,0 +1,1 @@
+"""Middlewares, outermost first: errors, request_id, auth."""

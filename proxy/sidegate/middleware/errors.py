@@ -1,0 +1,86 @@
+"""The one place an error becomes a response: OpenAI-shaped JSON with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from sidegate.errors import (
+    BodyTooLargeError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    ProxyError,
+    UpstreamStatusError,
+    status_of,
+)
+from sidegate.middleware.request_id import REQUEST_ID_HEADER
+
+log = logging.getLogger("sidegate.access")
+
+
+def render(error: ProxyError, request_id: str | None, status: int | None = None) -> web.Response:
+    headers = dict(error.headers)
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    if isinstance(error, UpstreamStatusError) and _is_openai_error(error.upstream_body):
+        # An upstream's own OpenAI-shaped error is passed through unchanged.
+        body = error.upstream_body
+    else:
+        body = orjson.dumps(error.body())
+    return web.Response(
+        body=body,
+        status=status or status_of(error),
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def _is_openai_error(body: bytes) -> bool:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)
+
+
+def _from_http(exc: web.HTTPException) -> ProxyError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return BodyTooLargeError("The request body is larger than this server accepts.")
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFoundError("Unknown path.", code="unknown_url")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        error = InvalidRequestError(
+            f"Method {exc.method} is not allowed here.", code="method_not_allowed"
+        )
+        error.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return error
+    return InvalidRequestError(exc.reason)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProxyError as error:
+        log.log(error.level, "request failed: %s", error.message, extra=_ids(request))
+        return render(error, request.get("request_id"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        translated = _from_http(exc)
+        status = exc.status if type(translated) is InvalidRequestError else None
+        return render(translated, request.get("request_id"), status)
+    except Exception:
+        log.exception("unhandled error", extra=_ids(request))
+        return render(
+            InternalError("The server had an error while processing your request."),
+            request.get("request_id"),
+        )
+
+
+def _ids(request: web.Request) -> dict[str, object]:
+    return {"request_id": request.get("request_id"), "path": request.path}

@@ -1,0 +1,40 @@
+"""One structured log line per proxied request (the contract's fields; never prompts or keys)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sidegate.pipeline import Exchange
+
+log = logging.getLogger("sidegate.access")
+
+
+class AccessLog:
+    __slots__ = ()
+
+    def request(self, exchange: Exchange, *, latency_seconds: float) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        status = exchange.status or 500
+        log.log(
+            logging.INFO if status < 500 else logging.WARNING,
+            "request",
+            extra={
+                "request_id": exchange.request_id,
+                "trace_id": None,
+                "span_id": None,
+                "tenant": exchange.tenant.name,
+                "key_id": exchange.tenant.key_id,
+                "model": exchange.model,
+                "upstream": exchange.upstream,
+                "status": status,
+                "input_tokens": exchange.input_tokens,
+                "output_tokens": exchange.output_tokens,
+                "cost_usd": round(exchange.cost_usd, 8),
+                "latency_ms": round(latency_seconds * 1000, 3),
+                "cache": "miss",
+                "attempts": len(exchange.attempts),
+            },
+        )

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per endpoint family; each is a thin adapter over the pipeline."""

@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidegate.keys import PIPELINE_KEY
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await request.app[PIPELINE_KEY].handle(request, "chat")

@@ -1,0 +1,71 @@
+"""Running the gateway: one process, or N workers sharing the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+from aiohttp import web
+
+from sidegate.app import build_app
+from sidegate.settings import Settings
+
+log = logging.getLogger("sidegate.server")
+
+
+def serve(settings: Settings) -> int:
+    workers = settings.server.workers
+    if workers <= 1:
+        _run_one(settings, reuse_port=False)
+        return 0
+    return _run_many(settings, workers)
+
+
+def _run_one(settings: Settings, *, reuse_port: bool) -> None:
+    server = settings.server
+    web.run_app(
+        build_app(settings),
+        host=server.host,
+        port=server.port,
+        loop=uvloop.new_event_loop(),
+        shutdown_timeout=server.drain_timeout_seconds,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+        reuse_port=reuse_port,
+        handle_signals=True,
+    )
+
+
+def _run_many(settings: Settings, workers: int) -> int:
+    """Fork `workers` children that each bind the port with SO_REUSEPORT; the kernel spreads
+    connections. The parent forwards SIGTERM/SIGINT and exits when all children have."""
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _run_one(settings, reuse_port=True)
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(code) not in (0, -signal.SIGTERM):
+            status = 1
+    sys.stderr.flush()
+    return status

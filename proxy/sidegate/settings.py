@@ -1,0 +1,249 @@
+"""One typed, frozen `Settings`, loaded once and validated before the port opens.
+
+Two stages: YAML is read and `${VAR}` / `${VAR:-default}` references in string values are filled
+from the environment (the only place Sidegate reads it); the result is validated by strict
+pydantic models (unknown keys are errors) and cross-checked (models name real upstreams, tenants
+name real plans). Every problem is reported as `ConfigError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # How long in-flight requests (long streams included) may run after SIGTERM.
+    drain_timeout_seconds: float = Field(default=30.0, ge=0)
+
+
+class UpstreamSettings(_Strict):
+    provider: Literal["openai", "mock"] = "openai"
+    endpoints: tuple[str, ...] = ()
+    api_key: str | None = None
+    # Limit on waiting for the first byte and then between chunks; never a cap on a whole stream.
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_concurrent_requests: int | None = Field(default=None, ge=1)
+    rate_limit_rpm: int | None = Field(default=None, ge=1)
+    max_connections: int = Field(default=256, ge=1)
+    transport: Literal["aiohttp"] = "aiohttp"
+
+    @model_validator(mode="after")
+    def _check_endpoints(self) -> UpstreamSettings:
+        if self.provider != "mock" and not self.endpoints:
+            raise ValueError("endpoints: at least one endpoint URL is required")
+        for url in self.endpoints:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"endpoints: {url!r} is not an http(s) URL")
+        return self
+
+
+class PriceSettings(_Strict):
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
+class ModelSettings(_Strict):
+    upstream: str
+    upstream_model: str | None = None
+    encoding: Literal["cl100k_base", "o200k_base"] | None = None
+    price_per_1k: PriceSettings = PriceSettings()
+    max_context: int | None = Field(default=None, ge=1)
+    fallbacks: tuple[str, ...] = ()
+
+
+class PlanSettings(_Strict):
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    burst: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    daily_budget_usd: float | None = Field(default=None, ge=0)
+
+
+class TenantSettings(_Strict):
+    plan: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+class AuthSettings(_Strict):
+    mode: Literal["keys", "jwt", "none"] | None = None  # None: keys when any tenant has keys
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    tenant_claim: str = "tenant"
+    plan_claim: str | None = None
+
+
+class StateSettings(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    fail_open: bool = True
+    pool_size: int = Field(default=32, ge=1)
+
+
+class CacheSettings(_Strict):
+    enabled: bool = True
+    backend: Literal["memory", "redis"] = "memory"
+    ttl_seconds: float = Field(default=3600.0, gt=0)
+    max_entries: int = Field(default=10_000, ge=1)
+
+
+class TelemetrySettings(_Strict):
+    metrics: bool = True
+    otlp_endpoint: str | None = None
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class SpendSettings(_Strict):
+    database_url: str = "sqlite:///sidegate-spend.db"
+
+
+class Settings(_Strict):
+    server: ServerSettings = ServerSettings()
+    upstreams: dict[str, UpstreamSettings] = {}
+    models: dict[str, ModelSettings] = {}
+    plans: dict[str, PlanSettings] = {}
+    tenants: dict[str, TenantSettings] = {}
+    auth: AuthSettings = AuthSettings()
+    state: StateSettings = StateSettings()
+    cache: CacheSettings = CacheSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    spend: SpendSettings = SpendSettings()
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Settings:
+        if not self.models:
+            raise ValueError("models: at least one model is required")
+        for name, model in self.models.items():
+            if model.upstream not in self.upstreams:
+                raise ValueError(f"models.{name}.upstream: no upstream named {model.upstream!r}")
+            for fallback in model.fallbacks:
+                if fallback not in self.models:
+                    raise ValueError(f"models.{name}.fallbacks: no model named {fallback!r}")
+        seen: dict[str, str] = {}
+        for name, tenant in self.tenants.items():
+            if tenant.plan is not None and tenant.plan not in self.plans:
+                raise ValueError(f"tenants.{name}.plan: no plan named {tenant.plan!r}")
+            for key in tenant.keys:
+                if not key:
+                    raise ValueError(f"tenants.{name}.keys: a key is empty")
+                if key in seen:
+                    raise ValueError(f"tenants.{name}.keys: a key is also {seen[key]!r}'s")
+                seen[key] = name
+        if self.auth_mode == "keys" and not seen:
+            raise ValueError("auth.mode: 'keys' needs at least one tenant with keys")
+        if self.auth_mode == "jwt" and not self.auth.jwks_url:
+            raise ValueError("auth.jwks_url: required when auth.mode is 'jwt'")
+        return self
+
+    @property
+    def auth_mode(self) -> Literal["keys", "jwt", "none"]:
+        if self.auth.mode is not None:
+            return self.auth.mode
+        return "keys" if any(t.keys for t in self.tenants.values()) else "none"
+
+    def with_server(self, **changes: Any) -> Settings:
+        """A copy with server fields overridden (command-line flags)."""
+        server = self.server.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        return self.model_copy(update={"server": server})
+
+
+EMBEDDED_DEFAULT = """
+upstreams:
+  mock: {provider: mock}
+models:
+  mock-gpt: {upstream: mock, upstream_model: mock-gpt, encoding: o200k_base,
+             price_per_1k: {input: 0.00015, output: 0.0006}}
+auth: {mode: none}
+state: {backend: memory}
+"""
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the YAML file at `path`, or the embedded default when `path` is None."""
+    if path is None:
+        text = EMBEDDED_DEFAULT
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_settings(text, os.environ if environ is None else environ)
+
+
+def parse_settings(text: str, environ: Mapping[str, str]) -> Settings:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of sections")
+    expanded = _expand(raw, environ, ())
+    try:
+        return Settings.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _expand(value: Any, environ: Mapping[str, str], where: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return _expand_string(value, environ, where)
+    if isinstance(value, dict):
+        return {k: _expand(v, environ, (*where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, environ, (*where, str(i))) for i, v in enumerate(value)]
+    return value
+
+
+def _expand_string(text: str, environ: Mapping[str, str], where: tuple[str, ...]) -> Any:
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = environ.get(name)
+        if found is not None and (found or default is None):
+            return found
+        if default is not None:
+            return default
+        raise ConfigError(f"{'.'.join(where)}: environment variable {name} is not set")
+
+    expanded = _ENV_REFERENCE.sub(substitute, text)
+    if expanded != text and _ENV_REFERENCE.fullmatch(text):
+        # A whole-value reference may stand for a number or a boolean: `port: ${PORT:-8080}`.
+        scalar = yaml.safe_load(expanded) if expanded else expanded
+        if isinstance(scalar, int | float | bool):
+            return scalar
+    return expanded
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)

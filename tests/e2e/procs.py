@@ -1,0 +1,91 @@
+"""Starting real `sidegate` processes on free loopback ports, and reading what they serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+SIDEGATE = [sys.executable, "-m", "sidegate.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                return self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def start(args: list[str], port: int, log_path: Path, ready_path: str = "/health") -> Process:
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            [*SIDEGATE, *args], stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"{args[0]} exited early:\n{log_path.read_text()}")
+        if http_status(url + ready_path) == 200:
+            return Process(popen, url, log_path)
+        time.sleep(0.05)
+    popen.kill()
+    raise RuntimeError(f"{args[0]} did not become ready:\n{log_path.read_text()}")
+
+
+def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text output, or None when absent."""
+    for line in metrics_text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if sample.split("{", 1)[0] != name:
+            continue
+        if all(f'{key}="{val}"' in sample for key, val in labels.items()):
+            return float(value)
+    return None

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from sidegate.auth import Authenticator
+from sidegate.errors import AuthenticationError
+from sidegate.settings import parse_settings
+
+CONFIG = """
+upstreams: {u: {provider: mock}}
+models: {m: {upstream: u}}
+plans: {starter: {rpm: 5}}
+tenants:
+  acme: {plan: starter, keys: [sk-acme-1, sk-acme-2]}
+  beta: {keys: [sk-beta]}
+"""
+
+
+def test_keys_map_to_tenants_and_plans() -> None:
+    auth = Authenticator(parse_settings(CONFIG, {}))
+    acme = auth.authenticate("Bearer sk-acme-2", None)
+    assert acme.name == "acme"
+    assert acme.plan is not None and acme.plan.rpm == 5
+    assert auth.authenticate(None, "sk-beta").name == "beta"
+    assert acme.key_id and "sk-acme" not in acme.key_id
+
+
+@pytest.mark.parametrize(
+    ("authorization", "code"),
+    [(None, "missing_api_key"), ("Bearer nope", "invalid_api_key"), ("Basic x", "missing_api_key")],
+)
+def test_unknown_or_missing_keys_are_refused(authorization: str | None, code: str) -> None:
+    auth = Authenticator(parse_settings(CONFIG, {}))
+    with pytest.raises(AuthenticationError) as caught:
+        auth.authenticate(authorization, None)
+    assert caught.value.instance_code == code
+
+
+def test_no_auth_mode_admits_everyone_as_anonymous() -> None:
+    settings = parse_settings(CONFIG + "auth: {mode: none}\n", {})
+    assert Authenticator(settings).authenticate(None, None).name == "anonymous"

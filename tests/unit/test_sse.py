@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import orjson
+
+from sidegate.tokens import Tokenizer
+from sidegate.upstream.sse import SseFramer
+
+
+def _event(payload: object) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _chunk(text: str) -> bytes:
+    return _event({"choices": [{"index": 0, "delta": {"content": text}}], "usage": None})
+
+
+USAGE = _event({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+DONE = b"data: [DONE]\n\n"
+
+
+def test_events_pass_through_whole_even_when_split_anywhere() -> None:
+    stream = _chunk("hel") + _chunk("lo") + DONE
+    for cut in range(1, len(stream)):
+        framer = SseFramer(hide_usage=False)
+        out = framer.feed(stream[:cut]) + framer.feed(stream[cut:])
+        assert out == stream
+        assert framer.done
+
+
+def test_usage_chunk_is_hidden_only_when_asked() -> None:
+    stream = _chunk("hi") + USAGE + DONE
+    hidden = SseFramer(hide_usage=True)
+    assert hidden.feed(stream) == _chunk("hi") + DONE
+    assert hidden.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+    shown = SseFramer(hide_usage=False)
+    assert shown.feed(stream) == stream
+    assert shown.usage is not None
+
+
+def test_completion_counted_from_deltas_when_no_usage() -> None:
+    framer = SseFramer(hide_usage=False)
+    framer.feed(_chunk("Hello") + _chunk(" wor") + _chunk("ld") + DONE)
+    tokenizer = Tokenizer("o200k_base")
+    assert framer.count_completion(tokenizer) == tokenizer.count("Hello world")
+
+
+def test_crlf_delimited_streams() -> None:
+    stream = (_chunk("a") + DONE).replace(b"\n\n", b"\r\n\r\n")
+    framer = SseFramer(hide_usage=False)
+    assert framer.feed(stream) == stream
+    assert framer.done
