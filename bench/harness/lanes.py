@@ -1,0 +1,147 @@
+"""One measurement of one system in one lane, returned as a JSON-ready row.
+
+CPU cost comes from /proc (utime + stime of the system's process tree) read around each run and
+divided by the requests that completed with 2xx: it is steadier than req/s on a shared machine.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.harness import paced, procs, wrk
+from bench.harness.systems import Kind, Running
+
+Row = dict[str, Any]
+SOAK_WARMUP_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class Lane:
+    name: str
+    kind: Kind
+    concurrency: int
+    throughput: bool = False
+
+    @property
+    def paced(self) -> bool:
+        return self.kind is Kind.PACED
+
+
+def lanes_for(concurrencies: list[int], stream_concurrency: int, paced_clients: int) -> list[Lane]:
+    top = max(concurrencies)
+    lanes = [Lane(f"chat-c{c}", Kind.CHAT, c, throughput=c == top) for c in concurrencies]
+    lanes.append(Lane(f"stream-c{stream_concurrency}", Kind.STREAM, stream_concurrency, True))
+    lanes.append(Lane(f"paced-c{paced_clients}", Kind.PACED, paced_clients))
+    return lanes
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))
+    return ordered[index]
+
+
+def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
+    pids = system.pids()
+    cpu_before = procs.cpu_seconds(pids)
+    row: Row = {
+        "lane": lane.name,
+        "kind": str(lane.kind),
+        "system": system.name,
+        "concurrency": lane.concurrency,
+    }
+    if lane.paced:
+        result = paced.run(system.target(lane.kind), lane.concurrency, seconds)
+        done = result.streams
+        row.update(
+            streams=result.streams,
+            failures=result.failures,
+            ttfb_p50_ms=percentile(result.ttfb_ms, 0.5),
+            ttfb_p99_ms=percentile(result.ttfb_ms, 0.99),
+            gap_p50_ms=percentile(result.gaps_ms, 0.5),
+            gap_p99_ms=percentile(result.gaps_ms, 0.99),
+            gaps=len(result.gaps_ms),
+        )
+    else:
+        outcome = wrk.run(system.target(lane.kind), lane.concurrency, seconds, workdir)
+        done = outcome.ok_requests
+        row.update(
+            requests=outcome.requests,
+            non2xx=outcome.non2xx,
+            errors=outcome.errors,
+            seconds=round(outcome.seconds, 3),
+            rps=round(outcome.rps, 1),
+            **{f"{key}_ms": value / 1000 for key, value in outcome.latency_us.items()},
+        )
+    cpu = procs.cpu_seconds(pids) - cpu_before
+    row["cpu_s"] = round(cpu, 3)
+    row["cpu_us_per_req"] = round(cpu * 1e6 / done, 1) if done else None
+    return row
+
+
+def warm_up(system: Running, seconds: float, workdir: Path, with_paced: bool) -> None:
+    """First requests pay for imports, pools and caches; keep them out of the figures."""
+    for kind in (Kind.CHAT, Kind.STREAM):
+        wrk.run(system.target(kind), 16, seconds, workdir)
+    if with_paced:
+        paced.run(system.target(Kind.PACED), 2, min(seconds, 1.0))
+
+
+def slope_mb_per_min(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope of RSS over time and the half-width of its ~95% interval."""
+    if len(samples) < 3:
+        return math.nan, math.nan
+    xs = [t / 60 for t, _ in samples]
+    ys = [rss for _, rss in samples]
+    x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - x_mean) ** 2 for x in xs)
+    if sxx == 0:
+        return math.nan, math.nan
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx
+    residuals = [y - (y_mean + slope * (x - x_mean)) for x, y in zip(xs, ys, strict=True)]
+    stderr = math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2) / sxx)
+    return slope, 2 * stderr
+
+
+def soak(system: Running, seconds: float, workdir: Path, interval: float) -> Row:
+    """Mixed chat and stream load for `seconds`, sampling RSS; warm-up share left out of the fit."""
+    pids = system.pids()
+    cpu_before = procs.cpu_seconds(pids)
+    loads: list[subprocess.Popen[str]] = [
+        wrk.start(system.target(kind), 32, seconds, workdir) for kind in (Kind.CHAT, Kind.STREAM)
+    ]
+    started = time.monotonic()
+    samples: list[tuple[float, float]] = []
+    while any(load.poll() is None for load in loads):
+        samples.append((time.monotonic() - started, procs.rss_mb(pids)))
+        time.sleep(interval)
+    results = [wrk.finish(load, seconds) for load in loads]
+    done = sum(result.ok_requests for result in results)
+    fitted = [s for s in samples if s[0] >= seconds * SOAK_WARMUP_SHARE]
+    slope, half_width = slope_mb_per_min(fitted)
+    cpu = procs.cpu_seconds(pids) - cpu_before
+    return {
+        "lane": "soak",
+        "system": system.name,
+        "seconds": round(seconds, 1),
+        "requests": done,
+        "non2xx": sum(result.non2xx for result in results),
+        "rss_start_mb": round(samples[0][1], 1) if samples else None,
+        "rss_end_mb": round(samples[-1][1], 1) if samples else None,
+        "slope_mb_per_min": round(slope, 4),
+        "slope_ci95_mb_per_min": round(half_width, 4),
+        "cpu_us_per_req": round(cpu * 1e6 / done, 1) if done else None,
+        "samples": [[round(t, 1), round(rss, 2)] for t, rss in samples],
+    }
+
+
+def rss(system: Running) -> Row:
+    return {"lane": "rss", "system": system.name, "rss_mb": round(procs.rss_mb(system.pids()), 1)}

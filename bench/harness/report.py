@@ -1,0 +1,240 @@
+"""Turn raw rows into medians, ratios, target checks and the markdown summary.
+
+"Added" figures are taken per round (system minus direct in the same round, which the
+interleaving keeps close in time) and the median of those differences is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Row = dict[str, Any]
+FLOOR = "aiohttp-floor"
+SUT = "sidegate"
+PEER = "litellm"
+
+
+def median(values: Iterable[float | None]) -> float:
+    kept = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(kept) if kept else math.nan
+
+
+def _rows(rows: list[Row], lane: str, system: str) -> list[Row]:
+    return [r for r in rows if r.get("lane") == lane and r.get("system") == system]
+
+
+def stat(rows: list[Row], lane: str, system: str, key: str) -> float:
+    return median(r.get(key) for r in _rows(rows, lane, system))
+
+
+def added(rows: list[Row], lane: str, system: str, key: str) -> float:
+    """Median over rounds of (system - direct) for `key` in `lane`."""
+    base = {r["round"]: r.get(key) for r in _rows(rows, lane, "direct")}
+    diffs = []
+    for row in _rows(rows, lane, system):
+        ref, value = base.get(row["round"]), row.get(key)
+        if ref is not None and value is not None:
+            diffs.append(value - ref)
+    return median(diffs)
+
+
+def fmt(value: float, digits: int = 0, suffix: str = "") -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which lanes a summary reads: the chat sweep, the stream lane and the paced lane."""
+
+    chat: list[str]
+    stream: str
+    paced: str
+
+    @property
+    def top(self) -> str:
+        return self.chat[-1]
+
+    @property
+    def single(self) -> str:
+        return self.chat[0]
+
+
+def systems_in(rows: list[Row]) -> list[str]:
+    seen: list[str] = []
+    for row in rows:
+        name = row.get("system")
+        if name and row.get("lane") not in ("skip",) and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def throughput_table(rows: list[Row], layout: Layout, roles: dict[str, str]) -> list[str]:
+    floor_rps = stat(rows, layout.top, FLOOR, "rps")
+    floor_streams = stat(rows, layout.stream, FLOOR, "rps")
+    lines = [
+        "| system | role | chat req/s | x floor | CPU µs/req | streams/s | x floor "
+        "| CPU µs/stream | RSS after load (MB) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for system in systems_in(rows):
+        rps = stat(rows, layout.top, system, "rps")
+        streams = stat(rows, layout.stream, system, "rps")
+        rss = max((r["rss_mb"] for r in _rows(rows, "rss", system)), default=math.nan)
+        lines.append(
+            f"| {system} | {roles.get(system, '')} | {fmt(rps)} | {fmt(ratio(rps, floor_rps), 2)} "
+            f"| {fmt(stat(rows, layout.top, system, 'cpu_us_per_req'))} | {fmt(streams)} "
+            f"| {fmt(ratio(streams, floor_streams), 2)} "
+            f"| {fmt(stat(rows, layout.stream, system, 'cpu_us_per_req'))} | {fmt(rss, 1)} |"
+        )
+    return lines
+
+
+def latency_table(rows: list[Row], layout: Layout) -> list[str]:
+    sweep = " | ".join(f"p50 @{lane.split('-')[-1]}" for lane in layout.chat[1:])
+    head = f"| system | p50 @c1 | p99 @c1 | {sweep} | TTFB p50 | gap p99 |"
+    lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
+    for system in systems_in(rows):
+        if system == "direct" or not _rows(rows, layout.single, system):
+            continue
+        cells = [
+            added(rows, layout.single, system, "p50_ms"),
+            added(rows, layout.single, system, "p99_ms"),
+            *(added(rows, lane, system, "p50_ms") for lane in layout.chat[1:]),
+            added(rows, layout.paced, system, "ttfb_p50_ms"),
+            added(rows, layout.paced, system, "gap_p99_ms"),
+        ]
+        lines.append(f"| {system} | " + " | ".join(fmt(c, 3) for c in cells) + " |")
+    base = [
+        stat(rows, layout.single, "direct", "p50_ms"),
+        stat(rows, layout.single, "direct", "p99_ms"),
+        *(stat(rows, lane, "direct", "p50_ms") for lane in layout.chat[1:]),
+        stat(rows, layout.paced, "direct", "ttfb_p50_ms"),
+        stat(rows, layout.paced, "direct", "gap_p99_ms"),
+    ]
+    lines.append("| *direct (absolute)* | " + " | ".join(fmt(c, 3) for c in base) + " |")
+    return lines
+
+
+def soak_lines(rows: list[Row]) -> list[str]:
+    soaks = [r for r in rows if r.get("lane") == "soak"]
+    if not soaks:
+        return ["No soak was run."]
+    lines = [
+        "| system | minutes | requests | RSS start → end (MB) | slope MB/min (±95%) | verdict |",
+        "|---|--:|--:|--:|--:|---|",
+    ]
+    for row in soaks:
+        slope, half = row["slope_mb_per_min"], row["slope_ci95_mb_per_min"]
+        flat = not math.isnan(slope) and abs(slope) <= half
+        lines.append(
+            f"| {row['system']} | {fmt(row['seconds'] / 60, 1)} | {fmt(row['requests'])} "
+            f"| {fmt(row['rss_start_mb'], 1)} → {fmt(row['rss_end_mb'], 1)} "
+            f"| {fmt(slope, 3)} ± {fmt(half, 3)} | {'flat' if flat else 'trend'} |"
+        )
+    return lines
+
+
+def target_rows(rows: list[Row], layout: Layout) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for Sidegate; met is None when it could not be measured."""
+    if not _rows(rows, layout.top, SUT):
+        return []
+
+    def check(value: float, ok: bool) -> bool | None:
+        return None if math.isnan(value) else ok
+
+    chat = ratio(stat(rows, layout.top, SUT, "rps"), stat(rows, layout.top, FLOOR, "rps"))
+    cpu_chat = ratio(
+        stat(rows, layout.top, FLOOR, "cpu_us_per_req"),
+        stat(rows, layout.top, SUT, "cpu_us_per_req"),
+    )
+    streams = ratio(stat(rows, layout.stream, SUT, "rps"), stat(rows, layout.stream, FLOOR, "rps"))
+    peer = ratio(stat(rows, layout.top, SUT, "rps"), stat(rows, layout.top, PEER, "rps"))
+    p50 = added(rows, layout.single, SUT, "p50_ms")
+    p99 = added(rows, layout.single, SUT, "p99_ms")
+    ttfb = added(rows, layout.paced, SUT, "ttfb_p50_ms")
+    gap = added(rows, layout.paced, SUT, "gap_p99_ms")
+    rss = max((r["rss_mb"] for r in _rows(rows, "rss", SUT)), default=math.nan)
+    soak = [r for r in rows if r.get("lane") == "soak" and r["system"] == SUT]
+    slope = soak[0]["slope_mb_per_min"] if soak else math.nan
+    half = soak[0]["slope_ci95_mb_per_min"] if soak else math.nan
+    return [
+        (
+            "chat ≥ 0.8x floor",
+            f"{fmt(chat, 2, 'x')} (by CPU/req {fmt(cpu_chat, 2, 'x')})",
+            check(chat, chat >= 0.8),
+        ),
+        ("streams ≥ 0.8x floor", fmt(streams, 2, "x"), check(streams, streams >= 0.8)),
+        ("chat ≥ 50x LiteLLM", fmt(peer, 1, "x"), check(peer, peer >= 50)),
+        ("added p50 @c1 ≤ 0.45 ms", fmt(p50, 3, " ms"), check(p50, p50 <= 0.45)),
+        ("added p99 @c1 ≤ 1 ms", fmt(p99, 3, " ms"), check(p99, p99 <= 1.0)),
+        ("added TTFB ≤ 0.3 ms", fmt(ttfb, 3, " ms"), check(ttfb, ttfb <= 0.3)),
+        ("added inter-chunk p99 ≤ 0.2 ms", fmt(gap, 3, " ms"), check(gap, gap <= 0.2)),
+        ("RSS after load ≤ 100 MB", fmt(rss, 1, " MB"), check(rss, rss <= 100)),
+        (
+            "soak slope ≈ 0",
+            f"{fmt(slope, 3)} ± {fmt(half, 3)} MB/min",
+            check(slope, abs(slope) <= half),
+        ),
+    ]
+
+
+def targets_table(rows: list[Row], layout: Layout) -> list[str]:
+    checks = target_rows(rows, layout)
+    if not checks:
+        return ["Sidegate was not measured in this run (see skipped systems)."]
+    mark = {True: "met", False: "**missed**", None: "not measured"}
+    lines = ["| target | measured | |", "|---|--:|---|"]
+    lines += [f"| {name} | {value} | {mark[met]} |" for name, value, met in checks]
+    return lines
+
+
+def summary(rows: list[Row], layout: Layout, meta: dict[str, Any]) -> str:
+    roles = meta.get("roles", {})
+    skipped = [r for r in rows if r.get("lane") == "skip"]
+    out = [
+        f"# Sidegate load benchmark — {meta['started']}",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Rounds: {meta['rounds']} (systems interleaved within each lane), "
+        f"{meta['seconds']} s per lane; medians over rounds. One core for each system under "
+        "test (cpu 1); wrk, the nginx upstream and the mock upstream on cpu 0. "
+        "CPU µs per request is read from /proc and is steadier than req/s on a shared machine.",
+        "",
+        "## Throughput (chat at the highest concurrency, canned 20-event stream)",
+        "",
+        *throughput_table(rows, layout, roles),
+        "",
+        "## Added latency over direct, ms (chat sweep; paced 50 tok/s stream)",
+        "",
+        *latency_table(rows, layout),
+        "",
+        "## Sidegate against its targets",
+        "",
+        *targets_table(rows, layout),
+        "",
+        "## Soak",
+        "",
+        *soak_lines(rows),
+        "",
+    ]
+    if skipped:
+        out += ["## Not measured", ""]
+        out += [f"- {r['system']}: {r['reason']}" for r in skipped]
+        out.append("")
+    out += ["## Machine", ""]
+    out += [f"- {key}: {value}" for key, value in meta["machine"].items()]
+    if meta.get("notes"):
+        out += ["", "## Notes", ""]
+        out += [f"- {note}" for note in meta["notes"]]
+    out.append("")
+    return "\n".join(out)
