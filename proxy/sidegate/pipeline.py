@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from sidegate.auth import Tenant
+from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
 from sidegate.errors import (
     ProxyError,
     UpstreamError,
@@ -84,7 +85,9 @@ class Pipeline:
 
     async def handle(self, request: web.Request, kind: Endpoint) -> web.StreamResponse:
         exchange = Exchange(
-            request_id=request["request_id"], tenant=request["tenant"], started=time.perf_counter()
+            request_id=request[REQUEST_ID_KEY],
+            tenant=request[TENANT_KEY],
+            started=time.perf_counter(),
         )
         active = None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidegate.context import TENANT_KEY
 from sidegate.keys import AUTH_KEY
 
 
@@ -12,7 +13,7 @@ from sidegate.keys import AUTH_KEY
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/"):
         authenticator = request.app[AUTH_KEY]
-        request["tenant"] = authenticator.authenticate(
+        request[TENANT_KEY] = authenticator.authenticate(
             request.headers.get("Authorization"), request.headers.get("api-key")
         )
     return await handler(request)

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidegate.context import REQUEST_ID_KEY
 from sidegate.errors import (
     BodyTooLargeError,
     InternalError,
@@ -67,20 +68,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ProxyError as error:
         log.log(error.level, "request failed: %s", error.message, extra=_ids(request))
-        return render(error, request.get("request_id"))
+        return render(error, request.get(REQUEST_ID_KEY))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         translated = _from_http(exc)
         status = exc.status if type(translated) is InvalidRequestError else None
-        return render(translated, request.get("request_id"), status)
+        return render(translated, request.get(REQUEST_ID_KEY), status)
     except Exception:
         log.exception("unhandled error", extra=_ids(request))
         return render(
             InternalError("The server had an error while processing your request."),
-            request.get("request_id"),
+            request.get(REQUEST_ID_KEY),
         )
 
 
 def _ids(request: web.Request) -> dict[str, object]:
-    return {"request_id": request.get("request_id"), "path": request.path}
+    return {"request_id": request.get(REQUEST_ID_KEY), "path": request.path}

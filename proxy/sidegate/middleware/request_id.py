@@ -10,6 +10,8 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidegate.context import REQUEST_ID_KEY
+
 REQUEST_ID_HEADER: Final = "x-request-id"
 _SANE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -20,7 +22,7 @@ current_request_id: ContextVar[str | None] = ContextVar("sidegate_request_id", d
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     offered = request.headers.get(REQUEST_ID_HEADER)
     request_id = offered if offered and _SANE.match(offered) else f"req_{uuid.uuid4().hex}"
-    request["request_id"] = request_id
+    request[REQUEST_ID_KEY] = request_id
     current_request_id.set(request_id)
     response = await handler(request)
     if not response.prepared:
