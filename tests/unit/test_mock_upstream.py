@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import math
 import struct
 import time
@@ -343,6 +345,20 @@ async def test_pacing_and_latency(aiohttp_client: AiohttpClient) -> None:
     status, _ = await post(client, "/v1/chat/completions", chat("one two three four five six"))
     assert status == 200
     assert time.monotonic() - started >= 0.2
+
+
+async def test_client_leaving_mid_stream_is_not_an_error(
+    aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await aiohttp_client(build_mock_app(tokens_per_second=50))
+    body = chat("a b c d e f g h i j k l", stream=True)
+    response = await client.post("/v1/chat/completions", data=orjson.dumps(body))
+    assert (await response.content.readline()).startswith(b"data: ")
+    response.close()
+    await asyncio.sleep(0.3)
+    status, _ = await post(client, "/v1/chat/completions", chat("still serving"))
+    assert status == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.mark.parametrize(

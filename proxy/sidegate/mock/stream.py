@@ -100,30 +100,42 @@ async def send_stream(
     chunks = events.token_chunks()
     if drop_after is not None:
         chunks = chunks[:drop_after]
+    closing = b"" if drop_after is not None else events.closing()
     response = web.StreamResponse(headers=_SSE_HEADERS)
     await response.prepare(request)
-    closing = b"" if drop_after is not None else events.closing()
-    pace = config.seconds_per_token
-    if pace <= 0:
-        # Unpaced, the whole stream goes out in one write: still one SSE event per token, but
-        # one syscall, which keeps the mock cheap when it is the upstream of a benchmark.
-        await response.write(events.opening() + b"".join(c for _, c in chunks) + closing)
-    else:
-        opening = events.opening()
-        if opening:
-            await response.write(opening)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for position, group in groupby(chunks, key=itemgetter(0)):
-            # Token i is due (i + 1) / rate after the start, whatever the writes cost.
-            delay = start + (position + 1) * pace - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await response.write(b"".join(chunk for _, chunk in group))
-        if closing:
-            await response.write(closing)
+    try:
+        await _write_events(response, events.opening(), chunks, closing, config.seconds_per_token)
+    except ConnectionError:
+        # The client left mid-stream: an everyday event for a server, not an error to log.
+        return response
     if drop_after is not None:
         await cut_connection(request, grace_s=DROP_GRACE_S)
         return response
     await response.write_eof()
     return response
+
+
+async def _write_events(
+    response: web.StreamResponse,
+    opening: bytes,
+    chunks: list[tuple[int, bytes]],
+    closing: bytes,
+    pace: float,
+) -> None:
+    if pace <= 0:
+        # Unpaced, the whole stream goes out in one write: still one SSE event per token, but
+        # one syscall, which keeps the mock cheap when it is the upstream of a benchmark.
+        await response.write(opening + b"".join(chunk for _, chunk in chunks) + closing)
+        return
+    if opening:
+        await response.write(opening)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for position, group in groupby(chunks, key=itemgetter(0)):
+        # Token i is due (i + 1) / rate after the start, whatever the writes cost.
+        delay = start + (position + 1) * pace - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await response.write(b"".join(chunk for _, chunk in group))
+    if closing:
+        await response.write(closing)
