@@ -6,6 +6,7 @@ MATURIN := $(VENV)/bin/maturin
 STAMP := $(VENV)/.deps-installed
 
 .PHONY: run test build lint test-rust test-python system-deps bench bench-micro clean
+.PHONY: bench-peers bench-smoke
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,18 @@ system-deps:
 	@scripts/install-system-deps.sh
 
 test: system-deps build lint test-rust test-python
+
+# Load benchmark (bench/RESULTS.md): Sidegate beside direct, nginx, the aiohttp floor and peers.
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--soak-minutes 2 --rounds 5".
+bench: system-deps build
+	$(PY) -m bench.harness --publish $(BENCH_ARGS)
+
+bench-peers: build
+	bench/install_peers.sh
+	$(MAKE) bench
+
+bench-smoke: system-deps build
+	$(PY) -m bench.harness --smoke $(BENCH_ARGS)
 
 bench-micro: build
 	$(VENV)/bin/pytest -q bench/micro --benchmark-only

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _apply_smoke(args: argparse.Namespace) -> None:
     args.rounds, args.seconds, args.paced_seconds = 1, 1.0, 1.5
-    args.warmup_seconds, args.soak_minutes = 1.0, 0.05
+    args.warmup_seconds, args.soak_minutes = 0.0, 0.05
     args.soak_systems = "sidegate,aiohttp-floor"
     if not args.systems:
         args.systems = ",".join(spec.name for spec in systems.SPECS if not spec.peer)

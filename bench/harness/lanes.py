@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import paced, procs, wrk
-from bench.harness.systems import Kind, Running
+from bench.harness.systems import Kind, Running, probe
 
 Row = dict[str, Any]
 SOAK_WARMUP_SHARE = 0.2
@@ -90,7 +90,12 @@ def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
 def warm_up(system: Running, seconds: float, workdir: Path, with_paced: bool) -> None:
     """First requests pay for imports, pools and caches; keep them out of the figures."""
     for kind in (Kind.CHAT, Kind.STREAM):
-        wrk.run(system.target(kind), 16, seconds, workdir)
+        if seconds >= 1:
+            wrk.run(system.target(kind), 16, seconds, workdir)
+        else:
+            # wrk runs whole seconds; a smoke run only needs the first requests out of the way.
+            for _ in range(20):
+                probe(system.target(kind), timeout=10)
     if with_paced:
         paced.run(system.target(Kind.PACED), 2, min(seconds, 1.0))
 

@@ -1,0 +1,86 @@
+"""The load benchmark end to end in its smoke form, so the harness cannot rot unnoticed.
+
+It runs `python -m bench.harness --smoke` (every lane for about a second, one round, every
+available system but the peers) and checks what a reader of the results gets: raw rows, the
+markdown summary with its tables, and the plot. Speeds are never asserted, only that each
+system answered its requests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MISSING_TOOL_EXIT = 3
+ALWAYS_MEASURED = ("direct", "nginx", "aiohttp-floor", "sidegate")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.harness", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    if done.returncode == MISSING_TOOL_EXIT:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def rows_of(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(300)
+def test_every_lane_measures_the_core_systems(smoke: Path) -> None:
+    rows = rows_of(smoke)
+    skipped = {r["system"]: r["reason"] for r in rows if r["lane"] == "skip"}
+    for system in ALWAYS_MEASURED:
+        assert system not in skipped, f"{system} not measured: {skipped.get(system)}"
+        measured = {r["lane"] for r in rows if r["system"] == system}
+        assert {"chat-c1", "chat-c8", "chat-c64", "stream-c64", "rss"} <= measured, system
+        if "mock-upstream" not in skipped:
+            assert "paced-c4" in measured, system
+    for row in rows:
+        if "rps" in row:
+            assert row["requests"] > 0 and row["non2xx"] == 0 and row["errors"] == 0, row
+            assert row["cpu_us_per_req"] is not None, row
+        if "ttfb_p50_ms" in row:
+            assert row["streams"] > 0 and row["failures"] == 0, row
+
+
+@pytest.mark.timeout(300)
+def test_soak_samples_memory_over_time(smoke: Path) -> None:
+    soaks = [r for r in rows_of(smoke) if r["lane"] == "soak"]
+    assert {r["system"] for r in soaks} >= {"aiohttp-floor"}
+    for row in soaks:
+        assert len(row["samples"]) >= 3 and row["requests"] > 0, row
+
+
+@pytest.mark.timeout(300)
+def test_summary_has_the_tables_and_the_plot_is_a_png(smoke: Path) -> None:
+    summary = (smoke / "summary.md").read_text()
+    for heading in (
+        "## Throughput",
+        "## Added latency",
+        "## Sidegate against its targets",
+        "## Soak",
+        "## Machine",
+    ):
+        assert heading in summary
+    table = [line for line in summary.splitlines() if line.startswith("| ")]
+    for system in ALWAYS_MEASURED:
+        assert any(line.startswith(f"| {system} |") for line in table), system
+    assert "added p50 @c1" in summary
+    assert (smoke / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
