@@ -1,6 +1,6 @@
 """Start real processes for tests: a free port, and a process that is ready when a URL answers.
 
-from procs import free_port, run_process, sidegate_command
+from tests.procs import free_port, run_process, sidegate_command
 
 port = free_port()
 with run_process([*sidegate_command(), "mock-upstream", "--port", str(port)],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterator
 
 import openai
 import pytest
-from tests.procs import Process, free_port, run_process, sidegate_command
+from tests.procs import Process, ProcessFailed, free_port, run_process, sidegate_command
 
 from sidegate.tokens import Tokenizer
 
@@ -186,3 +187,12 @@ def test_process_stays_quiet(mock_process: Process, sdk: openai.OpenAI) -> None:
     assert output.strip().splitlines() == [
         f"sidegate mock-upstream listening on http://127.0.0.1:{mock_process.url.rsplit(':', 1)[1]}"
     ]
+
+
+def test_run_process_reports_an_early_exit_with_its_output() -> None:
+    args = [sys.executable, "-c", "print('boom', flush=True); raise SystemExit(3)"]
+    with (
+        pytest.raises(ProcessFailed, match=r"(?s)exited with 3.*boom"),
+        run_process(args, f"http://127.0.0.1:{free_port()}/health"),
+    ):
+        pass
