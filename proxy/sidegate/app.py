@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from sidegate.admission import Unlimited
 from sidegate.auth import Authenticator
+from sidegate.cache import NoCache
 from sidegate.keys import (
     AUTH_KEY,
     LIFECYCLE_KEY,
@@ -28,7 +30,9 @@ from sidegate.middleware.errors import error_middleware
 from sidegate.middleware.request_id import request_id_middleware
 from sidegate.observability.access import AccessLog
 from sidegate.observability.metrics import build_metrics
-from sidegate.pipeline import Pipeline
+from sidegate.observability.recorder import Recorder
+from sidegate.observability.tracing import NoTracing
+from sidegate.pipeline import Pipeline, Seams
 from sidegate.routes import chat, completions, embeddings, health, models
 from sidegate.routing import Router
 from sidegate.settings import Settings
@@ -90,10 +94,19 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     async with _embedded_mock(settings) as embedded:
         pools = UpstreamPools(settings, on_health, embedded)
         app[POOLS_KEY] = pools
-        app[PIPELINE_KEY] = Pipeline(settings, app[ROUTER_KEY], pools, metrics, AccessLog())
+        seams = Seams(
+            admission=Unlimited(),
+            cache=NoCache(),
+            tracing=NoTracing(),
+            recorder=Recorder(metrics, AccessLog()),
+        )
+        app[PIPELINE_KEY] = Pipeline(app[ROUTER_KEY], pools, metrics, seams)
         try:
             yield
         finally:
+            await seams.admission.close()
+            await seams.cache.close()
+            seams.tracing.shutdown()
             await pools.close()
 
 

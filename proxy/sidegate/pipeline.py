@@ -1,8 +1,10 @@
 """The request pipeline every endpoint family shares (DESIGN.md §2).
 
 Routes parse nothing themselves: they hand the raw request and their endpoint kind here. The
-pipeline inspects the body, resolves the model, forwards to the best endpoint with failover,
-relays the answer (streaming or not) and accounts for it in one place.
+pipeline inspects the body, resolves the model, admits the request (limits, budgets), answers
+from cache when it can, forwards to the best endpoint with failover, relays the answer
+(streaming or not) and accounts for it. Each concern sits behind its own seam (`Admission`,
+`ResponseCache`, `Tracing`, `Recorder`), so this module only orders them.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from sidegate.auth import Tenant
+from sidegate.admission import Admission, Ticket
+from sidegate.cache import CachedAnswer, CacheKey, ResponseCache
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
 from sidegate.errors import (
     ProxyError,
@@ -26,11 +29,13 @@ from sidegate.errors import (
     UpstreamTimeoutError,
     status_of,
 )
+from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
-from sidegate.observability.access import AccessLog
 from sidegate.observability.metrics import Metrics
+from sidegate.observability.recorder import Recorder
+from sidegate.observability.tracing import Tracing
+from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate, Router
-from sidegate.settings import Settings
 from sidegate.tokens import Tokenizer, encoding_for_model
 from sidegate.upstream.headers import client_response_headers, upstream_request_headers
 from sidegate.upstream.pool import Endpoint as PoolEndpoint
@@ -47,61 +52,37 @@ _PATHS: dict[Endpoint, str] = {
 }
 
 
-@dataclass(slots=True)
-class Exchange:
-    """What one request did, filled in as it goes and accounted for at the end."""
-
-    request_id: str
-    tenant: Tenant
-    started: float
-    model: str = "-"
-    upstream: str = "-"
-    status: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    upstream_seconds: float = 0.0
-    first_byte_at: float | None = None
-    attempts: list[str] = field(default_factory=list)
-
-    def overhead_seconds(self, now: float) -> float:
-        return max(0.0, now - self.started - self.upstream_seconds)
+@dataclass(frozen=True, slots=True)
+class Seams:
+    admission: Admission
+    cache: ResponseCache
+    tracing: Tracing
+    recorder: Recorder
 
 
 class Pipeline:
     def __init__(
-        self,
-        settings: Settings,
-        router: Router,
-        pools: UpstreamPools,
-        metrics: Metrics,
-        access: AccessLog,
+        self, router: Router, pools: UpstreamPools, metrics: Metrics, seams: Seams
     ) -> None:
-        self._settings = settings
         self._router = router
         self._pools = pools
         self._metrics = metrics
-        self._access = access
+        self._admission = seams.admission
+        self._cache = seams.cache
+        self._tracing = seams.tracing
+        self._recorder = seams.recorder
 
     async def handle(self, request: web.Request, kind: Endpoint) -> web.StreamResponse:
         exchange = Exchange(
             request_id=request[REQUEST_ID_KEY],
             tenant=request[TENANT_KEY],
+            kind=kind,
             started=time.perf_counter(),
         )
-        active = None
         try:
-            body = await request.read()
-            facts = inspect_request(body, kind)
-            exchange.model = facts.model
-            candidates = self._router.candidates(facts.model)
-            if candidates[0].encoding != encoding_for_model(facts.model):
-                facts = inspect_request(body, kind, candidates[0].encoding)
-            exchange.input_tokens = facts.prompt_tokens
-            active = self._metrics.active_requests.labels(facts.model)
-            active.inc()
-            response = await self._forward(request, kind, body, facts, candidates, exchange)
-            exchange.status = response.status
+            with self._tracing.request(request.headers, exchange):
+                response = await self._handle(request, kind, exchange)
+            exchange.status = exchange.status or response.status
             return response
         except ProxyError as error:
             exchange.status = status_of(error)
@@ -110,9 +91,38 @@ class Pipeline:
             exchange.status = 499  # the client went away
             raise
         finally:
-            if active is not None:
-                active.dec()
-            self._account(exchange)
+            self._recorder.finish(exchange)
+
+    async def _handle(
+        self, request: web.Request, kind: Endpoint, exchange: Exchange
+    ) -> web.StreamResponse:
+        body = await request.read()
+        facts = inspect_request(body, kind)
+        exchange.model = facts.model
+        exchange.stream = facts.stream
+        candidates = self._router.candidates(facts.model)
+        primary = candidates[0]
+        if primary.encoding != encoding_for_model(facts.model):
+            facts = inspect_request(body, kind, primary.encoding)
+        exchange.input_tokens = facts.prompt_tokens
+        ticket = await self._admission.admit(exchange, facts, primary)
+        active = self._metrics.active_requests.labels(facts.model)
+        active.inc()
+        try:
+            key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
+            if key is not None and key.lookup:
+                answer = await self._cache.get(key.value)
+                result = "hit" if answer is not None else "miss"
+                self._metrics.cache_requests.labels("exact", result).inc()
+                if answer is not None:
+                    return await self._answer_from_cache(request, answer, facts, exchange, ticket)
+            store = key if key is not None and key.store else None
+            return await self._forward(
+                request, kind, body, facts, candidates, exchange, ticket, store
+            )
+        finally:
+            active.dec()
+            await ticket.settle(exchange)
 
     async def _forward(
         self,
@@ -122,37 +132,45 @@ class Pipeline:
         facts: RequestFacts,
         candidates: Sequence[Candidate],
         exchange: Exchange,
+        ticket: Ticket,
+        store: CacheKey | None,
     ) -> web.StreamResponse:
         hide_usage = facts.stream and kind != "embeddings" and not facts.include_usage
         last_error: UpstreamError | None = None
         for candidate in candidates:
             pool = self._pools[candidate.upstream]
             upstream_body = _rewrite(body, facts.model, candidate, add_usage=hide_usage)
-            headers = upstream_request_headers(request.headers, pool.auth_headers)
             for endpoint in pool.ordered():
                 exchange.attempts.append(endpoint.base_url)
-                try:
-                    upstream = await self._attempt(
-                        pool.name, endpoint, kind, headers, upstream_body, exchange
-                    )
-                except UpstreamTimeoutError:
-                    pool.mark_failed(endpoint)
-                    raise
-                except UpstreamError as error:
-                    pool.mark_failed(endpoint)
-                    last_error = error
-                    continue
-                pool.mark_ok(endpoint)
-                exchange.upstream = candidate.upstream
-                try:
-                    if facts.stream and _is_sse(upstream):
-                        return await self._relay_stream(
-                            request, upstream, candidate, exchange, hide_usage
+                with self._tracing.attempt(exchange, pool.name, endpoint.base_url) as trace:
+                    headers = upstream_request_headers(request.headers, pool.auth_headers)
+                    headers.extend(trace)
+                    try:
+                        upstream = await self._attempt(
+                            pool.name, endpoint, kind, headers, upstream_body, exchange
                         )
-                    return await self._relay_whole(upstream, candidate, exchange)
-                finally:
-                    upstream.close()
-                    endpoint.outstanding -= 1
+                    except UpstreamTimeoutError:
+                        pool.mark_failed(endpoint)
+                        raise
+                    except UpstreamError as error:
+                        pool.mark_failed(endpoint)
+                        last_error = error
+                        continue
+                    pool.mark_ok(endpoint)
+                    exchange.upstream = candidate.upstream
+                    exchange.endpoint = endpoint.base_url
+                    exchange.served_model = candidate.model
+                    # Never store a fallback's answer under the primary model's key.
+                    keep = store if candidate is candidates[0] else None
+                    try:
+                        if facts.stream and _is_sse(upstream):
+                            return await self._relay_stream(
+                                request, upstream, candidate, exchange, ticket, hide_usage, keep
+                            )
+                        return await self._relay_whole(upstream, candidate, exchange, ticket, keep)
+                    finally:
+                        upstream.close()
+                        endpoint.outstanding -= 1
         if last_error is None:
             raise UpstreamError("No upstream endpoint is configured for this model.")
         raise last_error
@@ -176,9 +194,9 @@ class Pipeline:
             )
         except BaseException:
             endpoint.outstanding -= 1
-            exchange.upstream_seconds += time.perf_counter() - sent
             raise
-        exchange.upstream_seconds += time.perf_counter() - sent
+        finally:
+            exchange.upstream_seconds += time.perf_counter() - sent
         if upstream.status >= 500:
             try:
                 error_body = await upstream.read()
@@ -195,7 +213,12 @@ class Pipeline:
         return upstream
 
     async def _relay_whole(
-        self, upstream: UpstreamResponse, candidate: Candidate, exchange: Exchange
+        self,
+        upstream: UpstreamResponse,
+        candidate: Candidate,
+        exchange: Exchange,
+        ticket: Ticket,
+        store: CacheKey | None,
     ) -> web.Response:
         started = time.perf_counter()
         try:
@@ -203,9 +226,16 @@ class Pipeline:
         finally:
             exchange.upstream_seconds += time.perf_counter() - started
         if upstream.status < 300:
-            self._account_usage(_usage_of(body), candidate, exchange)
+            _account_usage(_usage_of(body), candidate, exchange)
+            if store is not None:
+                await self._cache.put(
+                    store.value,
+                    CachedAnswer(
+                        exchange.kind, body, exchange.input_tokens, exchange.output_tokens
+                    ),
+                )
         headers = client_response_headers(upstream.headers)
-        self._stamp(headers, exchange)
+        self._stamp(headers, exchange, ticket)
         return web.Response(body=body, status=upstream.status, headers=headers)
 
     async def _relay_stream(
@@ -214,15 +244,18 @@ class Pipeline:
         upstream: UpstreamResponse,
         candidate: Candidate,
         exchange: Exchange,
+        ticket: Ticket,
         hide_usage: bool,
+        store: CacheKey | None,
     ) -> web.StreamResponse:
         headers = client_response_headers(upstream.headers)
         headers["Cache-Control"] = "no-cache"
-        self._stamp(headers, exchange)
+        self._stamp(headers, exchange, ticket)
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
         framer = SseFramer(hide_usage=hide_usage)
         body = upstream.iter_body()
+        complete = False
         try:
             while True:
                 waited = time.perf_counter()
@@ -237,13 +270,15 @@ class Pipeline:
                     if exchange.first_byte_at is None:
                         exchange.first_byte_at = time.perf_counter()
                     await response.write(out)
-            if not framer.done:
+            if framer.done:
+                complete = True
+            else:
+                exchange.status = 502
                 await response.write(
                     error_event("The upstream ended the stream early.", "upstream_stream_cut")
                 )
-                exchange.status = 502
         except UpstreamError as error:
-            exchange.status = 502 if not isinstance(error, UpstreamTimeoutError) else 504
+            exchange.status = 504 if isinstance(error, UpstreamTimeoutError) else 502
             await response.write(
                 error_event(error.message, error.instance_code or "upstream_error")
             )
@@ -254,58 +289,68 @@ class Pipeline:
         finally:
             usage = framer.usage
             if usage is None:
-                usage = {
-                    "prompt_tokens": exchange.input_tokens,
-                    "completion_tokens": framer.count_completion(Tokenizer(candidate.encoding)),
-                }
-            self._account_usage(usage, candidate, exchange)
+                counted = framer.count_completion(Tokenizer(candidate.encoding))
+                usage = {"prompt_tokens": exchange.input_tokens, "completion_tokens": counted}
+            _account_usage(usage, candidate, exchange)
+        if complete and store is not None and upstream.status < 300:
+            assembled = assemble_stream(exchange.kind, framer.payloads, framer.usage)
+            if assembled is not None:
+                await self._cache.put(
+                    store.value,
+                    CachedAnswer(
+                        exchange.kind, assembled, exchange.input_tokens, exchange.output_tokens
+                    ),
+                )
         await response.write_eof()
         return response
 
-    def _account_usage(
-        self, usage: dict[str, Any] | None, candidate: Candidate, exchange: Exchange
-    ) -> None:
-        if usage:
-            prompt = usage.get("prompt_tokens")
-            completion = usage.get("completion_tokens")
-            if isinstance(prompt, int):
-                exchange.input_tokens = prompt
-            if isinstance(completion, int):
-                exchange.output_tokens = completion
-        exchange.cost_usd = (
-            exchange.input_tokens * candidate.price.input
-            + exchange.output_tokens * candidate.price.output
-        ) / 1000.0
+    async def _answer_from_cache(
+        self,
+        request: web.Request,
+        answer: CachedAnswer,
+        facts: RequestFacts,
+        exchange: Exchange,
+        ticket: Ticket,
+    ) -> web.StreamResponse:
+        exchange.cache = "hit"
+        exchange.served_model = exchange.model
+        exchange.input_tokens = answer.input_tokens
+        exchange.output_tokens = answer.output_tokens
+        exchange.cost_usd = 0.0  # a hit costs no upstream call
+        headers: dict[str, str] = {}
+        self._stamp(headers, exchange, ticket)
+        if not facts.stream or answer.kind == "embeddings":
+            headers["Content-Type"] = "application/json"
+            return web.Response(body=answer.body, headers=headers)
+        headers["Content-Type"] = "text/event-stream"
+        headers["Cache-Control"] = "no-cache"
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        exchange.first_byte_at = time.perf_counter()
+        await response.write(replay_stream(answer, include_usage=facts.include_usage))
+        await response.write_eof()
+        return response
 
-    def _stamp(self, headers: dict[str, str], exchange: Exchange) -> None:
+    def _stamp(self, headers: dict[str, str], exchange: Exchange, ticket: Ticket) -> None:
+        headers.update(ticket.headers)
         headers["x-request-id"] = exchange.request_id
-        headers["x-cache"] = "miss"
+        headers["x-cache"] = exchange.cache
         overhead = exchange.overhead_seconds(time.perf_counter())
         headers["x-sidegate-overhead-ms"] = f"{overhead * 1000:.3f}"
 
-    def _account(self, exchange: Exchange) -> None:
-        now = time.perf_counter()
-        metrics = self._metrics
-        tenant = exchange.tenant.name
-        status = str(exchange.status or 500)
-        metrics.requests.labels(exchange.model, exchange.upstream, tenant, status).inc()
-        if exchange.upstream != "-":
-            if exchange.input_tokens:
-                metrics.tokens.labels(exchange.model, tenant, "input").inc(exchange.input_tokens)
-            if exchange.output_tokens:
-                metrics.tokens.labels(exchange.model, tenant, "output").inc(exchange.output_tokens)
-            if exchange.cost_usd:
-                metrics.cost.labels(exchange.model, tenant).inc(exchange.cost_usd)
-            metrics.request_duration.labels(exchange.model).observe(now - exchange.started)
-            metrics.upstream_duration.labels(exchange.model, exchange.upstream).observe(
-                exchange.upstream_seconds
-            )
-            if exchange.first_byte_at is not None:
-                metrics.time_to_first_token.labels(exchange.model).observe(
-                    exchange.first_byte_at - exchange.started
-                )
-        metrics.proxy_overhead.observe(exchange.overhead_seconds(now))
-        self._access.request(exchange, latency_seconds=now - exchange.started)
+
+def _account_usage(usage: dict[str, Any] | None, candidate: Candidate, exchange: Exchange) -> None:
+    if usage:
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens")
+        if isinstance(prompt, int):
+            exchange.input_tokens = prompt
+        if isinstance(completion, int):
+            exchange.output_tokens = completion
+    exchange.cost_usd = (
+        exchange.input_tokens * candidate.price.input
+        + exchange.output_tokens * candidate.price.output
+    ) / 1000.0
 
 
 def _rewrite(body: bytes, client_model: str, candidate: Candidate, *, add_usage: bool) -> bytes:

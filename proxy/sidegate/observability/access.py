@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sidegate.pipeline import Exchange
+    from sidegate.exchange import Exchange
 
 log = logging.getLogger("sidegate.access")
 
@@ -23,8 +23,8 @@ class AccessLog:
             "request",
             extra={
                 "request_id": exchange.request_id,
-                "trace_id": None,
-                "span_id": None,
+                "trace_id": exchange.trace_id,
+                "span_id": exchange.span_id,
                 "tenant": exchange.tenant.name,
                 "key_id": exchange.tenant.key_id,
                 "model": exchange.model,
@@ -34,7 +34,7 @@ class AccessLog:
                 "output_tokens": exchange.output_tokens,
                 "cost_usd": round(exchange.cost_usd, 8),
                 "latency_ms": round(latency_seconds * 1000, 3),
-                "cache": "miss",
+                "cache": exchange.cache,
                 "attempts": len(exchange.attempts),
             },
         )

@@ -23,7 +23,7 @@ class SseFramer:
     __slots__ = (
         "_buffer",
         "_delimiter",
-        "_payloads",
+        "payloads",
         "done",
         "hide_usage",
         "usage",
@@ -35,7 +35,8 @@ class SseFramer:
         self.done = False
         self._buffer = b""
         self._delimiter = b"\n\n"
-        self._payloads: list[bytes] = []
+        # Data payloads of content events, unparsed, for counting and assembling at the end.
+        self.payloads: list[bytes] = []
 
     def feed(self, piece: bytes) -> bytes:
         """Complete events from `piece` (plus what was buffered), ready to send to the client."""
@@ -74,13 +75,13 @@ class SseFramer:
                 self.usage = chunk["usage"]
                 if not chunk.get("choices"):
                     return self.hide_usage
-        self._payloads.append(payload)
+        self.payloads.append(payload)
         return False
 
     def count_completion(self, tokenizer: Tokenizer) -> int:
         """Completion tokens from the content deltas seen (when no usage was reported)."""
         counter = CompletionCounter(tokenizer)
-        for payload in self._payloads:
+        for payload in self.payloads:
             try:
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError:

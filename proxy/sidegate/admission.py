@@ -1,0 +1,60 @@
+"""Admission: the seam where rate limits, concurrency limits and budgets decide.
+
+`Admission.admit` runs before any upstream work. It either raises `RateLimitError` /
+`QuotaExceededError` (429) or returns a `Ticket` whose headers go on the response and whose
+`settle` runs exactly once when the request ends (true-up of reserved tokens with real usage,
+release of a concurrency slot, budget charge) — for streams, cut streams and cache hits too.
+
+`Unlimited` is the implementation used when no tenant has a plan.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sidegate.exchange import Exchange
+from sidegate.inspection import RequestFacts
+from sidegate.routing import Candidate
+
+
+class Ticket(Protocol):
+    @property
+    def headers(self) -> dict[str, str]:
+        """`x-ratelimit-*` headers for the response."""
+        ...
+
+    async def settle(self, exchange: Exchange) -> None:
+        """Called once at the end with the real usage in `exchange`."""
+        ...
+
+
+class Admission(Protocol):
+    async def admit(
+        self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
+    ) -> Ticket: ...
+
+    async def close(self) -> None: ...
+
+
+class _FreeTicket:
+    __slots__ = ()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    async def settle(self, exchange: Exchange) -> None:
+        return None
+
+
+_FREE = _FreeTicket()
+
+
+class Unlimited:
+    """Admits everything."""
+
+    async def admit(self, exchange: Exchange, facts: RequestFacts, candidate: Candidate) -> Ticket:
+        return _FREE
+
+    async def close(self) -> None:
+        return None

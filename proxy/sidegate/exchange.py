@@ -1,0 +1,39 @@
+"""`Exchange`: what one request did, filled in as it goes and accounted for at the end.
+
+Every concern of the request path (limits, cache, telemetry, spend) reads and writes this one
+record, so none of them needs to know about the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sidegate.auth import Tenant
+from sidegate.inspection import Endpoint
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    tenant: Tenant
+    kind: Endpoint
+    started: float  # time.perf_counter() when the request arrived
+    model: str = "-"  # the model the client asked for
+    served_model: str = "-"  # the configured model that answered (differs after a fallback)
+    upstream: str = "-"
+    endpoint: str = "-"
+    status: int = 0
+    stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cache: str = "miss"  # hit | miss
+    upstream_seconds: float = 0.0
+    first_byte_at: float | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    attempts: list[str] = field(default_factory=list)
+
+    def overhead_seconds(self, now: float) -> float:
+        """Time spent inside Sidegate so far: wall time minus time waiting on upstreams."""
+        return max(0.0, now - self.started - self.upstream_seconds)
