@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import textwrap
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import Process, free_port, start
+from tests.e2e.procs import Process, RedisServer, free_port, start
 
 
 @pytest.fixture
@@ -59,3 +60,14 @@ def paced_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
     process = start(args, port, log_path)
     yield process
     process.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server for one test (skipped where redis-server is not installed)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/install-system-deps.sh installs it)")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -89,3 +89,43 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
         if all(f'{key}="{val}"' in sample for key, val in labels.items()):
             return float(value)
     return None
+
+
+class RedisServer:
+    """A real `redis-server` on a free loopback port that a test can stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._directory = directory
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._directory),
+        ]
+        with (self._directory / "redis.log").open("ab") as log:
+            self._popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait()
+        self._popen = None
