@@ -1,12 +1,19 @@
-"""The lean transport against misbehaving upstreams: raw `asyncio.start_server` on 127.0.0.1."""
+"""The lean transport against misbehaving upstreams: raw `asyncio.start_server` on 127.0.0.1.
+
+Every test runs on asyncio's own event loop and on uvloop's.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import pytest
+import uvloop
 
 from sidegate.errors import (
     UpstreamConnectError,
@@ -76,15 +83,17 @@ class RawUpstream:
         return head + body
 
 
-@pytest.fixture
-async def transport() -> AsyncIterator[LeanTransport]:
-    lean = LeanTransport(max_connections_per_endpoint=4, idle_expiry_seconds=30.0)
-    yield lean
-    await lean.close()
+@asynccontextmanager
+async def lean_transport() -> AsyncIterator[LeanTransport]:
+    transport = LeanTransport(max_connections_per_endpoint=4, idle_expiry_seconds=30.0)
+    try:
+        yield transport
+    finally:
+        await transport.close()
 
 
-@pytest.fixture
-async def upstream_factory() -> AsyncIterator[Callable[[Handler], Awaitable[RawUpstream]]]:
+@asynccontextmanager
+async def raw_upstreams() -> AsyncIterator[Callable[[Handler], Awaitable[RawUpstream]]]:
     started: list[RawUpstream] = []
 
     async def make(handler: Handler) -> RawUpstream:
@@ -93,9 +102,46 @@ async def upstream_factory() -> AsyncIterator[Callable[[Handler], Awaitable[RawU
         started.append(upstream)
         return upstream
 
-    yield make
-    for upstream in started:
-        await upstream.stop()
+    try:
+        yield make
+    finally:
+        for upstream in started:
+            await upstream.stop()
+
+
+# Built inside the test's own loop, so they are not pytest fixtures.
+LOOP_FIXTURES: dict[str, Callable[[], AbstractAsyncContextManager[Any]]] = {
+    "transport": lean_transport,
+    "upstream_factory": raw_upstreams,
+}
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def on_both_loops(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on asyncio's loop and on uvloop's (the one `sidegate serve` runs):
+    their transports differ in ways a protocol can trip over."""
+    params = inspect.signature(scenario).parameters
+    inside = [name for name in params if name in LOOP_FIXTURES]
+
+    async def run(kwargs: dict[str, Any]) -> None:
+        async with AsyncExitStack() as stack:
+            for name in inside:
+                kwargs[name] = await stack.enter_async_context(LOOP_FIXTURES[name]())
+            await scenario(**kwargs)
+
+    def test(loop: str, **kwargs: Any) -> None:
+        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+            runner.run(run(kwargs))
+
+    outside = [param for name, param in params.items() if name not in LOOP_FIXTURES]
+    loop_param = inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    test.__signature__ = inspect.Signature([loop_param, *outside])  # type: ignore[attr-defined]
+    test.__name__ = scenario.__name__
+    test.__doc__ = scenario.__doc__
+    return pytest.mark.parametrize("loop", list(LOOPS))(test)
 
 
 UpstreamFactory = Callable[[Handler], Awaitable[RawUpstream]]
@@ -105,6 +151,7 @@ async def forever() -> None:
     await asyncio.Event().wait()
 
 
+@on_both_loops
 async def test_close_mid_body_is_a_reset_after_first_byte(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -124,6 +171,7 @@ async def test_close_mid_body_is_a_reset_after_first_byte(
     assert transport.connections(upstream.url) == 0
 
 
+@on_both_loops
 async def test_close_mid_chunked_body_fails_read(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -150,6 +198,7 @@ async def test_close_mid_chunked_body_fails_read(
     ],
     ids=["bad-status", "not-http", "two-lengths", "bad-chunk-size", "unasked-upgrade"],
 )
+@on_both_loops
 async def test_malformed_http_is_a_protocol_error(
     upstream_factory: UpstreamFactory, transport: LeanTransport, answer: bytes
 ) -> None:
@@ -167,6 +216,7 @@ async def test_malformed_http_is_a_protocol_error(
 
 
 @pytest.mark.parametrize("trickle", [False, True], ids=["one-write", "line-by-line"])
+@on_both_loops
 async def test_oversized_header_block_is_a_protocol_error(
     upstream_factory: UpstreamFactory, transport: LeanTransport, trickle: bool
 ) -> None:
@@ -189,6 +239,7 @@ async def test_oversized_header_block_is_a_protocol_error(
         await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
 
 
+@on_both_loops
 async def test_stall_after_headers_is_an_idle_timeout(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -205,6 +256,7 @@ async def test_stall_after_headers_is_an_idle_timeout(
     assert transport.connections(upstream.url) == 0
 
 
+@on_both_loops
 async def test_stall_before_status_line_is_a_first_byte_timeout(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -218,6 +270,7 @@ async def test_stall_before_status_line_is_a_first_byte_timeout(
     assert transport.connections(upstream.url) == 0
 
 
+@on_both_loops
 async def test_connection_refused(transport: LeanTransport) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -227,6 +280,7 @@ async def test_connection_refused(transport: LeanTransport) -> None:
     assert transport.connections(f"http://127.0.0.1:{port}/") == 0
 
 
+@on_both_loops
 async def test_idle_connection_closed_by_peer_is_not_reused(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -250,6 +304,7 @@ async def test_idle_connection_closed_by_peer_is_not_reused(
     assert len(upstream.requests) == 2
 
 
+@on_both_loops
 async def test_reused_connection_closed_before_answer_is_retried_once(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -273,6 +328,7 @@ async def test_reused_connection_closed_before_answer_is_retried_once(
     assert [r.endswith(b"2") for r in upstream.requests] == [False, True, True]
 
 
+@on_both_loops
 async def test_fresh_connection_closed_before_answer_is_not_retried(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -286,6 +342,7 @@ async def test_fresh_connection_closed_before_answer_is_not_retried(
     assert upstream.connections == 1
 
 
+@on_both_loops
 async def test_connection_close_header_is_honoured(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -307,6 +364,7 @@ async def test_connection_close_header_is_honoured(
     [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"HTTP/1.0 200 OK\r\n\r\n"],
     ids=["http11-close", "http10"],
 )
+@on_both_loops
 async def test_close_delimited_body(
     upstream_factory: UpstreamFactory, transport: LeanTransport, head: bytes
 ) -> None:
@@ -324,6 +382,7 @@ async def test_close_delimited_body(
     assert upstream.connections == 2
 
 
+@on_both_loops
 async def test_interim_100_continue_is_skipped(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:
@@ -340,6 +399,7 @@ async def test_interim_100_continue_is_skipped(
     assert upstream.connections == 1
 
 
+@on_both_loops
 async def test_slow_consumer_pauses_the_upstream(upstream_factory: UpstreamFactory) -> None:
     total = 32 * 1024 * 1024
     sent = [0]
@@ -372,6 +432,7 @@ async def test_slow_consumer_pauses_the_upstream(upstream_factory: UpstreamFacto
         await lean.close()
 
 
+@on_both_loops
 async def test_idle_connections_expire(upstream_factory: UpstreamFactory) -> None:
     client_left = asyncio.Event()
 
@@ -392,6 +453,7 @@ async def test_idle_connections_expire(upstream_factory: UpstreamFactory) -> Non
         await lean.close()
 
 
+@on_both_loops
 async def test_transport_close_closes_idle_connections(upstream_factory: UpstreamFactory) -> None:
     client_left = asyncio.Event()
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -16,8 +21,28 @@ from sidegate.errors import UpstreamConnectError, UpstreamTimeoutError
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
-ServerFactory = Callable[..., Awaitable[TestServer]]
 TIMEOUTS = Timeouts(connect=5.0, read=10.0)
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def on_both_loops(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on asyncio's loop and on uvloop's (the one `sidegate serve` runs):
+    their transports differ in ways a protocol can trip over."""
+
+    def test(loop: str, **kwargs: Any) -> None:
+        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+            runner.run(scenario(**kwargs))
+
+    params = inspect.signature(scenario).parameters.values()
+    loop_param = inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    test.__signature__ = inspect.Signature([loop_param, *params])  # type: ignore[attr-defined]
+    test.__name__ = scenario.__name__
+    test.__doc__ = scenario.__doc__
+    return pytest.mark.parametrize("loop", list(LOOPS))(test)
 
 
 @pytest.fixture(scope="module")
@@ -38,44 +63,55 @@ def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
     return context
 
 
-async def tls_server(aiohttp_server: ServerFactory, context: ssl.SSLContext) -> TestServer:
+@asynccontextmanager
+async def serve(app: web.Application, context: ssl.SSLContext) -> AsyncIterator[TestServer]:
+    server = TestServer(app)
+    await server.start_server(ssl=context)
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def hello_app() -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         return web.json_response({"peer": peer[1] if peer else None, "body": await request.text()})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", hello)
-    return await aiohttp_server(app, ssl=context)
+    return app
 
 
-@pytest.fixture
-async def transport(ca_bundle: Path) -> AsyncIterator[LeanTransport]:
-    lean = LeanTransport(
+@asynccontextmanager
+async def lean(ca_bundle: Path | None) -> AsyncIterator[LeanTransport]:
+    transport = LeanTransport(
         max_connections_per_endpoint=2, idle_expiry_seconds=30.0, ca_bundle=ca_bundle
     )
-    yield lean
-    await lean.close()
+    try:
+        yield transport
+    finally:
+        await transport.close()
 
 
-async def test_trusted_certificate_round_trip_and_reuse(
-    aiohttp_server: ServerFactory, ca: trustme.CA, transport: LeanTransport
-) -> None:
-    server = await tls_server(aiohttp_server, server_context(ca, "localhost"))
-    url = f"https://localhost:{server.port}/v1/chat/completions"
-    peers = []
-    for body in (b"one", b"two"):
-        response = await transport.send("POST", url, [], body, TIMEOUTS)
-        assert response.status == 200
-        seen = await response.read()
-        assert body in seen
-        peers.append(seen.split(b'"peer": ')[1].split(b",")[0])
-    assert peers[0] == peers[1]
-    assert transport.connections(url) == 1
+@on_both_loops
+async def test_trusted_certificate_round_trip_and_reuse(ca: trustme.CA, ca_bundle: Path) -> None:
+    context = server_context(ca, "localhost")
+    async with serve(hello_app(), context) as server, lean(ca_bundle) as transport:
+        url = f"https://localhost:{server.port}/v1/chat/completions"
+        peers = []
+        for body in (b"one", b"two"):
+            response = await transport.send("POST", url, [], body, TIMEOUTS)
+            assert response.status == 200
+            seen = json.loads(await response.read())
+            assert seen["body"] == body.decode()
+            peers.append(seen["peer"])
+        assert peers[0] == peers[1]
+        assert transport.connections(url) == 1
 
 
-async def test_sni_names_the_host(
-    aiohttp_server: ServerFactory, ca: trustme.CA, transport: LeanTransport
-) -> None:
+@on_both_loops
+async def test_sni_names_the_host(ca: trustme.CA, ca_bundle: Path) -> None:
     names: list[str | None] = []
     context = server_context(ca, "localhost")
 
@@ -83,45 +119,38 @@ async def test_sni_names_the_host(
         names.append(name)
 
     context.sni_callback = remember  # type: ignore[assignment]
-    app = web.Application()
-
-    async def hi(request: web.Request) -> web.Response:
-        return web.Response(text="hi")
-
-    app.router.add_post("/x", hi)
-    server = await aiohttp_server(app, ssl=context)
-    response = await transport.send("POST", f"https://localhost:{server.port}/x", [], b"", TIMEOUTS)
-    assert await response.read() == b"hi"
-    assert names == ["localhost"]
+    async with serve(hello_app(), context) as server, lean(ca_bundle) as transport:
+        url = f"https://localhost:{server.port}/v1/chat/completions"
+        response = await transport.send("POST", url, [], b"hi", TIMEOUTS)
+        assert json.loads(await response.read())["body"] == "hi"
+        assert names == ["localhost"]
 
 
-async def test_untrusted_certificate_is_refused(
-    aiohttp_server: ServerFactory, ca: trustme.CA
-) -> None:
-    server = await tls_server(aiohttp_server, server_context(ca, "localhost"))
-    lean = LeanTransport(max_connections_per_endpoint=2, idle_expiry_seconds=30.0)
-    try:
-        with pytest.raises(UpstreamConnectError, match="TLS handshake.*certificate verify failed"):
-            await lean.send(
-                "POST", f"https://localhost:{server.port}/v1/chat/completions", [], b"", TIMEOUTS
-            )
-    finally:
-        await lean.close()
+@on_both_loops
+async def test_untrusted_certificate_is_refused(ca: trustme.CA) -> None:
+    context = server_context(ca, "localhost")
+    async with serve(hello_app(), context) as server, lean(None) as transport:
+        url = f"https://localhost:{server.port}/v1/chat/completions"
+        with pytest.raises(
+            UpstreamConnectError, match=r"certificate verify failed: unable to get local issuer"
+        ):
+            await transport.send("POST", url, [], b"", TIMEOUTS)
+        assert transport.connections(url) == 0
 
 
-async def test_certificate_for_another_name_is_refused(
-    aiohttp_server: ServerFactory, ca: trustme.CA, transport: LeanTransport
-) -> None:
-    server = await tls_server(aiohttp_server, server_context(ca, "upstream.example"))
-    with pytest.raises(UpstreamConnectError, match="TLS handshake.*certificate verify failed"):
-        await transport.send(
-            "POST", f"https://localhost:{server.port}/v1/chat/completions", [], b"", TIMEOUTS
-        )
+@on_both_loops
+async def test_certificate_for_another_name_is_refused(ca: trustme.CA, ca_bundle: Path) -> None:
+    context = server_context(ca, "upstream.example")
+    async with serve(hello_app(), context) as server, lean(ca_bundle) as transport:
+        url = f"https://localhost:{server.port}/v1/chat/completions"
+        with pytest.raises(
+            UpstreamConnectError, match=r"certificate verify failed: (Hostname|IP address) mismatch"
+        ):
+            await transport.send("POST", url, [], b"", TIMEOUTS)
 
 
-async def test_handshake_that_never_completes_is_a_connect_timeout(
-    transport: LeanTransport,
-) -> None:
+@on_both_loops
+async def test_handshake_that_never_completes_is_a_connect_timeout(ca_bundle: Path) -> None:
     accepted: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,10 +159,11 @@ async def test_handshake_that_never_completes_is_a_connect_timeout(
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        with pytest.raises(UpstreamTimeoutError, match="connecting"):
-            await transport.send(
-                "GET", f"https://127.0.0.1:{port}/", [], b"", Timeouts(connect=0.2, read=10.0)
-            )
+        async with lean(ca_bundle) as transport:
+            with pytest.raises(UpstreamTimeoutError, match="connecting"):
+                await transport.send(
+                    "GET", f"https://127.0.0.1:{port}/", [], b"", Timeouts(connect=0.2, read=10.0)
+                )
     finally:
         for writer in accepted:
             writer.close()

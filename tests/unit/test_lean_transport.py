@@ -1,27 +1,68 @@
-"""The lean transport against a real aiohttp server on 127.0.0.1: framing, pooling, streaming."""
+"""The lean transport against a real aiohttp server on 127.0.0.1: framing, pooling, streaming.
+
+Every test runs on asyncio's own event loop and on uvloop's.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
-ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 TIMEOUTS = Timeouts(connect=5.0, read=10.0)
 
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
 
-@pytest.fixture
-async def transport() -> AsyncIterator[LeanTransport]:
-    lean = LeanTransport(max_connections_per_endpoint=4, idle_expiry_seconds=30.0)
-    yield lean
-    await lean.close()
+
+def on_both_loops(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on asyncio's loop and on uvloop's (the one `sidegate serve` runs):
+    their transports differ in ways a protocol can trip over."""
+
+    def test(loop: str, **kwargs: Any) -> None:
+        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+            runner.run(scenario(**kwargs))
+
+    params = inspect.signature(scenario).parameters.values()
+    loop_param = inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    test.__signature__ = inspect.Signature([loop_param, *params])  # type: ignore[attr-defined]
+    test.__name__ = scenario.__name__
+    test.__doc__ = scenario.__doc__
+    return pytest.mark.parametrize("loop", list(LOOPS))(test)
+
+
+@asynccontextmanager
+async def lean(limit: int = 4) -> AsyncIterator[LeanTransport]:
+    transport = LeanTransport(max_connections_per_endpoint=limit, idle_expiry_seconds=30.0)
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+@asynccontextmanager
+async def serve(*routes: web.RouteDef) -> AsyncIterator[TestServer]:
+    app = web.Application()
+    app.add_routes(routes)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 def peer_port(request: web.Request) -> str:
@@ -45,99 +86,96 @@ async def echo(request: web.Request) -> web.Response:
     )
 
 
-async def start(aiohttp_server: ServerFactory, *routes: web.RouteDef) -> TestServer:
-    app = web.Application()
-    app.add_routes(routes)
-    return await aiohttp_server(app)
-
-
-async def test_post_round_trip(aiohttp_server: ServerFactory, transport: LeanTransport) -> None:
-    server = await start(aiohttp_server, web.post("/v1/chat/completions", echo))
-    url = str(server.make_url("/v1/chat/completions?x=1"))
-    response = await transport.send(
-        "POST", url, [("X-Custom", "yes"), ("Content-Type", "application/json")], b"{}", TIMEOUTS
-    )
-    assert response.status == 200
-    assert response.headers["x-upstream"] == "echo"
-    assert response.headers["CONTENT-TYPE"].startswith("application/json")
-    seen = json.loads(await response.read())
-    response.close()
-    assert seen["method"] == "POST"
-    assert seen["path_qs"] == "/v1/chat/completions?x=1"
-    assert seen["host"] == f"127.0.0.1:{server.port}"
-    assert seen["x_custom"] == "yes"
-    assert seen["content_length"] == "2"
-    assert seen["body"] == "{}"
-
-
-async def test_get_has_no_body(aiohttp_server: ServerFactory, transport: LeanTransport) -> None:
-    server = await start(aiohttp_server, web.get("/v1/models", echo))
-    response = await transport.send("GET", str(server.make_url("/v1/models")), [], b"", TIMEOUTS)
-    seen = json.loads(await response.read())
-    assert seen["method"] == "GET"
-    assert seen["content_length"] is None
-    assert seen["body"] == ""
-
-
-async def test_caller_framing_headers_are_replaced(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
-    server = await start(aiohttp_server, web.post("/echo", echo))
-    response = await transport.send(
-        "POST",
-        str(server.make_url("/echo")),
-        [("Host", "evil.example"), ("Content-Length", "999"), ("Connection", "close")],
-        b"hello",
-        TIMEOUTS,
-    )
-    seen = json.loads(await response.read())
-    assert seen["host"] == f"127.0.0.1:{server.port}"
-    assert seen["content_length"] == "5"
-    assert seen["body"] == "hello"
-
-
-async def test_header_line_breaks_are_refused(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
-    server = await start(aiohttp_server, web.post("/echo", echo))
-    with pytest.raises(ValueError, match="line break"):
-        await transport.send(
-            "POST", str(server.make_url("/echo")), [("X-A", "1\r\nX-B: 2")], b"", TIMEOUTS
+@on_both_loops
+async def test_post_round_trip() -> None:
+    async with serve(web.post("/v1/chat/completions", echo)) as server, lean() as transport:
+        url = str(server.make_url("/v1/chat/completions?x=1"))
+        response = await transport.send(
+            "POST",
+            url,
+            [("X-Custom", "yes"), ("Content-Type", "application/json")],
+            b"{}",
+            TIMEOUTS,
         )
-
-
-async def test_keep_alive_reuses_the_connection(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
-    server = await start(aiohttp_server, web.post("/echo", echo))
-    url = str(server.make_url("/echo"))
-    peers = []
-    for _ in range(3):
-        response = await transport.send("POST", url, [], b"x", TIMEOUTS)
-        peers.append(json.loads(await response.read())["peer"])
+        assert response.status == 200
+        assert response.headers["x-upstream"] == "echo"
+        assert response.headers["CONTENT-TYPE"].startswith("application/json")
+        seen = json.loads(await response.read())
         response.close()
-    assert len(set(peers)) == 1
-    assert transport.connections(url) == 1
+        assert seen["method"] == "POST"
+        assert seen["path_qs"] == "/v1/chat/completions?x=1"
+        assert seen["host"] == f"127.0.0.1:{server.port}"
+        assert seen["x_custom"] == "yes"
+        assert seen["content_length"] == "2"
+        assert seen["body"] == "{}"
 
 
-async def test_many_headers_with_repeats(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
+@on_both_loops
+async def test_get_has_no_body() -> None:
+    async with serve(web.get("/v1/models", echo)) as server, lean() as transport:
+        response = await transport.send(
+            "GET", str(server.make_url("/v1/models")), [], b"", TIMEOUTS
+        )
+        seen = json.loads(await response.read())
+        assert seen["method"] == "GET"
+        assert seen["content_length"] is None
+        assert seen["body"] == ""
+
+
+@on_both_loops
+async def test_caller_framing_headers_are_replaced() -> None:
+    async with serve(web.post("/echo", echo)) as server, lean() as transport:
+        response = await transport.send(
+            "POST",
+            str(server.make_url("/echo")),
+            [("Host", "evil.example"), ("Content-Length", "999"), ("Connection", "close")],
+            b"hello",
+            TIMEOUTS,
+        )
+        seen = json.loads(await response.read())
+        assert seen["host"] == f"127.0.0.1:{server.port}"
+        assert seen["content_length"] == "5"
+        assert seen["body"] == "hello"
+
+
+@on_both_loops
+async def test_header_line_breaks_are_refused() -> None:
+    async with serve(web.post("/echo", echo)) as server, lean() as transport:
+        with pytest.raises(ValueError, match="line break"):
+            await transport.send(
+                "POST", str(server.make_url("/echo")), [("X-A", "1\r\nX-B: 2")], b"", TIMEOUTS
+            )
+
+
+@on_both_loops
+async def test_keep_alive_reuses_the_connection() -> None:
+    async with serve(web.post("/echo", echo)) as server, lean() as transport:
+        url = str(server.make_url("/echo"))
+        peers = []
+        for _ in range(3):
+            response = await transport.send("POST", url, [], b"x", TIMEOUTS)
+            peers.append(json.loads(await response.read())["peer"])
+            response.close()
+        assert len(set(peers)) == 1
+        assert transport.connections(url) == 1
+
+
+@on_both_loops
+async def test_many_headers_with_repeats() -> None:
     async def cookies(request: web.Request) -> web.Response:
         response = web.Response(text="ok")
         response.headers.add("Set-Cookie", "a=1")
         response.headers.add("Set-Cookie", "b=2")
         return response
 
-    server = await start(aiohttp_server, web.get("/c", cookies))
-    response = await transport.send("GET", str(server.make_url("/c")), [], b"", TIMEOUTS)
-    assert await response.read() == b"ok"
-    assert response.headers.getall("set-cookie") == ["a=1", "b=2"]
+    async with serve(web.get("/c", cookies)) as server, lean() as transport:
+        response = await transport.send("GET", str(server.make_url("/c")), [], b"", TIMEOUTS)
+        assert await response.read() == b"ok"
+        assert response.headers.getall("set-cookie") == ["a=1", "b=2"]
 
 
-async def test_sse_pieces_arrive_before_the_stream_ends(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
+@on_both_loops
+async def test_sse_pieces_arrive_before_the_stream_ends() -> None:
     gate = asyncio.Event()
 
     async def sse(request: web.Request) -> web.StreamResponse:
@@ -150,60 +188,62 @@ async def test_sse_pieces_arrive_before_the_stream_ends(
         await response.write_eof()
         return response
 
-    server = await start(aiohttp_server, web.post("/v1/chat/completions", sse))
-    url = str(server.make_url("/v1/chat/completions"))
-    response = await transport.send("POST", url, [], b"{}", TIMEOUTS)
-    assert response.headers["Transfer-Encoding"] == "chunked"
-    pieces = response.iter_body()
-    assert await anext(pieces) == b'data: {"n": 1}\n\n'
-    gate.set()
-    rest = b"".join([piece async for piece in pieces])
-    assert rest == b'data: {"n": 2}\n\ndata: [DONE]\n\n'
-    response.close()
-    # Read whole, so the connection went back to the pool and carries the next request.
-    again = await transport.send("POST", url, [], b"{}", TIMEOUTS)
-    gate.set()
-    assert (await again.read()).endswith(b"data: [DONE]\n\n")
-    assert transport.connections(url) == 1
+    async with serve(web.post("/v1/chat/completions", sse)) as server, lean() as transport:
+        url = str(server.make_url("/v1/chat/completions"))
+        response = await transport.send("POST", url, [], b"{}", TIMEOUTS)
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        pieces = response.iter_body()
+        assert await anext(pieces) == b'data: {"n": 1}\n\n'
+        gate.set()
+        rest = b"".join([piece async for piece in pieces])
+        assert rest == b'data: {"n": 2}\n\ndata: [DONE]\n\n'
+        response.close()
+        # Read whole, so the connection went back to the pool and carries the next request.
+        again = await transport.send("POST", url, [], b"{}", TIMEOUTS)
+        gate.set()
+        assert (await again.read()).endswith(b"data: [DONE]\n\n")
+        assert transport.connections(url) == 1
 
 
-async def test_large_content_length_body(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
+@on_both_loops
+async def test_large_content_length_body() -> None:
     blob = bytes(range(256)) * 8192  # 2 MiB: many socket reads
 
     async def big(request: web.Request) -> web.Response:
         return web.Response(body=blob)
 
-    server = await start(aiohttp_server, web.get("/big", big))
-    url = str(server.make_url("/big"))
-    response = await transport.send("GET", url, [], b"", TIMEOUTS)
-    assert response.headers["Content-Length"] == str(len(blob))
-    assert await response.read() == blob
-    again = await transport.send("GET", url, [], b"", TIMEOUTS)
-    assert len(await again.read()) == len(blob)
-    assert transport.connections(url) == 1
+    async with serve(web.get("/big", big)) as server, lean() as transport:
+        url = str(server.make_url("/big"))
+        response = await transport.send("GET", url, [], b"", TIMEOUTS)
+        assert response.headers["Content-Length"] == str(len(blob))
+        assert await response.read() == blob
+        again = await transport.send("GET", url, [], b"", TIMEOUTS)
+        assert len(await again.read()) == len(blob)
+        assert transport.connections(url) == 1
 
 
-async def test_bodyless_answers_keep_the_connection(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
+@on_both_loops
+async def test_bodyless_answers_keep_the_connection() -> None:
     async def no_content(request: web.Request) -> web.Response:
         return web.Response(status=204)
 
-    server = await start(aiohttp_server, web.post("/echo", echo), web.delete("/gone", no_content))
-    url = str(server.make_url("/echo"))
-    head = await transport.send("HEAD", url.replace("/echo", "/gone"), [], b"", TIMEOUTS)
-    assert head.status == 405  # aiohttp answers HEAD on a DELETE-only route with 405
-    assert await head.read() == b""
-    empty = await transport.send("DELETE", str(server.make_url("/gone")), [], b"", TIMEOUTS)
-    assert empty.status == 204
-    assert await empty.read() == b""
-    after = await transport.send("POST", url, [], b"z", TIMEOUTS)
-    assert json.loads(await after.read())["body"] == "z"
+    async with (
+        serve(web.post("/echo", echo), web.delete("/gone", no_content)) as server,
+        lean() as transport,
+    ):
+        url = str(server.make_url("/echo"))
+        head = await transport.send("HEAD", url.replace("/echo", "/gone"), [], b"", TIMEOUTS)
+        assert head.status == 405  # aiohttp answers HEAD on a DELETE-only route with 405
+        assert await head.read() == b""
+        empty = await transport.send("DELETE", str(server.make_url("/gone")), [], b"", TIMEOUTS)
+        assert empty.status == 204
+        assert await empty.read() == b""
+        after = await transport.send("POST", url, [], b"z", TIMEOUTS)
+        assert json.loads(await after.read())["body"] == "z"
 
 
-async def test_pool_bound_makes_the_next_request_wait(aiohttp_server: ServerFactory) -> None:
+@on_both_loops
+async def test_pool_bound_makes_the_next_request_wait() -> None:
     arrived: list[str] = []
     gate = asyncio.Event()
 
@@ -212,12 +252,10 @@ async def test_pool_bound_makes_the_next_request_wait(aiohttp_server: ServerFact
         await gate.wait()
         return web.Response(text=f"done {len(arrived)}")
 
-    server = await start(aiohttp_server, web.post("/slow", slow))
-    url = str(server.make_url("/slow"))
-    lean = LeanTransport(max_connections_per_endpoint=1, idle_expiry_seconds=30.0)
-    try:
-        first = asyncio.create_task(lean.send("POST", url, [], b"1", TIMEOUTS))
-        second = asyncio.create_task(lean.send("POST", url, [], b"2", TIMEOUTS))
+    async with serve(web.post("/slow", slow)) as server, lean(limit=1) as transport:
+        url = str(server.make_url("/slow"))
+        first = asyncio.create_task(transport.send("POST", url, [], b"1", TIMEOUTS))
+        second = asyncio.create_task(transport.send("POST", url, [], b"2", TIMEOUTS))
         for _ in range(200):
             if arrived:
                 break
@@ -226,42 +264,34 @@ async def test_pool_bound_makes_the_next_request_wait(aiohttp_server: ServerFact
             await asyncio.sleep(0.01)
         assert len(arrived) == 1  # the second request is queued in the client, not sent
         assert not second.done()
-        assert lean.connections(url) == 1
+        assert transport.connections(url) == 1
         gate.set()
         response = await first
         assert await response.read() == b"done 1"
         follow = await second
         assert await follow.read() == b"done 2"
         assert arrived[0] == arrived[1]  # handed over on the same connection
-    finally:
-        await lean.close()
 
 
-async def test_waiter_cancelled_while_queued_frees_nothing_twice(
-    aiohttp_server: ServerFactory,
-) -> None:
-    server = await start(aiohttp_server, web.post("/echo", echo))
-    url = str(server.make_url("/echo"))
-    lean = LeanTransport(max_connections_per_endpoint=1, idle_expiry_seconds=30.0)
-    try:
-        held = await lean.send("POST", url, [], b"1", TIMEOUTS)
-        queued = asyncio.create_task(lean.send("POST", url, [], b"2", TIMEOUTS))
+@on_both_loops
+async def test_waiter_cancelled_while_queued_frees_nothing_twice() -> None:
+    async with serve(web.post("/echo", echo)) as server, lean(limit=1) as transport:
+        url = str(server.make_url("/echo"))
+        held = await transport.send("POST", url, [], b"1", TIMEOUTS)
+        queued = asyncio.create_task(transport.send("POST", url, [], b"2", TIMEOUTS))
         await asyncio.sleep(0.01)
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
             await queued
         await held.read()
         for body in (b"3", b"4"):
-            response = await lean.send("POST", url, [], body, TIMEOUTS)
+            response = await transport.send("POST", url, [], body, TIMEOUTS)
             assert json.loads(await response.read())["body"] == body.decode()
-        assert lean.connections(url) == 1
-    finally:
-        await lean.close()
+        assert transport.connections(url) == 1
 
 
-async def test_abandoned_stream_is_not_pooled(
-    aiohttp_server: ServerFactory, transport: LeanTransport
-) -> None:
+@on_both_loops
+async def test_abandoned_stream_is_not_pooled() -> None:
     upstream_saw_disconnect = asyncio.Event()
 
     async def endless(request: web.Request) -> web.StreamResponse:
@@ -276,24 +306,28 @@ async def test_abandoned_stream_is_not_pooled(
             raise
         return response
 
-    server = await start(aiohttp_server, web.post("/stream", endless), web.post("/echo", echo))
-    stream_url = str(server.make_url("/stream"))
-    response = await transport.send("POST", stream_url, [], b"{}", TIMEOUTS)
-    assert (await anext(response.iter_body())).startswith(b"data: 0")
-    response.close()  # a client went away mid-stream
-    response.close()  # idempotent
-    await asyncio.wait_for(upstream_saw_disconnect.wait(), 10)
-    assert transport.connections(stream_url) == 0
-    after = await transport.send("POST", str(server.make_url("/echo")), [], b"ok", TIMEOUTS)
-    assert json.loads(await after.read())["body"] == "ok"
+    async with (
+        serve(web.post("/stream", endless), web.post("/echo", echo)) as server,
+        lean() as transport,
+    ):
+        stream_url = str(server.make_url("/stream"))
+        response = await transport.send("POST", stream_url, [], b"{}", TIMEOUTS)
+        assert (await anext(response.iter_body())).startswith(b"data: 0")
+        response.close()  # a client went away mid-stream
+        response.close()  # idempotent
+        await asyncio.wait_for(upstream_saw_disconnect.wait(), 10)
+        assert transport.connections(stream_url) == 0
+        after = await transport.send("POST", str(server.make_url("/echo")), [], b"ok", TIMEOUTS)
+        assert json.loads(await after.read())["body"] == "ok"
 
 
-async def test_close_drops_pooled_connections(aiohttp_server: ServerFactory) -> None:
-    server = await start(aiohttp_server, web.post("/echo", echo))
-    url = str(server.make_url("/echo"))
-    lean = LeanTransport(max_connections_per_endpoint=2, idle_expiry_seconds=30.0)
-    response = await lean.send("POST", url, [], b"x", TIMEOUTS)
-    await response.read()
-    assert lean.connections(url) == 1
-    await lean.close()
-    assert lean.connections(url) == 0
+@on_both_loops
+async def test_close_drops_pooled_connections() -> None:
+    async with serve(web.post("/echo", echo)) as server:
+        url = str(server.make_url("/echo"))
+        transport = LeanTransport(max_connections_per_endpoint=2, idle_expiry_seconds=30.0)
+        response = await transport.send("POST", url, [], b"x", TIMEOUTS)
+        await response.read()
+        assert transport.connections(url) == 1
+        await transport.close()
+        assert transport.connections(url) == 0
