@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 
 from sidegate.errors import ProxyError
 from sidegate.mock.completions import chat_completions, completions
-from sidegate.mock.embeddings import embeddings
+from sidegate.mock.embeddings import ENCODED_VECTORS_KEY, EncodedVectors, embeddings
 from sidegate.mock.wire import MOCK_CONFIG_KEY, MockConfig, json_response
 
 MOCK_MODELS: Final = ("mock-gpt", "mock-gpt-mini", "mock-embedding")
@@ -35,6 +35,7 @@ def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -
         latency_s=latency_ms / 1000,
         seconds_per_token=1 / tokens_per_second if tokens_per_second > 0 else 0.0,
     )
+    app[ENCODED_VECTORS_KEY] = EncodedVectors()
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)

@@ -4,6 +4,9 @@ A vector is seeded by the input's UTF-8 bytes (token-id inputs are decoded first
 and its token ids embed alike) and by nothing else: the same text always gets the same vector,
 whatever the model. Components are rounded to float32, so the `float` and `base64` encodings
 carry the very same numbers.
+
+Serialized vectors are kept per app, within a byte budget: benchmarks repeat their inputs, and
+drawing and serializing 1536 floats in Python costs more than the rest of the request.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from array import array
 from typing import Any, Final
 
+import orjson
 from aiohttp import web
 
 from sidegate.errors import InvalidRequestError
@@ -32,6 +36,33 @@ from sidegate.tokens import Tokenizer
 DEFAULT_DIMENSIONS: Final = 1536
 _MAX_DIMENSIONS: Final = 8192
 _SEED_PREFIX: Final = b"sidegate-mock-embedding\x00"
+_CACHE_BUDGET_BYTES: Final = 16 * 1024 * 1024
+
+
+class EncodedVectors:
+    """JSON of vectors by (input digest, dimensions, encoding), oldest dropped first."""
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[bytes, int, str], bytes] = {}
+        self._size = 0
+
+    def get(self, seed: bytes, dimensions: int, encoding: str) -> bytes:
+        key = (hashlib.blake2b(seed, digest_size=16).digest(), dimensions, encoding)
+        found = self._entries.get(key)
+        if found is None:
+            vector = unit_vector(seed, dimensions)
+            value = vector.tolist() if encoding == "float" else _little_endian_base64(vector)
+            found = orjson.dumps(value)
+            while self._entries and self._size + len(found) > _CACHE_BUDGET_BYTES:
+                self._size -= len(self._entries.pop(next(iter(self._entries))))
+            self._entries[key] = found
+            self._size += len(found)
+        return found
+
+
+ENCODED_VECTORS_KEY: Final = web.AppKey("ENCODED_VECTORS_KEY", EncodedVectors)
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -46,11 +77,15 @@ async def embeddings(request: web.Request) -> web.Response:
     tokenizer = Tokenizer.for_model(model)
     inputs, prompt_tokens = _inputs(payload.get("input"), tokenizer)
     await wait_before_answer(request.app[MOCK_CONFIG_KEY], 0)
-    data: list[dict[str, Any]] = []
-    for index, seed in enumerate(inputs):
-        vector = unit_vector(seed, dimensions)
-        encoded = vector.tolist() if encoding == "float" else _little_endian_base64(vector)
-        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    vectors = request.app[ENCODED_VECTORS_KEY]
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": orjson.Fragment(vectors.get(seed, dimensions, encoding)),
+        }
+        for index, seed in enumerate(inputs)
+    ]
     return json_response(
         {
             "object": "list",
