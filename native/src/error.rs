@@ -7,4 +7,15 @@ pub enum CoreError {
     UnknownEncoding(String),
     #[error("token id {0} is not in the vocabulary")]
     InvalidToken(u32),
+    #[error("unknown endpoint {0:?} (expected chat, completions or embeddings)")]
+    UnknownEndpoint(String),
+    /// The request body cannot be served; `param` names the offending field, if one is.
+    #[error("{message}")]
+    InvalidBody {
+        message: String,
+        param: Option<String>,
+    },
+    /// A rate-limit argument is out of range (e.g. a zero period or a negative cost).
+    #[error("{0}")]
+    InvalidLimit(String),
 }

@@ -1,6 +1,6 @@
 """Token counting: the public `Tokenizer` facade over the native BPE core.
 
-This module and its siblings `cache.py` and `ratelimit.py` are the only ones that import
+This module and its siblings `inspection.py` and `ratelimit.py` are the only ones that import
 `sidegate._native`; the rest of the package sees plain Python types.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any, Final
+
+import orjson
 
 from sidegate import _native
 
@@ -20,28 +22,11 @@ TOKENS_PER_MESSAGE: Final = 3
 TOKENS_PER_NAME: Final = 1
 REPLY_PRIMING_TOKENS: Final = 3
 
-# Model-name prefixes of the older cl100k_base family; everything newer uses o200k_base.
-_CL100K_PREFIXES: Final = (
-    "gpt-4-",
-    "gpt-3.5",
-    "gpt-35",
-    "text-embedding-ada",
-    "text-embedding-3",
-    "davinci-002",
-    "babbage-002",
-)
-_CL100K_EXACT: Final = frozenset({"gpt-4", "gpt-4-32k"})
-_O200K_PREFIXES: Final = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
-
 
 def encoding_for_model(model: str) -> str:
-    """The encoding OpenAI uses for `model`; unknown models get o200k_base."""
-    name = model.rsplit("/", 1)[-1]
-    if name.startswith(_O200K_PREFIXES):
-        return "o200k_base"
-    if name in _CL100K_EXACT or name.startswith(_CL100K_PREFIXES):
-        return "cl100k_base"
-    return DEFAULT_ENCODING
+    """The encoding OpenAI uses for `model` (a `provider/` prefix is ignored); unknown models get
+    o200k_base. The rule lives in the native core so request inspection applies the same one."""
+    return _native.encoding_for_model(model)
 
 
 class Tokenizer:
@@ -70,42 +55,66 @@ class Tokenizer:
     def decode_bytes(self, tokens: list[int]) -> bytes:
         return self._native.decode_bytes(tokens)
 
-    def count_chat(self, messages: Iterable[Mapping[str, Any]]) -> int:
+    def count_chat(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        tools: Iterable[Mapping[str, Any]] | None = None,
+    ) -> int:
         """Prompt tokens of a chat request by OpenAI's formula.
 
         3 per message, plus every field value's tokens, plus 1 per `name`, plus 3 that prime
-        the reply. Structured values (content parts, tool calls) count the text they carry.
+        the reply. Structured values (content parts, tool calls) count the text they carry;
+        image, audio and file parts count a fixed 85. `tools` (the request's `tools` array)
+        adds the published per-function cost. This is the same code `inspect_request` runs.
         """
-        total = REPLY_PRIMING_TOKENS
-        for message in messages:
-            total += TOKENS_PER_MESSAGE
-            for key, value in message.items():
-                total += self.count(_text_of(value))
-                if key == "name":
-                    total += TOKENS_PER_NAME
-        return total
+        encoded = orjson.dumps(list(messages), default=_plain)
+        encoded_tools = None if tools is None else orjson.dumps(list(tools), default=_plain)
+        return self._native.count_chat_json(encoded, encoded_tools)
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name!r})"
 
 
 class CompletionCounter:
-    """Counts a streamed completion exactly: text is accumulated and counted once at the end.
+    """Counts a streamed completion exactly, at the cost of about one native call per 32 KiB.
 
-    Summing per-chunk counts would be wrong (BPE merges across chunk boundaries).
+    Summing per-chunk counts would be wrong (BPE merges across chunk boundaries), so text is
+    accumulated in Python. Once `FLUSH_CHARS` have piled up, the settled prefix (the part no
+    later text can re-tokenize) is counted natively and only the rest is carried over; `count`
+    adds the carry's tokens, so the result equals counting the joined text.
     """
 
-    __slots__ = ("_parts", "_tokenizer")
+    FLUSH_CHARS: Final = 32 * 1024
+
+    __slots__ = ("_flush_at", "_parts", "_pending", "_settled", "_tokenizer")
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
         self._parts: list[str] = []
+        self._pending = 0
+        self._settled = 0
+        self._flush_at = self.FLUSH_CHARS
 
     def add(self, text: str) -> None:
         self._parts.append(text)
+        self._pending += len(text)
+        if self._pending >= self._flush_at:
+            self._flush()
 
     def count(self) -> int:
-        return self._tokenizer.count("".join(self._parts))
+        """Tokens of everything added so far (may be called more than once)."""
+        return self._settled + self._tokenizer.count("".join(self._parts))
+
+    def _flush(self) -> None:
+        text = "".join(self._parts)
+        tokens, consumed = self._tokenizer._native.count_prefix(text)
+        rest = text[consumed:]
+        self._settled += tokens
+        self._parts = [rest] if rest else []
+        self._pending = len(rest)
+        # A carry that will not settle (one endless word or run of spaces) must not be
+        # rescanned on every chunk: wait until it has doubled.
+        self._flush_at = max(self.FLUSH_CHARS, 2 * self._pending)
 
 
 @cache
@@ -113,16 +122,10 @@ def _shared(encoding: str) -> Tokenizer:
     return Tokenizer(encoding)
 
 
-def _text_of(value: Any) -> str:
-    """The text a message field carries: strings as-is, content parts and tool calls flattened."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
+def _plain(value: Any) -> Any:
+    """Mappings other than dict (and other iterables) as orjson can write them."""
     if isinstance(value, Mapping):
-        if value.get("type") == "text":
-            return str(value.get("text", ""))
-        return "".join(_text_of(v) for k, v in value.items() if k not in ("type", "id"))
-    if isinstance(value, list):
-        return "".join(_text_of(item) for item in value)
-    return str(value)
+        return dict(value)
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"cannot count a {type(value).__name__}")

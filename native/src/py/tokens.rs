@@ -34,6 +34,43 @@ impl PyTokenizer {
         py.detach(|| encoding.count(text))
     }
 
+    /// Prompt tokens of JSON-encoded `messages` (and `tools`) by OpenAI's chat formula.
+    #[pyo3(name = "count_chat_json", signature = (messages, tools=None))]
+    fn py_count_chat_json(
+        &self,
+        py: Python<'_>,
+        messages: &[u8],
+        tools: Option<&[u8]>,
+    ) -> PyResult<i64> {
+        let encoding = self.encoding;
+        let run = || encoding.count_chat_json(messages, tools);
+        let size = messages.len() + tools.map_or(0, <[u8]>::len);
+        let count = if size < DETACH_MIN_BYTES {
+            run()
+        } else {
+            py.detach(run)
+        };
+        count.map_err(to_py)
+    }
+
+    /// Tokens of the settled prefix of `text` and its length in characters (see the core's
+    /// `count_prefix`): a streamed text's count is exact if the rest is carried over.
+    #[pyo3(name = "count_prefix")]
+    fn py_count_prefix(&self, py: Python<'_>, text: &str) -> (usize, usize) {
+        let encoding = self.encoding;
+        let run = || {
+            let (tokens, consumed) = encoding.count_prefix(text);
+            (
+                tokens,
+                text.get(..consumed).map_or(0, |head| head.chars().count()),
+            )
+        };
+        if text.len() < DETACH_MIN_BYTES {
+            return run();
+        }
+        py.detach(run)
+    }
+
     /// The bytes `tokens` stand for (pieces of one character may split across tokens).
     #[pyo3(name = "decode_bytes")]
     fn py_decode_bytes<'py>(

@@ -7,6 +7,30 @@ use std::str::FromStr;
 
 use crate::CoreError;
 
+pub mod chat;
+
+/// Model-name prefixes of the older cl100k_base family; everything newer uses o200k_base.
+const CL100K_PREFIXES: [&str; 7] = [
+    "gpt-4-",
+    "gpt-3.5",
+    "gpt-35",
+    "text-embedding-ada",
+    "text-embedding-3",
+    "davinci-002",
+    "babbage-002",
+];
+const CL100K_EXACT: [&str; 2] = ["gpt-4", "gpt-4-32k"];
+const O200K_PREFIXES: [&str; 8] = [
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-5",
+    "o1",
+    "o3",
+    "o4",
+    "chatgpt-4o",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Cl100kBase,
@@ -21,6 +45,21 @@ impl Encoding {
         }
     }
 
+    /// The encoding OpenAI uses for `model` (a `provider/` prefix is ignored); unknown models
+    /// get o200k_base.
+    pub fn for_model(model: &str) -> Self {
+        let name = model.rsplit('/').next().unwrap_or(model);
+        if O200K_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            Encoding::O200kBase
+        } else if CL100K_EXACT.contains(&name)
+            || CL100K_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
+            Encoding::Cl100kBase
+        } else {
+            Encoding::O200kBase
+        }
+    }
+
     fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
         match self {
             Encoding::Cl100kBase => bpe_openai::cl100k_base(),
@@ -31,6 +70,29 @@ impl Encoding {
     /// Number of tokens `text` encodes to; equal to `len(tiktoken.encode_ordinary(text))`.
     pub fn count(self, text: &str) -> usize {
         self.tokenizer().count(text)
+    }
+
+    /// Tokens of the part of `text` that no continuation can re-tokenize, and that part's
+    /// length in bytes. `count(text + more) == tokens + count(text[consumed..] + more)` for
+    /// every `more`, which lets a stream be counted exactly a piece at a time.
+    ///
+    /// Pre-tokenizer pieces never merge, and a piece's extent depends on at most a few
+    /// characters after it, except in a run of whitespace (which may still grow). So pieces
+    /// that end `SETTLED_MARGIN` bytes before the trailing whitespace are final.
+    pub fn count_prefix(self, text: &str) -> (usize, usize) {
+        const SETTLED_MARGIN: usize = 16;
+        let settled = text.trim_end_matches(char::is_whitespace).len();
+        let limit = settled.saturating_sub(SETTLED_MARGIN);
+        let tokenizer = self.tokenizer();
+        let (mut tokens, mut consumed) = (0, 0);
+        for piece in tokenizer.split(text) {
+            if consumed + piece.len() > limit {
+                break;
+            }
+            consumed += piece.len();
+            tokens += tokenizer.bpe.count(piece.as_bytes());
+        }
+        (tokens, consumed)
     }
 
     /// Token ids of `text`, identical to `tiktoken.encode_ordinary(text)`.

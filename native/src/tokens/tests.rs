@@ -4,7 +4,10 @@ use proptest::prelude::*;
 #[test]
 fn known_ids_match_tiktoken() {
     // Reference ids from tiktoken 0.x for "hello world".
-    assert_eq!(Encoding::Cl100kBase.encode("hello world"), vec![15339, 1917]);
+    assert_eq!(
+        Encoding::Cl100kBase.encode("hello world"),
+        vec![15339, 1917]
+    );
     assert_eq!(Encoding::O200kBase.encode("hello world"), vec![24912, 2375]);
 }
 
@@ -51,5 +54,66 @@ fn decode_bytes_rejects_ids_outside_the_vocabulary() {
         Encoding::Cl100kBase.decode_bytes(&[15339, u32::MAX]),
         Err(CoreError::InvalidToken(u32::MAX))
     );
-    assert_eq!(Encoding::Cl100kBase.decode_bytes(&[15339]), Ok(b"hello".to_vec()));
+    assert_eq!(
+        Encoding::Cl100kBase.decode_bytes(&[15339]),
+        Ok(b"hello".to_vec())
+    );
+}
+
+#[test]
+fn model_names_pick_their_encoding() {
+    for (model, encoding) in [
+        ("gpt-4o-mini", Encoding::O200kBase),
+        ("openai/gpt-4.1", Encoding::O200kBase),
+        ("gpt-4", Encoding::Cl100kBase),
+        ("gpt-4-turbo", Encoding::Cl100kBase),
+        ("gpt-3.5-turbo", Encoding::Cl100kBase),
+        ("text-embedding-3-small", Encoding::Cl100kBase),
+        ("llama-3-70b", Encoding::O200kBase),
+        ("", Encoding::O200kBase),
+    ] {
+        assert_eq!(Encoding::for_model(model), encoding, "{model}");
+    }
+}
+
+fn stream_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just(" ".to_string()),
+        Just("\n".to_string()),
+        Just("\r\n".to_string()),
+        Just("  \t".to_string()),
+        Just("'ll".to_string()),
+        Just("'S".to_string()),
+        "[a-zA-Z]{1,6}",
+        "[0-9]{1,5}",
+        "[.,!?/:;-]{1,3}",
+        "\\PC{1,3}",
+        any::<String>(),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #[test]
+    fn counting_a_settled_prefix_first_is_exact(
+        text in stream_text(), cut in any::<prop::sample::Index>(),
+    ) {
+        let boundaries: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+        let cut = boundaries[cut.index(boundaries.len())];
+        for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
+            let (head, rest) = text.split_at(cut);
+            let (tokens, consumed) = enc.count_prefix(head);
+            prop_assert!(consumed <= head.len());
+            let carried = format!("{}{rest}", &head[consumed..]);
+            prop_assert_eq!(tokens + enc.count(&carried), enc.count(&text));
+        }
+    }
+}
+
+#[test]
+fn a_prefix_of_plain_prose_is_mostly_settled() {
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(100);
+    let (tokens, consumed) = Encoding::O200kBase.count_prefix(&text);
+    assert!(consumed > text.len() - 32 && tokens > 0);
+    assert_eq!(Encoding::O200kBase.count_prefix("   \n  "), (0, 0));
 }

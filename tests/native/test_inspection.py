@@ -1,0 +1,167 @@
+"""`inspect_request` from Python: the facts, the 400s, the cache key's meaning."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidegate.errors import InvalidRequestError
+from sidegate.inspection import inspect_request
+from sidegate.tokens import Tokenizer
+
+
+def chat_body(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    body.update(fields)
+    return body
+
+
+def facts(body: Any, endpoint: str = "chat", **kwargs: Any) -> Any:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return inspect_request(raw, endpoint, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_chat_request_yields_every_fact() -> None:
+    body = chat_body(
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=10,
+        max_completion_tokens=20,
+        n=3,
+        temperature=0.5,
+    )
+    got = facts(body)
+    assert (got.model, got.stream, got.include_usage) == ("gpt-4o-mini", True, True)
+    assert (got.max_tokens, got.n, got.temperature) == (20, 3, 0.5)
+    assert got.prompt_tokens == Tokenizer("o200k_base").count_chat(body["messages"])
+    assert len(got.body_hash) == 32
+    int(got.body_hash, 16)
+
+
+def test_prompt_tokens_follow_the_model_or_the_given_encoding() -> None:
+    text = "Counting in two encodings gives different answers: 你好, 世界!"
+    body = chat_body(model="gpt-3.5-turbo", messages=[{"role": "user", "content": text}])
+    cl100k = Tokenizer("cl100k_base").count_chat(body["messages"])
+    o200k = Tokenizer("o200k_base").count_chat(body["messages"])
+    assert cl100k != o200k
+    assert facts(body).prompt_tokens == cl100k
+    assert facts(body, encoding="o200k_base").prompt_tokens == o200k
+    assert facts(body, count_tokens=False).prompt_tokens == 0
+
+
+def test_tools_are_counted_like_count_chat() -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string", "description": "The city."},
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                    },
+                },
+            },
+        }
+    ]
+    body = chat_body(tools=tools)
+    tokenizer = Tokenizer("o200k_base")
+    with_tools = tokenizer.count_chat(body["messages"], tools)
+    assert with_tools > tokenizer.count_chat(body["messages"]) + 12
+    assert facts(body).prompt_tokens == with_tools
+
+
+def test_completions_and_embeddings_count_their_input() -> None:
+    tokenizer = Tokenizer("o200k_base")
+    prompt = {"model": "m", "prompt": ["one two", "three"]}
+    expected = tokenizer.count("one two") + tokenizer.count("three")
+    assert facts(prompt, "completions").prompt_tokens == expected
+    assert facts({"model": "m", "input": [[1, 2, 3], [4]]}, "embeddings").prompt_tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b"", None),
+        ({"messages": []}, "model"),
+        ({"model": "", "messages": []}, "model"),
+        ({"model": "m"}, "messages"),
+        ({"model": "m", "messages": "hi"}, "messages"),
+        ({"model": "m", "messages": [{"content": "no role"}]}, "messages.[0]"),
+        (chat_body(stream="yes"), "stream"),
+        (chat_body(n=0), "n"),
+        (chat_body(max_tokens=0), "max_tokens"),
+        (chat_body(max_tokens=1.5), "max_tokens"),
+        (chat_body(temperature="warm"), "temperature"),
+        (chat_body(tools=[{"type": "function"}]), "tools.[0]"),
+    ],
+)
+def test_malformed_bodies_are_invalid_requests(body: Any, param: str | None) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        facts(body)
+    assert caught.value.status == 400
+    assert caught.value.param == param
+    assert caught.value.message
+
+
+def test_a_json_error_says_where() -> None:
+    with pytest.raises(InvalidRequestError, match=r"not valid JSON.*column"):
+        facts(b'{"model": "m",}')
+
+
+def test_same_meaning_gives_the_same_hash() -> None:
+    body = chat_body(temperature=1, seed=7, tools=[{"type": "function", "function": {"name": "f"}}])
+    spaced = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
+    respelled = spaced.replace(b'"temperature": 1', b'"temperature": 1.0')
+    assert respelled != spaced
+    noise = dict(body, user="u", metadata={"a": 1}, stream=True, store=False, model="other")
+    hashes = {facts(b).body_hash for b in (body, spaced, respelled, noise, dict(body, top_k=None))}
+    assert len(hashes) == 1
+
+
+ANSWER_CHANGING = {
+    "messages": [{"role": "user", "content": "hello"}],
+    "tools": [{"type": "function", "function": {"name": "g"}}],
+    "tool_choice": "required",
+    "response_format": {"type": "json_object"},
+    "seed": 8,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "stop": ["\n"],
+    "logit_bias": {"50256": -100},
+    "presence_penalty": 0.1,
+    "frequency_penalty": 0.2,
+    "n": 2,
+    "max_tokens": 99,
+    "reasoning_effort": "high",
+}
+
+
+@pytest.mark.parametrize(("field", "value"), ANSWER_CHANGING.items())
+def test_answer_changing_fields_change_the_hash(field: str, value: Any) -> None:
+    base = facts(chat_body()).body_hash
+    assert facts(chat_body(**{field: value})).body_hash != base
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(extra=st.dictionaries(st.sampled_from(["stop", "seed", "x", "tools_extra"]), json_values))
+def test_hash_ignores_member_order(extra: dict[str, Any]) -> None:
+    body = chat_body(**extra)
+    reordered = dict(reversed(list(body.items())))
+    assert facts(body).body_hash == facts(reordered).body_hash
