@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated subset of: " + ", ".join(spec.name for spec in systems.SPECS),
     )
     parser.add_argument("--concurrency", default="1,8,64", help="chat sweep")
+    parser.add_argument(
+        "--lanes", help="comma-separated lane names or prefixes (chat, stream, paced)"
+    )
     parser.add_argument("--stream-concurrency", type=int, default=64)
     parser.add_argument("--paced-clients", type=int, default=4)
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
@@ -115,7 +118,12 @@ class Run:
 def _plan(args: argparse.Namespace, paced_ok: bool) -> list[Lane]:
     sweep = sorted({int(c) for c in args.concurrency.split(",")})
     planned = lanes.lanes_for(sweep, args.stream_concurrency, args.paced_clients)
-    return [lane for lane in planned if paced_ok or not lane.paced]
+    wanted = [name.strip() for name in args.lanes.split(",")] if args.lanes else [""]
+    return [
+        lane
+        for lane in planned
+        if (paced_ok or not lane.paced) and any(lane.name.startswith(w) for w in wanted)
+    ]
 
 
 def _measure_all(
@@ -166,6 +174,8 @@ def _start_systems(
     run: Run, env: systems.Env, direct: systems.Running, progress: Progress
 ) -> list[systems.Running]:
     chosen = run.args.systems.split(",") if run.args.systems else [s.name for s in systems.SPECS]
+    # Every "added" figure is measured against direct, so it is always in the run.
+    chosen = ["direct", *(name for name in chosen if name.strip() != "direct")]
     running: list[systems.Running] = []
     for name in chosen:
         spec = systems.SPEC_BY_NAME[name.strip()]

@@ -38,12 +38,19 @@ def describe(root: Path) -> dict[str, str]:
         "wrk": _run([wrk.WRK, "--version"]).split()[1] if _run([wrk.WRK, "--version"]) else "",
         "memory": _meminfo(),
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        "sidegate commit": _run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"]),
+        "sidegate commit": _commit(root),
     }
     if LITELLM.exists():
         version = "import importlib.metadata as m; print(m.version('litellm'))"
         info["LiteLLM"] = _run([str(LITELLM.with_name("python")), "-c", version])
     return info
+
+
+def _commit(root: Path) -> str:
+    commit = _run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
+    status = ["git", "-C", str(root), "status", "--porcelain", "--", "proxy", "native"]
+    dirty = subprocess.run(status, capture_output=True, text=True, check=False).stdout.strip()
+    return f"{commit} (with uncommitted changes in proxy/ or native/)" if dirty else commit
 
 
 def _meminfo() -> str:
