@@ -301,3 +301,25 @@ def test_each_overlay_config_passes_sidegate_check_config(
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("overlay", ["sidecar", "gateway", "gpu-pool"])
+def test_sidegate_and_redis_pods_meet_the_restricted_pod_security_profile(
+    overlay: str, rendered: dict[str, list[Doc]]
+) -> None:
+    workloads = [
+        d
+        for d in rendered[overlay]
+        if d["kind"] in {"DaemonSet", "Deployment", "StatefulSet"}
+        and d["metadata"]["name"] != "vllm"  # the vLLM image runs as root (baseline only)
+    ]
+    assert {w["metadata"]["name"] for w in workloads} == {"sidegate", "redis"}
+    for workload in workloads:
+        pod = pod_spec(workload)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for each in pod["containers"]:
+            context = each["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
