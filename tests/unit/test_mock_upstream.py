@@ -407,3 +407,9 @@ async def test_unknown_route_and_method_are_openai_shaped(client: TestClient[Any
         response = await client.request(method, path)
         assert response.status == status
         assert orjson.loads(await response.read())["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("settings", [{"latency_ms": -1.0}, {"tokens_per_second": math.nan}])
+def test_invalid_pacing_is_refused(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="tokens_per_second"):
+        build_mock_app(**settings)

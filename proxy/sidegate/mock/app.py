@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from typing import Final
@@ -28,8 +29,8 @@ _log = logging.getLogger("sidegate.mock")
 
 def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -> web.Application:
     """The mock model server as an application, ready for `web.run_app` or a test server."""
-    if latency_ms < 0 or tokens_per_second < 0:
-        raise ValueError("latency_ms and tokens_per_second must not be negative")
+    if not (0 <= latency_ms < math.inf and 0 <= tokens_per_second < math.inf):
+        raise ValueError("latency_ms and tokens_per_second must be finite and not negative")
     app = web.Application(middlewares=[_errors], client_max_size=_MAX_BODY_BYTES)
     app[MOCK_CONFIG_KEY] = MockConfig(
         latency_s=latency_ms / 1000,
