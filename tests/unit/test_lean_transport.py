@@ -17,6 +17,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sidegate.errors import UpstreamTimeoutError
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
@@ -287,6 +288,19 @@ async def test_waiter_cancelled_while_queued_frees_nothing_twice() -> None:
         for body in (b"3", b"4"):
             response = await transport.send("POST", url, [], body, TIMEOUTS)
             assert json.loads(await response.read())["body"] == body.decode()
+        assert transport.connections(url) == 1
+
+
+@on_both_loops
+async def test_waiting_for_a_connection_is_bounded_by_the_connect_timeout() -> None:
+    async with serve(web.post("/echo", echo)) as server, lean(limit=1) as transport:
+        url = str(server.make_url("/echo"))
+        held = await transport.send("POST", url, [], b"1", TIMEOUTS)
+        with pytest.raises(UpstreamTimeoutError, match="came free"):
+            await transport.send("POST", url, [], b"2", Timeouts(connect=0.1, read=10.0))
+        await held.read()
+        response = await transport.send("POST", url, [], b"3", TIMEOUTS)
+        assert json.loads(await response.read())["body"] == "3"
         assert transport.connections(url) == 1
 
 

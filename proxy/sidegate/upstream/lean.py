@@ -18,13 +18,13 @@ import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from sidegate.errors import UpstreamConnectError, UpstreamResetError
 from sidegate.upstream.lean_connection import LeanConnection, LeanResponse
 from sidegate.upstream.lean_pool import EndpointPool
-from sidegate.upstream.transport import Timeouts
+from sidegate.upstream.transport import Timeouts, Transport, UpstreamResponse
 
 # Framing is ours: the caller's copies of these would contradict or duplicate it.
 _FRAMING_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -194,3 +194,10 @@ def _write(conn: LeanConnection, response: LeanResponse, head: bytes, body: byte
         transport.write(head + body)
     else:
         transport.writelines((head, body))
+
+
+if TYPE_CHECKING:
+    # mypy proves the structural fit with the interface the gateway programs against.
+    def _conforms(transport: LeanTransport, response: LeanResponse) -> Transport:
+        _: UpstreamResponse = response
+        return transport

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
@@ -230,7 +231,8 @@ class LeanResponse:
         self.head_request = head_request
         self.status = 0
         self.http_version = ""
-        self.headers: CIMultiDictProxy[str] = _EMPTY_HEADERS
+        # Declared as the interface's type; the value is a CIMultiDictProxy (getall works).
+        self.headers: Mapping[str, str] = _EMPTY_HEADERS
         self.raw_headers: list[tuple[str, str]] = []
         self.header_bytes = 0
         self.head_bytes = 0

@@ -64,10 +64,18 @@ class EndpointPool:
         waiter: asyncio.Future[LeanConnection | None] = self.loop.create_future()
         self._waiters.append(waiter)
         try:
-            handed = await waiter
-        except asyncio.CancelledError:
-            self._give_back(waiter)
-            raise
+            # Waiting for a slot counts as connecting: at the bound, a caller learns within the
+            # connect timeout that this endpoint is saturated and can try another.
+            async with asyncio.timeout(connect_timeout):
+                try:
+                    handed = await waiter
+                except asyncio.CancelledError:
+                    self._give_back(waiter)
+                    raise
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"no connection to {self._name} came free within {connect_timeout:g}s"
+            ) from None
         if handed is not None:
             return handed
         return await self._open_in_slot(connect_timeout)
