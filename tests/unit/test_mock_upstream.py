@@ -315,6 +315,17 @@ async def test_steering_drop_cuts_the_stream(client: TestClient[Any, Any]) -> No
     assert b"data: [DONE]\n" not in received
 
 
+async def test_steering_drop_cuts_a_legacy_stream(client: TestClient[Any, Any]) -> None:
+    body = {"model": "m", "prompt": "!drop 1 alpha beta", "stream": True}
+    response = await client.post("/v1/completions", data=orjson.dumps(body))
+    received: list[bytes] = []
+    with pytest.raises(aiohttp.ClientError):
+        async for line in response.content:
+            received.append(line)
+    chunks = [orjson.loads(line[6:]) for line in received if line.startswith(b"data: {")]
+    assert [c["choices"][0]["text"] for c in chunks] == ["alpha"]
+
+
 async def test_steering_drop_without_stream_gives_no_response(
     client: TestClient[Any, Any],
 ) -> None:
