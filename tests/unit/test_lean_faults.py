@@ -433,6 +433,36 @@ async def test_slow_consumer_pauses_the_upstream(upstream_factory: UpstreamFacto
 
 
 @on_both_loops
+async def test_a_lagging_consumer_is_not_an_idle_upstream(
+    upstream_factory: UpstreamFactory,
+) -> None:
+    total = 4 * 1024 * 1024
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await upstream.read_request(reader)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n".encode())
+        writer.write(b"z" * total)
+        await writer.drain()
+        await forever()
+
+    upstream = await upstream_factory(handler)
+    lean = LeanTransport(
+        max_connections_per_endpoint=1, idle_expiry_seconds=30.0, max_buffered_bytes=64 * 1024
+    )
+    try:
+        response = await lean.send("GET", upstream.url, [], b"", SHORT)
+        pieces = response.iter_body()
+        received = len(await anext(pieces))
+        # Longer than the read timeout, with the socket paused by backpressure all along.
+        await asyncio.sleep(SHORT.read * 2)
+        async for piece in pieces:
+            received += len(piece)
+        assert received == total
+    finally:
+        await lean.close()
+
+
+@on_both_loops
 async def test_idle_connections_expire(upstream_factory: UpstreamFactory) -> None:
     client_left = asyncio.Event()
 
