@@ -46,12 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "mock-upstream":
         from sidegate.mock_upstream import run_mock_upstream
 
-        run_mock_upstream(
-            host=args.host,
-            port=args.port,
-            latency_ms=args.latency_ms,
-            tokens_per_second=args.tokens_per_second,
-        )
+        try:
+            run_mock_upstream(
+                host=args.host,
+                port=args.port,
+                latency_ms=args.latency_ms,
+                tokens_per_second=args.tokens_per_second,
+            )
+        except ValueError as exc:
+            print(f"sidegate mock-upstream: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "check-config":
         settings = _load(args.file)

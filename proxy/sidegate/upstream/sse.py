@@ -23,9 +23,9 @@ class SseFramer:
     __slots__ = (
         "_buffer",
         "_delimiter",
-        "payloads",
         "done",
         "hide_usage",
+        "payloads",
         "usage",
     )
 
