@@ -47,7 +47,10 @@ class UpstreamSettings(_Strict):
     max_concurrent_requests: int | None = Field(default=None, ge=1)
     rate_limit_rpm: int | None = Field(default=None, ge=1)
     max_connections: int = Field(default=256, ge=1)
-    transport: Literal["aiohttp"] = "aiohttp"
+    # lean: Sidegate's own HTTP/1.1 client (fastest). aiohttp: the general-purpose client, for
+    # what lean does not do (an egress proxy from HTTPS_PROXY).
+    transport: Literal["lean", "aiohttp"] = "lean"
+    ca_bundle: str | None = None  # PEM file of CAs to trust for https endpoints (default: system)
 
     @model_validator(mode="after")
     def _check_endpoints(self) -> UpstreamSettings:

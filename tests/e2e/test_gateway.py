@@ -25,7 +25,8 @@ upstreams:
     endpoints: ["{upstream}/v1"]
     api_key: "{upstream_key}"
     timeout_seconds: 1.5
-  broken: {{provider: openai, endpoints: ["http://127.0.0.1:{dead}/v1"]}}
+    transport: {transport}
+  broken: {{provider: openai, endpoints: ["http://127.0.0.1:{dead}/v1"], transport: {transport}}}
 models:
   gpt-4o-mini:
     upstream: local
@@ -39,8 +40,11 @@ tenants:
 """
 
 
-@pytest.fixture(scope="module")
-def gateway(mock_upstream: Process, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+def gateway(
+    request: pytest.FixtureRequest, mock_upstream: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    """The gateway, once per upstream transport: the whole suite runs against both."""
     directory = tmp_path_factory.mktemp("gateway")
     config = directory / "config.yaml"
     config.write_text(
@@ -49,6 +53,7 @@ def gateway(mock_upstream: Process, tmp_path_factory: pytest.TempPathFactory) ->
             upstream_key=UPSTREAM_KEY,
             client_key=CLIENT_KEY,
             dead=free_port(),
+            transport=request.param,
         )
     )
     port = free_port()

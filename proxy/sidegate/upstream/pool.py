@@ -14,6 +14,7 @@ from typing import Final
 
 from sidegate.settings import Settings, UpstreamSettings
 from sidegate.upstream.aiohttp_transport import AiohttpTransport
+from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts, Transport
 
 log = logging.getLogger("sidegate.upstream")
@@ -98,6 +99,17 @@ class UpstreamPool:
             self._on_health(self.name, endpoint.base_url, True)
 
 
+def build_transport(upstream: UpstreamSettings) -> Transport:
+    if upstream.transport == "aiohttp":
+        return AiohttpTransport(
+            max_connections=upstream.max_connections,
+            connect_timeout=upstream.connect_timeout_seconds,
+        )
+    return LeanTransport(
+        max_connections_per_endpoint=upstream.max_connections, ca_bundle=upstream.ca_bundle
+    )
+
+
 class UpstreamPools:
     """Every upstream's pool; owns the transports and closes them."""
 
@@ -110,10 +122,7 @@ class UpstreamPools:
         self._pools: dict[str, UpstreamPool] = {}
         for name, upstream in settings.upstreams.items():
             endpoints = upstream.endpoints or embedded_endpoints
-            transport = AiohttpTransport(
-                max_connections=upstream.max_connections,
-                connect_timeout=upstream.connect_timeout_seconds,
-            )
+            transport = build_transport(upstream)
             self._pools[name] = UpstreamPool(name, upstream, transport, endpoints, on_health)
             for url in endpoints:
                 on_health(name, url.rstrip("/"), True)
