@@ -5,6 +5,7 @@ pub mod cache_key;
 pub mod error;
 pub mod inspect;
 pub mod json;
+pub mod ratelimit;
 pub mod tokens;
 
 #[cfg(feature = "python")]

@@ -3,8 +3,11 @@
 from typing import final
 
 __all__ = [
+    "Decision",
     "InvalidBodyError",
+    "Limiter",
     "NativeError",
+    "Policy",
     "Tokenizer",
     "encoding_for_model",
     "inspect",
@@ -39,6 +42,68 @@ class Tokenizer:
         """The bytes ``tokens`` stand for; a token may end inside a multi-byte character."""
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, identical to ``tiktoken.encode_ordinary(text)``."""
+
+@final
+class Policy:
+    """The limits of one plan: ``requests`` and ``tokens`` per ``period`` seconds (bursts of
+    ``request_burst`` requests, default ``requests``) and ``max_concurrent`` in flight."""
+
+    def __new__(
+        cls,
+        requests: int | None = None,
+        tokens: int | None = None,
+        max_concurrent: int | None = None,
+        request_burst: int | None = None,
+        period: float = 60.0,
+    ) -> Policy: ...
+
+@final
+class Decision:
+    """The outcome of an acquire (or a peek); limit states are ``(limit, remaining, reset)``."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def denied_by(self) -> str | None:
+        """``requests``, ``tokens``, ``concurrency`` or ``capacity``; None when admitted."""
+    @property
+    def too_large(self) -> bool:
+        """The token cost exceeds the bucket: no wait will admit it."""
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the rate limits would admit a retry (0 for concurrency/capacity)."""
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def requests(self) -> tuple[int, int, float] | None: ...
+    @property
+    def tokens(self) -> tuple[int, int, float] | None: ...
+
+@final
+class Limiter:
+    """A thread-safe table of GCRA states keyed by string (see ``sidegate.ratelimit``)."""
+
+    def __new__(cls, max_keys: int = 1_000_000) -> Limiter: ...
+    def acquire(
+        self, key: str, policy: Policy, tokens: int = 0, now: float | None = None
+    ) -> Decision:
+        """Charge every limit of ``policy`` or, when one refuses, none."""
+    def release(
+        self,
+        key: str,
+        policy: Policy,
+        reserved: int = 0,
+        used: int | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Free the concurrency slot and true up the token charge from reserved to used."""
+    def true_up(
+        self, key: str, policy: Policy, reserved: int, used: int, now: float | None = None
+    ) -> None:
+        """True up the token charge only."""
+    def peek(self, key: str, policy: Policy, now: float | None = None) -> Decision:
+        """The key's state, charging nothing."""
+    def __len__(self) -> int: ...
 
 def encoding_for_model(model: str) -> str:
     """The encoding OpenAI uses for ``model``; unknown models get ``o200k_base``."""

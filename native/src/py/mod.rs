@@ -4,11 +4,15 @@ use pyo3::prelude::*;
 
 mod errors;
 mod inspect;
+mod ratelimit;
 mod tokens;
 
 #[pymodule(gil_used = false)]
 fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tokens::PyTokenizer>()?;
+    m.add_class::<ratelimit::PyPolicy>()?;
+    m.add_class::<ratelimit::PyDecision>()?;
+    m.add_class::<ratelimit::PyLimiter>()?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
     errors::register(py, m)?;

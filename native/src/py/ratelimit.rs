@@ -1,0 +1,171 @@
+use std::time::Instant;
+
+use pyo3::prelude::*;
+
+use super::errors::to_py;
+use crate::ratelimit::{Decision, Limiter, Policy, Rate, Snapshot};
+
+const NS_PER_SECOND: f64 = 1e9;
+
+fn seconds_to_ns(seconds: f64) -> u64 {
+    // `as` saturates: negative and NaN become 0, huge values u64::MAX.
+    (seconds * NS_PER_SECOND) as u64
+}
+
+fn ns_to_seconds(ns: u64) -> f64 {
+    ns as f64 / NS_PER_SECOND
+}
+
+#[pyclass(frozen, name = "Policy", module = "sidegate._native")]
+pub(crate) struct PyPolicy {
+    inner: Policy,
+}
+
+#[pymethods]
+impl PyPolicy {
+    #[new]
+    #[pyo3(signature = (requests=None, tokens=None, max_concurrent=None, request_burst=None, period=60.0))]
+    fn py_new(
+        requests: Option<u64>,
+        tokens: Option<u64>,
+        max_concurrent: Option<u32>,
+        request_burst: Option<u64>,
+        period: f64,
+    ) -> PyResult<Self> {
+        let period = seconds_to_ns(period);
+        let rate =
+            |limit: Option<u64>, burst| limit.map(|l| Rate::new(l, period, burst)).transpose();
+        let requests = rate(requests, request_burst).map_err(to_py)?;
+        let tokens = rate(tokens, None).map_err(to_py)?;
+        Ok(Self {
+            inner: Policy {
+                requests,
+                tokens,
+                max_concurrent,
+            },
+        })
+    }
+}
+
+#[pyclass(frozen, name = "Decision", module = "sidegate._native")]
+pub(crate) struct PyDecision {
+    inner: Decision,
+}
+
+fn snapshot(snapshot: Option<Snapshot>) -> Option<(u64, u64, f64)> {
+    snapshot.map(|s| (s.limit, s.remaining, ns_to_seconds(s.reset_ns)))
+}
+
+#[pymethods]
+impl PyDecision {
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.inner.allowed()
+    }
+
+    #[getter]
+    fn denied_by(&self) -> Option<&'static str> {
+        self.inner.denied_by.map(|which| which.name())
+    }
+
+    #[getter]
+    fn too_large(&self) -> bool {
+        self.inner.too_large
+    }
+
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        ns_to_seconds(self.inner.retry_after_ns)
+    }
+
+    #[getter]
+    fn in_flight(&self) -> u32 {
+        self.inner.in_flight
+    }
+
+    #[getter]
+    fn requests(&self) -> Option<(u64, u64, f64)> {
+        snapshot(self.inner.requests)
+    }
+
+    #[getter]
+    fn tokens(&self) -> Option<(u64, u64, f64)> {
+        snapshot(self.inner.tokens)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Decision({:?})", self.inner)
+    }
+}
+
+#[pyclass(frozen, name = "Limiter", module = "sidegate._native")]
+pub(crate) struct PyLimiter {
+    inner: Limiter,
+    started: Instant,
+}
+
+impl PyLimiter {
+    fn now_ns(&self, now: Option<f64>) -> u64 {
+        match now {
+            Some(seconds) => seconds_to_ns(seconds),
+            None => u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+#[pymethods]
+impl PyLimiter {
+    #[new]
+    #[pyo3(signature = (max_keys=1_000_000))]
+    fn py_new(max_keys: usize) -> Self {
+        Self {
+            inner: Limiter::new(max_keys),
+            started: Instant::now(),
+        }
+    }
+
+    #[pyo3(name = "acquire", signature = (key, policy, tokens=0, now=None))]
+    fn py_acquire(
+        &self,
+        key: &str,
+        policy: &PyPolicy,
+        tokens: u64,
+        now: Option<f64>,
+    ) -> PyDecision {
+        let inner = self
+            .inner
+            .acquire(key, &policy.inner, tokens, self.now_ns(now));
+        PyDecision { inner }
+    }
+
+    #[pyo3(name = "release", signature = (key, policy, reserved=0, used=None, now=None))]
+    fn py_release(
+        &self,
+        key: &str,
+        policy: &PyPolicy,
+        reserved: u64,
+        used: Option<u64>,
+        now: Option<f64>,
+    ) {
+        let used = used.unwrap_or(reserved);
+        self.inner
+            .release(key, &policy.inner, reserved, used, self.now_ns(now));
+    }
+
+    #[pyo3(name = "true_up", signature = (key, policy, reserved, used, now=None))]
+    fn py_true_up(&self, key: &str, policy: &PyPolicy, reserved: u64, used: u64, now: Option<f64>) {
+        self.inner
+            .true_up(key, &policy.inner, reserved, used, self.now_ns(now));
+    }
+
+    #[pyo3(name = "peek", signature = (key, policy, now=None))]
+    fn py_peek(&self, key: &str, policy: &PyPolicy, now: Option<f64>) -> PyDecision {
+        PyDecision {
+            inner: self.inner.peek(key, &policy.inner, self.now_ns(now)),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}

@@ -1,0 +1,369 @@
+//! Rate-limit accounting: a table of GCRA states keyed by string, with atomic multi-limit
+//! acquire (requests, tokens and concurrency all pass or nothing is charged), release with a
+//! true-up of the token charge, and the `remaining` / `reset` / `retry_after` figures OpenAI's
+//! `x-ratelimit-*` headers carry.
+//!
+//! GCRA keeps one number per limit, the theoretical arrival time (TAT): a request of cost `c`
+//! at time `t` is admitted iff `max(TAT, t) + c·T - t <= capacity·T`, where `T = period/limit`
+//! is the time one unit "costs". Times are integers scaled by `limit` (`t·limit`, with
+//! `T·limit = period`), so no rounding ever admits more than the limit.
+//!
+//! Time is passed in (nanoseconds on any monotonic clock), so the table is deterministic and
+//! testable. The table is sharded; each shard is a mutex-guarded hash map, so an acquire is
+//! O(1) and contends only with keys of the same shard. An entry that is fully replenished and
+//! has nothing in flight is indistinguishable from a missing one, so sweeps drop such idle
+//! entries without changing any decision; a shard sweeps when it has doubled since its last
+//! sweep (amortised O(1)), and `max_keys` bounds memory outright.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3DefaultBuilder};
+
+use crate::CoreError;
+
+const SHARDS: usize = 32;
+const MIN_SWEEP: usize = 64;
+
+/// One rate: `limit` units per `period_ns`, with up to `capacity` units at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    limit: u64,
+    period_ns: u64,
+    capacity: u64,
+}
+
+impl Rate {
+    /// `burst` is the bucket size; it defaults to `limit` (a full period's worth at once).
+    pub fn new(limit: u64, period_ns: u64, burst: Option<u64>) -> Result<Self, CoreError> {
+        let capacity = burst.unwrap_or(limit);
+        if limit == 0 || period_ns == 0 || capacity == 0 {
+            return Err(CoreError::InvalidLimit(format!(
+                "a rate needs a positive limit, period and burst (got {limit}, {period_ns} ns, \
+                 {capacity})"
+            )));
+        }
+        Ok(Self {
+            limit,
+            period_ns,
+            capacity,
+        })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn scaled(&self, now_ns: u64) -> u128 {
+        u128::from(now_ns) * u128::from(self.limit)
+    }
+
+    fn cost(&self, units: u64) -> u128 {
+        u128::from(units) * u128::from(self.period_ns)
+    }
+
+    fn tolerance(&self) -> u128 {
+        self.cost(self.capacity)
+    }
+
+    /// The TAT after charging `units`, or how long (ns) until they would fit.
+    fn charge(&self, tat: u128, now_ns: u64, units: u64) -> Result<u128, u64> {
+        let now = self.scaled(now_ns);
+        let new_tat = tat.max(now) + self.cost(units);
+        let wait = (new_tat - now).saturating_sub(self.tolerance());
+        if wait == 0 {
+            Ok(new_tat)
+        } else {
+            Err(self.scaled_to_ns(wait))
+        }
+    }
+
+    fn snapshot(&self, tat: u128, now_ns: u64) -> Snapshot {
+        let now = self.scaled(now_ns);
+        let backlog = tat.saturating_sub(now);
+        let free = self.tolerance().saturating_sub(backlog) / u128::from(self.period_ns);
+        Snapshot {
+            limit: self.limit,
+            remaining: u64::try_from(free).unwrap_or(u64::MAX),
+            reset_ns: self.scaled_to_ns(backlog),
+        }
+    }
+
+    /// Scaled time to nanoseconds, rounded up (a wait is never reported short).
+    fn scaled_to_ns(&self, scaled: u128) -> u64 {
+        u64::try_from(scaled.div_ceil(u128::from(self.limit))).unwrap_or(u64::MAX)
+    }
+}
+
+/// The limits of one plan. A `None` limit is not enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    pub requests: Option<Rate>,
+    pub tokens: Option<Rate>,
+    pub max_concurrent: Option<u32>,
+}
+
+/// One limit's state as the headers report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Time until the limit is back to full.
+    pub reset_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Requests,
+    Tokens,
+    Concurrency,
+    /// The table is full and the key is new (fail closed rather than forget usage).
+    Capacity,
+}
+
+impl Which {
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::Requests => "requests",
+            Which::Tokens => "tokens",
+            Which::Concurrency => "concurrency",
+            Which::Capacity => "capacity",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// `None` when admitted; otherwise the limit that made the caller wait longest.
+    pub denied_by: Option<Which>,
+    /// The request costs more tokens than the bucket holds: waiting will not help.
+    pub too_large: bool,
+    /// How long until a retry would pass the rate limits (0 for concurrency or capacity).
+    pub retry_after_ns: u64,
+    pub requests: Option<Snapshot>,
+    pub tokens: Option<Snapshot>,
+    /// Requests in flight for the key, this one included when admitted.
+    pub in_flight: u32,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.denied_by.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    requests_tat: u128,
+    tokens_tat: u128,
+    in_flight: u32,
+    /// When every limit is back to full (ns); with nothing in flight, the entry is idle then.
+    idle_at_ns: u64,
+}
+
+impl Entry {
+    fn is_idle(&self, now_ns: u64) -> bool {
+        self.in_flight == 0 && self.idle_at_ns <= now_ns
+    }
+
+    fn touch(&mut self, policy: &Policy) {
+        let full = |rate: Option<Rate>, tat: u128| rate.map_or(0, |r| r.scaled_to_ns(tat));
+        let requests = full(policy.requests, self.requests_tat);
+        self.idle_at_ns = requests.max(full(policy.tokens, self.tokens_tat));
+    }
+}
+
+type Shard = HashMap<Box<str>, Entry, Xxh3DefaultBuilder>;
+
+struct ShardState {
+    map: Shard,
+    sweep_at: usize,
+}
+
+/// The limiter table; share it between threads (all methods take `&self`).
+pub struct Limiter {
+    shards: [Mutex<ShardState>; SHARDS],
+    max_keys_per_shard: usize,
+}
+
+impl Limiter {
+    /// A table that holds at most about `max_keys` keys with usage to remember.
+    pub fn new(max_keys: usize) -> Self {
+        let shards = std::array::from_fn(|_| {
+            Mutex::new(ShardState {
+                map: Shard::with_hasher(Xxh3DefaultBuilder),
+                sweep_at: MIN_SWEEP,
+            })
+        });
+        Self {
+            shards,
+            max_keys_per_shard: max_keys.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<ShardState> {
+        // The remainder is below SHARDS, the array's length.
+        &self.shards[(xxh3_64(key.as_bytes()) % SHARDS as u64) as usize]
+    }
+
+    /// Admit a request costing `tokens` for `key` iff every limit of `policy` allows it; a
+    /// denied request charges nothing.
+    pub fn acquire(&self, key: &str, policy: &Policy, tokens: u64, now_ns: u64) -> Decision {
+        let mut shard = self.shard(key).lock();
+        let state = &mut *shard;
+        if !state.map.contains_key(key) {
+            if state.map.len() >= state.sweep_at || state.map.len() >= self.max_keys_per_shard {
+                state.map.retain(|_, entry| !entry.is_idle(now_ns));
+                state.sweep_at = (state.map.len() * 2).max(MIN_SWEEP);
+            }
+            if state.map.len() >= self.max_keys_per_shard {
+                return denied(Which::Capacity, false, 0, &Entry::default(), policy, now_ns);
+            }
+        }
+        let fresh = Entry::default();
+        let entry = state.map.get(key).copied().unwrap_or(fresh);
+        let outcome = decide(&entry, policy, tokens, now_ns);
+        match outcome {
+            Ok(next) => {
+                state.map.insert(key.into(), next);
+                admitted(&next, policy, now_ns)
+            }
+            Err((which, too_large, wait)) => denied(which, too_large, wait, &entry, policy, now_ns),
+        }
+    }
+
+    /// End a request admitted by [`Limiter::acquire`]: free its concurrency slot and true up
+    /// its token charge from `reserved` to `used` (a refund when it used less, a debt that
+    /// delays later requests when it used more).
+    pub fn release(&self, key: &str, policy: &Policy, reserved: u64, used: u64, now_ns: u64) {
+        self.settle(key, policy, reserved, used, true, now_ns);
+    }
+
+    /// True up a token charge without touching concurrency (e.g. when usage arrives late).
+    pub fn true_up(&self, key: &str, policy: &Policy, reserved: u64, used: u64, now_ns: u64) {
+        self.settle(key, policy, reserved, used, false, now_ns);
+    }
+
+    fn settle(&self, key: &str, policy: &Policy, reserved: u64, used: u64, slot: bool, now: u64) {
+        let mut shard = self.shard(key).lock();
+        if !shard.map.contains_key(key) {
+            // Fully replenished and swept: only an extra charge has anything to record.
+            if used <= reserved || policy.tokens.is_none() {
+                return;
+            }
+            shard.map.insert(key.into(), Entry::default());
+        }
+        let Some(entry) = shard.map.get_mut(key) else {
+            return;
+        };
+        if slot && policy.max_concurrent.is_some() {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+        }
+        if let Some(rate) = policy.tokens {
+            if used >= reserved {
+                let base = entry.tokens_tat.max(rate.scaled(now));
+                entry.tokens_tat = base + rate.cost(used - reserved);
+            } else {
+                entry.tokens_tat = entry.tokens_tat.saturating_sub(rate.cost(reserved - used));
+            }
+        }
+        entry.touch(policy);
+    }
+
+    /// The current state of `key` under `policy`, charging nothing (for headers on requests
+    /// that never reached the limiter, and for tests).
+    pub fn peek(&self, key: &str, policy: &Policy, now_ns: u64) -> Decision {
+        let shard = self.shard(key).lock();
+        let entry = shard.map.get(key).copied().unwrap_or_default();
+        admitted(&entry, policy, now_ns)
+    }
+
+    /// Keys currently remembered (idle ones may linger until their shard's next sweep).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().map.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+type Denial = (Which, bool, u64);
+
+/// The entry after admitting the request, or why not. Checks every limit before charging any.
+fn decide(entry: &Entry, policy: &Policy, tokens: u64, now_ns: u64) -> Result<Entry, Denial> {
+    let mut next = *entry;
+    let mut denial: Option<Denial> = None;
+    let mut deny = |which: Which, too_large: bool, wait: u64| {
+        let longer = denial.is_none_or(|(_, large, w)| !large && (too_large || wait > w));
+        if longer {
+            denial = Some((which, too_large, wait));
+        }
+    };
+    if let Some(rate) = policy.requests {
+        match rate.charge(entry.requests_tat, now_ns, 1) {
+            Ok(tat) => next.requests_tat = tat,
+            Err(wait) => deny(Which::Requests, false, wait),
+        }
+    }
+    if let Some(rate) = policy.tokens {
+        if tokens > rate.capacity {
+            deny(Which::Tokens, true, 0);
+        } else {
+            match rate.charge(entry.tokens_tat, now_ns, tokens) {
+                Ok(tat) => next.tokens_tat = tat,
+                Err(wait) => deny(Which::Tokens, false, wait),
+            }
+        }
+    }
+    if let Some(max) = policy.max_concurrent {
+        if entry.in_flight >= max {
+            deny(Which::Concurrency, false, 0);
+        } else {
+            next.in_flight += 1;
+        }
+    }
+    match denial {
+        Some(denial) => Err(denial),
+        None => {
+            next.touch(policy);
+            Ok(next)
+        }
+    }
+}
+
+fn admitted(entry: &Entry, policy: &Policy, now_ns: u64) -> Decision {
+    Decision {
+        denied_by: None,
+        too_large: false,
+        retry_after_ns: 0,
+        requests: policy
+            .requests
+            .map(|r| r.snapshot(entry.requests_tat, now_ns)),
+        tokens: policy.tokens.map(|r| r.snapshot(entry.tokens_tat, now_ns)),
+        in_flight: entry.in_flight,
+    }
+}
+
+fn denied(
+    which: Which,
+    too_large: bool,
+    retry_after_ns: u64,
+    entry: &Entry,
+    policy: &Policy,
+    now_ns: u64,
+) -> Decision {
+    Decision {
+        denied_by: Some(which),
+        too_large,
+        retry_after_ns,
+        ..admitted(entry, policy, now_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests;
