@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="default bench/results/<timestamp>")
     parser.add_argument("--publish", action="store_true", help="copy summary to bench/RESULTS.md")
     parser.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="DIR",
+        help="rewrite summary.md and the plot from DIR's results.jsonl and meta.json",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="a few seconds per lane, one round, no peers"
     )
     return parser
@@ -239,8 +245,46 @@ def execute(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         return run.rows
 
 
+def write_report(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], publish: bool) -> str:
+    layout = report.Layout(**meta["layout"])
+    text = report.summary(rows, layout, meta)
+    (out / "summary.md").write_text(text)
+    plot.plot(rows, layout, out / "latency.png", f"Added latency over direct ({meta['started']})")
+    if publish:
+        PUBLISHED.write_text(text)
+    return text
+
+
+def _meta(args: argparse.Namespace, argv: list[str], stamp: str) -> dict[str, Any]:
+    sweep = sorted({int(c) for c in args.concurrency.split(",")})
+    return {
+        "started": stamp,
+        "command": "python -m bench.harness " + shlex.join(argv),
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "layout": {
+            "chat": [f"chat-c{c}" for c in sweep],
+            "stream": f"stream-c{args.stream_concurrency}",
+            "paced": f"paced-c{args.paced_clients}",
+        },
+        "roles": {spec.name: spec.role for spec in systems.SPECS},
+        "notes": [
+            "sidegate-w2 runs on both cores, shared with wrk and the upstream, so its figures show "
+            "efficiency (CPU µs/req) more than scaling.",
+            "Added latency = system minus direct in the same round; negative values are noise.",
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
     args = _parser().parse_args(argv)
+    if args.report_only:
+        out = args.report_only
+        rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        meta = json.loads((out / "meta.json").read_text())
+        print(write_report(out, rows, meta, args.publish))
+        return 0
     if args.smoke:
         _apply_smoke(args)
     missing = missing_tools()
@@ -256,33 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or RESULTS / stamp
     out.mkdir(parents=True, exist_ok=True)
-    meta_machine = machine.describe(ROOT)
+    meta = _meta(args, argv, stamp)
+    meta["machine"] = machine.describe(ROOT)
     rows = execute(args, out)
-    sweep = sorted({int(c) for c in args.concurrency.split(",")})
-    layout = report.Layout(
-        chat=[f"chat-c{c}" for c in sweep],
-        stream=f"stream-c{args.stream_concurrency}",
-        paced=f"paced-c{args.paced_clients}",
-    )
-    meta = {
-        "started": stamp,
-        "command": "python -m bench.harness "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "rounds": args.rounds,
-        "seconds": args.seconds,
-        "machine": meta_machine,
-        "roles": {spec.name: spec.role for spec in systems.SPECS},
-        "notes": [
-            "sidegate-w2 runs on both cores, shared with wrk and the upstream, so its figures show "
-            "efficiency (CPU µs/req) more than scaling.",
-            "Added latency = system minus direct in the same round; negative values are noise.",
-        ],
-    }
-    text = report.summary(rows, layout, meta)
-    (out / "summary.md").write_text(text)
-    plot.plot(rows, layout, out / "latency.png", f"Added latency over direct ({stamp})")
-    if args.publish:
-        PUBLISHED.write_text(text)
-    print(text)
+    meta["machine"]["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    print(write_report(out, rows, meta, args.publish))
     print(f"[bench] results in {out}", file=sys.stderr)
     return 0

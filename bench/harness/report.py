@@ -42,6 +42,14 @@ def added(rows: list[Row], lane: str, system: str, key: str) -> float:
     return median(diffs)
 
 
+def spread(rows: list[Row], lane: str, system: str, key: str) -> float:
+    """(max - min) / median over rounds, in percent: how noisy the figure was."""
+    values: list[float] = [r[key] for r in _rows(rows, lane, system) if r.get(key) is not None]
+    if len(values) < 2:
+        return math.nan
+    return float((max(values) - min(values)) / statistics.median(values) * 100)
+
+
 def fmt(value: float, digits: int = 0, suffix: str = "") -> str:
     if value is None or math.isnan(value):
         return "n/a"
@@ -82,16 +90,18 @@ def throughput_table(rows: list[Row], layout: Layout, roles: dict[str, str]) -> 
     floor_rps = stat(rows, layout.top, FLOOR, "rps")
     floor_streams = stat(rows, layout.stream, FLOOR, "rps")
     lines = [
-        "| system | role | chat req/s | x floor | CPU µs/req | streams/s | x floor "
+        "| system | role | chat req/s | spread | x floor | CPU µs/req | streams/s | x floor "
         "| CPU µs/stream | RSS after load (MB) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for system in systems_in(rows):
         rps = stat(rows, layout.top, system, "rps")
         streams = stat(rows, layout.stream, system, "rps")
         rss = max((r["rss_mb"] for r in _rows(rows, "rss", system)), default=math.nan)
         lines.append(
-            f"| {system} | {roles.get(system, '')} | {fmt(rps)} | {fmt(ratio(rps, floor_rps), 2)} "
+            f"| {system} | {roles.get(system, '')} | {fmt(rps)} "
+            f"| {fmt(spread(rows, layout.top, system, 'rps'), 0, '%')} "
+            f"| {fmt(ratio(rps, floor_rps), 2)} "
             f"| {fmt(stat(rows, layout.top, system, 'cpu_us_per_req'))} | {fmt(streams)} "
             f"| {fmt(ratio(streams, floor_streams), 2)} "
             f"| {fmt(stat(rows, layout.stream, system, 'cpu_us_per_req'))} | {fmt(rss, 1)} |"
