@@ -14,7 +14,7 @@ from aiohttp import web
 
 from sidegate.admission import Unlimited
 from sidegate.auth import Authenticator
-from sidegate.cache import NoCache
+from sidegate.caching import build_cache
 from sidegate.keys import (
     AUTH_KEY,
     LIFECYCLE_KEY,
@@ -96,7 +96,7 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
         app[POOLS_KEY] = pools
         seams = Seams(
             admission=Unlimited(),
-            cache=NoCache(),
+            cache=build_cache(settings, metrics),
             tracing=NoTracing(),
             recorder=Recorder(metrics, AccessLog()),
         )

@@ -111,10 +111,14 @@ class Pipeline:
         try:
             key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
             if key is not None and key.lookup:
+                looked_up = time.perf_counter()
                 answer = await self._cache.get(key.value)
                 result = "hit" if answer is not None else "miss"
                 self._metrics.cache_requests.labels("exact", result).inc()
                 if answer is not None:
+                    # On a hit the cache is the upstream: its latency lands in upstream metrics.
+                    exchange.upstream = "cache"
+                    exchange.upstream_seconds = time.perf_counter() - looked_up
                     return await self._answer_from_cache(request, answer, facts, exchange, ticket)
             store = key if key is not None and key.store else None
             return await self._forward(
@@ -293,7 +297,8 @@ class Pipeline:
                 usage = {"prompt_tokens": exchange.input_tokens, "completion_tokens": counted}
             _account_usage(usage, candidate, exchange)
         if complete and store is not None and upstream.status < 300:
-            assembled = assemble_stream(exchange.kind, framer.payloads, framer.usage)
+            # `usage` is counted here when the upstream sent none: a whole-answer hit needs it.
+            assembled = assemble_stream(exchange.kind, framer.payloads, usage)
             if assembled is not None:
                 await self._cache.put(
                     store.value,

@@ -110,6 +110,15 @@ class CacheSettings(_Strict):
     backend: Literal["memory", "redis"] = "memory"
     ttl_seconds: float = Field(default=3600.0, gt=0)
     max_entries: int = Field(default=10_000, ge=1)
+    # Memory backend: also bounded by the stored answers' bytes (per process).
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    url: str | None = None  # redis backend; None: state.url
+    # Widen "cacheable" from temperature 0 to every temperature (answers become frozen samples).
+    cache_nondeterministic: bool = False
+    # Tenants never share entries unless this names one namespace they all read and write.
+    shared_namespace: str | None = Field(default=None, min_length=1)
+    # Redis values at least this large are stored zlib-compressed.
+    compress_min_bytes: int = Field(default=1024, ge=0)
 
 
 class TelemetrySettings(_Strict):
