@@ -4,8 +4,10 @@
 parser (httptools) and hands the parser's callbacks to the `LeanResponse` in flight. The response
 buffers body pieces for the consumer and pauses the socket while the consumer lags.
 
-Waiting uses one future and one timer handle per wait, never `asyncio.wait_for` (a task per call):
-this module is on the per-request hot path, and its cost is the point of the lean transport.
+Waiting uses one future per wait, never `asyncio.wait_for` (a task per call), and the read timeout
+is watched by one timer per connection that is re-armed only when it fires: a timer handle per
+wait would cost more than the rest of a small request's parsing. This module is on the
+per-request hot path, and its cost is the point of the lean transport.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class LeanConnection(asyncio.Protocol):
     __slots__ = (
         "_loop",
         "_parser",
+        "_timer",
+        "_timer_when",
         "closed",
         "idle_since",
         "last_rx",
@@ -66,6 +70,8 @@ class LeanConnection(asyncio.Protocol):
         self.requests = 0
         self.idle_since = 0.0
         self.last_rx = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
 
     # asyncio.Protocol
 
@@ -76,6 +82,7 @@ class LeanConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        self._stop_watching()
         response = self.response
         if response is not None:
             response.on_connection_lost(exc)
@@ -161,8 +168,30 @@ class LeanConnection(asyncio.Protocol):
             and not transport.is_closing()
         )
 
+    def watch(self, deadline: float) -> None:
+        """Make sure the current response's idle check runs no later than `deadline`."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_when <= deadline:
+                return  # an earlier check is armed; it re-arms for the rest when it fires
+            timer.cancel()
+        self._timer_when = deadline
+        self._timer = self._loop.call_at(deadline, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        response = self.response
+        if response is not None:
+            response.check_idle(self)
+
+    def _stop_watching(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def abort(self) -> None:
         self.reusable = False
+        self._stop_watching()
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.abort()
@@ -189,7 +218,6 @@ class LeanResponse:
         "_pieces",
         "_pool",
         "_read_timeout",
-        "_timer",
         "_wait_start",
         "_waiter",
         "close_delimited",
@@ -226,7 +254,6 @@ class LeanResponse:
         self._buffered = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._wait_start = 0.0
         self.head_request = head_request
         self.status = 0
@@ -287,9 +314,6 @@ class LeanResponse:
             return
         self._conn = None
         conn.response = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if not self.complete or self.error is not None or self.head_request:
             # Never pool a connection whose framing is unknown: discard it.
             conn.reusable = False
@@ -312,9 +336,6 @@ class LeanResponse:
         self._conn = None
         if conn is not None:
             conn.response = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         return conn
 
     @property
@@ -385,30 +406,28 @@ class LeanResponse:
         loop = self._loop
         waiter = loop.create_future()
         self._waiter = waiter
-        self._wait_start = loop.time()
-        self._timer = loop.call_at(self._wait_start + self._read_timeout, self._on_timer)
+        self._wait_start = now = loop.time()
+        conn = self._conn
+        if conn is not None:
+            conn.watch(now + self._read_timeout)
         try:
             await waiter
         finally:
             self._waiter = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        conn = self._conn
-        if self._waiter is None or conn is None:
+    def check_idle(self, conn: LeanConnection) -> None:
+        """Called by the connection's timer: fail the wait if nothing came for too long."""
+        if self._waiter is None or self._conn is not conn:
             return
         # Bytes that arrived while the consumer was busy elsewhere do not count as activity.
         deadline = max(conn.last_rx, self._wait_start) + self._read_timeout
         if deadline > self._loop.time():
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            conn.watch(deadline)
             return
         what = "between body pieces" if self.headers_done else "for the response to start"
         self.fail(
