@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from sidegate.errors import UpstreamConnectError, UpstreamResetError
-from sidegate.upstream.lean_connection import LeanConnection, LeanResponse
+from sidegate.upstream.lean_connection import LeanConnection
 from sidegate.upstream.lean_pool import EndpointPool
+from sidegate.upstream.lean_response import LeanResponse
 from sidegate.upstream.transport import Timeouts, Transport, UpstreamResponse
 
 # Framing is ours: the caller's copies of these would contradict or duplicate it.

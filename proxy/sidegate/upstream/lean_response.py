@@ -1,0 +1,269 @@
+"""An upstream answer read from a `LeanConnection`: status, headers, then body pieces.
+
+Body pieces are buffered for the consumer as they arrive; the socket is paused while the consumer
+lags by more than `max_buffered` bytes and resumed once it has drained to a quarter of that.
+Waiting uses one future per wait, never `asyncio.wait_for` (a task per call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from sidegate.errors import UpstreamError, UpstreamResetError, UpstreamTimeoutError
+
+if TYPE_CHECKING:
+    from sidegate.upstream.lean_connection import LeanConnection
+    from sidegate.upstream.lean_pool import EndpointPool
+
+
+class LeanResponse:
+    """An upstream answer: status and headers once they arrived, then the body as pieces.
+
+    Implements `sidegate.upstream.transport.UpstreamResponse`; the response is its own body
+    iterator, so no async generator (and no generator finaliser) is created per request.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_conn",
+        "_high_water",
+        "_loop",
+        "_low_water",
+        "_paused",
+        "_pieces",
+        "_pool",
+        "_read_timeout",
+        "_wait_start",
+        "_waiter",
+        "close_delimited",
+        "complete",
+        "error",
+        "head_bytes",
+        "head_request",
+        "header_bytes",
+        "headers",
+        "headers_done",
+        "http_version",
+        "interim",
+        "raw_headers",
+        "received_any",
+        "status",
+    )
+
+    def __init__(
+        self,
+        conn: LeanConnection,
+        pool: EndpointPool,
+        *,
+        read_timeout: float,
+        max_buffered: int,
+        head_request: bool,
+    ) -> None:
+        self._conn: LeanConnection | None = conn
+        self._pool = pool
+        self._loop = pool.loop
+        self._read_timeout = read_timeout
+        self._high_water = max_buffered
+        self._low_water = max_buffered // 4
+        self._pieces: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._wait_start = 0.0
+        self.head_request = head_request
+        self.status = 0
+        self.http_version = ""
+        # Declared as the interface's type; the value is a CIMultiDictProxy (getall works).
+        self.headers: Mapping[str, str] = _EMPTY_HEADERS
+        self.raw_headers: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.head_bytes = 0
+        self.headers_done = False
+        self.interim = False
+        self.close_delimited = False
+        self.complete = False
+        self.received_any = False
+        self.error: UpstreamError | None = None
+
+    # UpstreamResponse
+
+    def iter_body(self) -> LeanResponse:
+        return self
+
+    def __aiter__(self) -> LeanResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            pieces = self._pieces
+            if pieces:
+                piece = pieces.popleft()
+                self._buffered -= len(piece)
+                if self._paused and self._buffered <= self._low_water:
+                    self._resume()
+                return piece
+            if self.error is not None:
+                self.close()
+                raise self.error
+            if self.complete:
+                self.close()
+                raise StopAsyncIteration
+            await self._wait()
+
+    async def read(self) -> bytes:
+        if not self.complete:
+            return b"".join([piece async for piece in self])
+        if self.error is not None:
+            self.close()
+            raise self.error
+        pieces = self._pieces
+        body = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        self._buffered = 0
+        self.close()
+        return body
+
+    def close(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        conn.response = None
+        if not self.complete or self.error is not None or self.head_request:
+            # Never pool a connection whose framing is unknown: discard it.
+            conn.reusable = False
+        elif self._paused:
+            self._resume_conn(conn)
+        self._pool.release(conn)
+
+    # used by the transport
+
+    async def wait_head(self) -> None:
+        """Return once status and headers arrived; raise the failure that came first."""
+        while not self.headers_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+
+    def detach(self) -> LeanConnection | None:
+        """Give up the connection without releasing it (the caller reuses its pool slot)."""
+        conn = self._conn
+        self._conn = None
+        if conn is not None:
+            conn.response = None
+        return conn
+
+    @property
+    def closed_before_answer(self) -> bool:
+        """The peer closed without sending a byte: the request may be retried elsewhere."""
+        return isinstance(self.error, UpstreamResetError) and not self.received_any
+
+    # called by LeanConnection
+
+    def on_headers(self, status: int, http_version: str) -> None:
+        self.status = status
+        self.http_version = http_version
+        headers = CIMultiDictProxy(CIMultiDict(self.raw_headers))
+        self.headers = headers
+        self.close_delimited = (
+            "Content-Length" not in headers
+            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+        )
+        self.headers_done = True
+        if self.head_request:
+            # llhttp cannot be told the request was HEAD and would wait for Content-Length
+            # bytes that never come; the answer is complete now, the connection unusable.
+            self.complete = True
+            conn = self._conn
+            if conn is not None:
+                conn.reusable = False
+        self._wake()
+
+    def on_piece(self, piece: bytes) -> None:
+        if self.complete:
+            return
+        self._pieces.append(piece)
+        self._buffered += len(piece)
+        if not self._paused and self._buffered > self._high_water:
+            conn = self._conn
+            if conn is not None and conn.transport is not None:
+                conn.transport.pause_reading()
+                self._paused = True
+        self._wake()
+
+    def on_complete(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def on_connection_lost(self, exc: Exception | None) -> None:
+        if self.complete or self.error is not None:
+            return
+        if self.headers_done and self.close_delimited and exc is None:
+            self.complete = True
+        elif not self.received_any:
+            self.error = UpstreamResetError(
+                "the upstream closed the connection before answering", after_first_byte=False
+            )
+        else:
+            self.error = UpstreamResetError(
+                "the upstream connection was lost mid-response", after_first_byte=True
+            )
+        self._wake()
+
+    def fail(self, error: UpstreamError) -> None:
+        if self.error is None and not self.complete:
+            self.error = error
+        self._wake()
+
+    # waiting
+
+    async def _wait(self) -> None:
+        loop = self._loop
+        waiter = loop.create_future()
+        self._waiter = waiter
+        self._wait_start = now = loop.time()
+        conn = self._conn
+        if conn is not None:
+            conn.watch(now + self._read_timeout)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def check_idle(self, conn: LeanConnection) -> None:
+        """Called by the connection's timer: fail the wait if nothing came for too long."""
+        if self._waiter is None or self._conn is not conn:
+            return
+        # Bytes that arrived while the consumer was busy elsewhere do not count as activity.
+        deadline = max(conn.last_rx, self._wait_start) + self._read_timeout
+        if deadline > self._loop.time():
+            conn.watch(deadline)
+            return
+        what = "between body pieces" if self.headers_done else "for the response to start"
+        self.fail(
+            UpstreamTimeoutError(f"the upstream sent nothing for {self._read_timeout:g}s {what}")
+        )
+        conn.abort()
+
+    def _resume(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._resume_conn(conn)
+
+    def _resume_conn(self, conn: LeanConnection) -> None:
+        self._paused = False
+        if conn.transport is not None and not conn.closed:
+            conn.transport.resume_reading()
+
+
+_EMPTY_HEADERS: Final[CIMultiDictProxy[str]] = CIMultiDictProxy(CIMultiDict())
