@@ -9,6 +9,10 @@ headers and the body pieces as they arrive.
 A request that fails on a reused connection before any byte came back is retried once on a fresh
 connection: the peer closed the idle connection as we sent, and nothing of the request was
 processed (the same rule every HTTP/1.1 client applies).
+
+Not supported, by design: egress proxies from the environment (HTTP(S)_PROXY), redirects,
+decompression, HTTP/2, request-body streaming. Where an upstream needs one of those, use the
+aiohttp transport.
 """
 
 from __future__ import annotations
