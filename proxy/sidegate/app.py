@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from sidegate.admission import Unlimited
 from sidegate.auth import Authenticator
 from sidegate.caching import build_cache
 from sidegate.keys import (
@@ -25,6 +24,7 @@ from sidegate.keys import (
     SETTINGS_KEY,
 )
 from sidegate.lifecycle import Lifecycle
+from sidegate.limits import LIMITS_KEY, build_admission
 from sidegate.middleware.auth import auth_middleware
 from sidegate.middleware.errors import error_middleware
 from sidegate.middleware.request_id import request_id_middleware
@@ -33,9 +33,10 @@ from sidegate.observability.metrics import build_metrics
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing
 from sidegate.pipeline import Pipeline, Seams
-from sidegate.routes import chat, completions, embeddings, health, models
+from sidegate.routes import admin, chat, completions, embeddings, health, models
 from sidegate.routing import Router
 from sidegate.settings import Settings
+from sidegate.upstream.guard import guard_upstreams
 from sidegate.upstream.pool import UpstreamPools
 
 
@@ -59,6 +60,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", health.metrics)
+    admin.register(app, settings.admin.token)
     return app
 
 
@@ -93,9 +95,11 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
 
     async with _embedded_mock(settings) as embedded:
         pools = UpstreamPools(settings, on_health, embedded)
+        guard_upstreams(pools, settings)
         app[POOLS_KEY] = pools
+        app[LIMITS_KEY] = build_admission(settings, metrics)
         seams = Seams(
-            admission=Unlimited(),
+            admission=app[LIMITS_KEY],
             cache=build_cache(settings, metrics),
             tracing=NoTracing(),
             recorder=Recorder(metrics, AccessLog()),

@@ -1,4 +1,4 @@
-"""`sidegate serve | mock-upstream | check-config`."""
+"""`sidegate serve | mock-upstream | check-config | tenants`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a settings file and exit")
     check.add_argument("file")
+
+    tenants = commands.add_parser("tenants", help="block, unblock or show a tenant (admin API)")
+    tenants.add_argument("action", choices=("block", "unblock", "show"))
+    tenants.add_argument("tenant")
+    tenants.add_argument("--config", help="YAML settings file (admin.token, server address)")
+    tenants.add_argument("--url", help="the gateway to call (default: the config's server)")
     return parser
 
 
@@ -63,8 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{args.file}: ok ({len(settings.models)} models, {len(settings.tenants)} tenants)")
         return 0
+    if args.command == "tenants":
+        from sidegate.limits.admin_client import run_tenants
+
+        settings = _load(args.config)
+        return 1 if settings is None else run_tenants(settings, args.action, args.tenant, args.url)
     settings = _load(args.config, host=args.host, port=args.port, workers=args.workers)
     if settings is None:
+        return 1
+    from sidegate.limits import workers_problem
+
+    if problem := workers_problem(settings):
+        print(f"sidegate: invalid configuration: {problem}", file=sys.stderr)
         return 1
     from sidegate.observability.logging import configure_logging
     from sidegate.server import serve

@@ -76,12 +76,21 @@ class ModelSettings(_Strict):
     fallbacks: tuple[str, ...] = ()
 
 
+class ModelLimitSettings(_Strict):
+    """Limits of one tenant on one model, on top of the plan's limits for all models."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+
 class PlanSettings(_Strict):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     burst: int | None = Field(default=None, ge=1)
     max_concurrent: int | None = Field(default=None, ge=1)
     daily_budget_usd: float | None = Field(default=None, ge=0)
+    models: dict[str, ModelLimitSettings] = {}
 
 
 class TenantSettings(_Strict):
@@ -103,6 +112,12 @@ class StateSettings(_Strict):
     url: str = "redis://127.0.0.1:6379/0"
     fail_open: bool = True
     pool_size: int = Field(default=32, ge=1)
+    # Bound on one Redis call; past it the request is served on local limits (fail_open).
+    timeout_seconds: float = Field(default=0.25, gt=0)
+
+
+class AdminSettings(_Strict):
+    token: str | None = None  # no admin routes while unset
 
 
 class CacheSettings(_Strict):
@@ -140,6 +155,7 @@ class Settings(_Strict):
     tenants: dict[str, TenantSettings] = {}
     auth: AuthSettings = AuthSettings()
     state: StateSettings = StateSettings()
+    admin: AdminSettings = AdminSettings()
     cache: CacheSettings = CacheSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     spend: SpendSettings = SpendSettings()

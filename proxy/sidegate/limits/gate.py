@@ -1,0 +1,219 @@
+"""`LimitAdmission`: the `Admission` seam backed by a state client (memory or Redis).
+
+admit: one call to the state backend checks the block list, the daily budget and every bucket
+and slot of the request, and charges all of them or none. A refusal is a 429 (`requests` /
+`tokens` / concurrency: `rate_limit_exceeded`; budget: `insufficient_quota`, with
+`x-should-retry: false` so the OpenAI SDKs do not retry it) or a 403 for a blocked tenant.
+
+settle: the true-up (reserved tokens -> real usage; a cache hit or an answer that never came
+uses none, since no upstream tokens were spent), the slot release and the budget charge with
+the real cost run in a background task, so the answer never waits for a second round trip.
+`close` waits for the ones still running. Crossing 80 % of the daily budget logs one
+`budget_threshold` event and counts `llm_budget_alerts_total` (the backend's atomic increment
+decides which request crossed it, so across replicas exactly one does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededError
+from sidegate.exchange import Exchange
+from sidegate.inspection import RequestFacts
+from sidegate.limits import policy
+from sidegate.limits.failover import Backend, StateClient
+from sidegate.limits.headers import (
+    RequestsLimitError,
+    TokensLimitError,
+    admitted_headers,
+    refused_headers,
+    retry_headers,
+)
+from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, TenantState
+from sidegate.limits.telemetry import LimitMetrics
+from sidegate.observability.metrics import Metrics
+from sidegate.routing import Candidate
+
+log = logging.getLogger("sidegate.ratelimit")
+
+ALERT_RATIO: Final = 0.8
+
+
+class _Free:
+    __slots__ = ()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    async def settle(self, exchange: Exchange) -> None:
+        return None
+
+
+_FREE: Final = _Free()
+
+
+class LimitTicket:
+    __slots__ = ("_backend", "_buckets", "_gate", "_headers", "_reserved", "_settled", "_slots")
+
+    def __init__(
+        self,
+        gate: LimitAdmission,
+        backend: Backend,
+        buckets: tuple[Bucket, ...],
+        slots: tuple[Slot, ...],
+        reserved: int,
+        headers: dict[str, str],
+    ) -> None:
+        self._gate = gate
+        self._backend = backend
+        self._buckets = buckets
+        self._slots = slots
+        self._reserved = reserved
+        self._headers = headers
+        self._settled = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+    async def settle(self, exchange: Exchange) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        answered = exchange.upstream != "-" and exchange.cache != "hit"
+        used = exchange.input_tokens + exchange.output_tokens if answered else 0
+        delta = used - self._reserved
+        trued = tuple(
+            Bucket(b.key, b.kind, b.capacity, b.per_minute, float(delta))
+            for b in self._buckets
+            if b.kind == "tokens" and delta
+        )
+        release = Release(
+            exchange.tenant.name,
+            exchange.request_id,
+            trued,
+            self._slots,
+            exchange.cost_usd if answered else 0.0,
+            delta,
+        )
+        plan = exchange.tenant.plan
+        self._gate.settle_later(self._backend, release, plan.daily_budget_usd if plan else None)
+
+
+class LimitAdmission:
+    def __init__(
+        self,
+        client: StateClient,
+        metrics: Metrics,
+        limit_metrics: LimitMetrics,
+        *,
+        blocking: bool,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._limit_metrics = limit_metrics
+        self._blocking = blocking  # an operator may block tenants: check even plan-less ones
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def admit(
+        self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
+    ) -> LimitTicket | _Free:
+        tenant = exchange.tenant
+        plan = tenant.plan
+        if not (self._blocking or policy.limited(plan)):
+            return _FREE
+        reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
+        buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
+        slots = policy.slots(plan, facts.model) if plan else ()
+        budget = plan.daily_budget_usd if plan else None
+        request = Acquire(tenant.name, exchange.request_id, buckets, slots, budget, reserve)
+        decision, backend = await self._client.admit(request)
+        if budget is not None:
+            self._metrics.budget_remaining.labels(tenant.name).set(
+                max(0.0, budget - decision.spent_usd)
+            )
+        if not decision.admitted:
+            self._metrics.rate_limited.labels(tenant.name, decision.refused).inc()
+            raise _refusal(decision, request, budget)
+        headers = admitted_headers(buckets, decision.levels)
+        return LimitTicket(self, backend, buckets, slots, reserve, headers)
+
+    def settle_later(self, backend: Backend, release: Release, budget: float | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._settle(backend, release, budget))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _settle(self, backend: Backend, release: Release, budget: float | None) -> None:
+        spent = await self._client.settle(backend, release)
+        if spent is None or budget is None:
+            return
+        tenant = release.tenant
+        self._metrics.budget_remaining.labels(tenant).set(max(0.0, budget - spent))
+        before = spent - release.cost_usd
+        if release.cost_usd > 0 and before < budget * ALERT_RATIO <= spent:
+            self._limit_metrics.budget_alerts.labels(tenant).inc()
+            log.warning(
+                "tenant has spent 80% of its daily budget",
+                extra={
+                    "event": "budget_threshold",
+                    "tenant": tenant,
+                    "spent_usd": round(spent, 6),
+                    "budget_usd": budget,
+                },
+            )
+
+    async def set_blocked(self, tenant: str, blocked: bool) -> None:
+        await self._client.set_blocked(tenant, blocked)
+        log.warning(
+            "tenant blocked" if blocked else "tenant unblocked",
+            extra={"event": "tenant_blocked" if blocked else "tenant_unblocked", "tenant": tenant},
+        )
+
+    async def state(self, tenant: str) -> TenantState:
+        return await self._client.state(tenant)
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._client.close()
+
+
+def _refusal(decision: Decision, request: Acquire, budget: float | None) -> ProxyError:
+    retry = decision.retry_after_ms
+    if decision.refused == "blocked":
+        return PermissionDeniedError(
+            "This tenant has been blocked by the operator.", code="tenant_blocked"
+        )
+    if decision.refused == "budget":
+        return QuotaExceededError(
+            f"You exceeded your daily budget of ${budget:g}; it renews at 00:00 UTC.",
+            headers={**retry_headers(retry), "x-should-retry": "false"},
+        )
+    if decision.refused == "concurrency":
+        slot = request.slots[decision.refused_index - len(request.buckets)]
+        return RequestsLimitError(
+            f"Too many concurrent requests: limit {slot.limit}. Please try again shortly.",
+            headers=retry_headers(retry),
+        )
+    bucket = request.buckets[decision.refused_index]
+    headers = refused_headers(bucket.kind, bucket.per_minute, retry)
+    if bucket.kind == "tokens":
+        if bucket.cost > bucket.capacity:
+            message = (
+                f"Request too large: it needs {int(bucket.cost)} tokens and the limit is "
+                f"{int(bucket.capacity)} tokens per min. Lower max_tokens or the prompt."
+            )
+        else:
+            message = (
+                f"Rate limit reached on tokens per min (TPM): limit {int(bucket.per_minute)}, "
+                f"requested {int(bucket.cost)}. Please try again in {retry / 1000:g}s."
+            )
+        return TokensLimitError(message, headers=headers)
+    return RequestsLimitError(
+        f"Rate limit reached on requests per min (RPM): limit {int(bucket.per_minute)}. "
+        f"Please try again in {retry / 1000:g}s.",
+        headers=headers,
+    )
