@@ -8,6 +8,8 @@ use std::str::FromStr;
 use crate::CoreError;
 
 pub mod chat;
+mod split;
+mod whole;
 
 /// Model-name prefixes of the older cl100k_base family; everything newer uses o200k_base.
 const CL100K_PREFIXES: [&str; 7] = [
@@ -69,7 +71,15 @@ impl Encoding {
 
     /// Number of tokens `text` encodes to; equal to `len(tiktoken.encode_ordinary(text))`.
     pub fn count(self, text: &str) -> usize {
-        self.tokenizer().count(text)
+        self.pieces(text).map(|piece| self.count_piece(piece)).sum()
+    }
+
+    fn count_piece(self, piece: &str) -> usize {
+        let bpe = &self.tokenizer().bpe;
+        match self.whole_tokens().get(bpe, piece.as_bytes()) {
+            Some(_) => 1,
+            None => bpe.count(piece.as_bytes()),
+        }
     }
 
     /// Tokens of the part of `text` that no continuation can re-tokenize, and that part's
@@ -83,21 +93,29 @@ impl Encoding {
         const SETTLED_MARGIN: usize = 16;
         let settled = text.trim_end_matches(char::is_whitespace).len();
         let limit = settled.saturating_sub(SETTLED_MARGIN);
-        let tokenizer = self.tokenizer();
         let (mut tokens, mut consumed) = (0, 0);
-        for piece in tokenizer.split(text) {
+        for piece in self.pieces(text) {
             if consumed + piece.len() > limit {
                 break;
             }
             consumed += piece.len();
-            tokens += tokenizer.bpe.count(piece.as_bytes());
+            tokens += self.count_piece(piece);
         }
         (tokens, consumed)
     }
 
     /// Token ids of `text`, identical to `tiktoken.encode_ordinary(text)`.
     pub fn encode(self, text: &str) -> Vec<u32> {
-        self.tokenizer().encode(text)
+        let bpe = &self.tokenizer().bpe;
+        let mut tokens = Vec::with_capacity(text.len() / 4);
+        let whole = self.whole_tokens();
+        for piece in self.pieces(text) {
+            match whole.get(bpe, piece.as_bytes()) {
+                Some(id) => tokens.push(id),
+                None => tokens.extend(bpe.encode_via_backtracking(piece.as_bytes())),
+            }
+        }
+        tokens
     }
 
     /// The bytes `tokens` stand for; a token may end inside a multi-byte character.
