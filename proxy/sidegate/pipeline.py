@@ -111,10 +111,15 @@ class Pipeline:
         try:
             key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
             if key is not None and key.lookup:
+                looked_up = time.perf_counter()
                 answer = await self._cache.get(key.value)
                 result = "hit" if answer is not None else "miss"
                 self._metrics.cache_requests.labels("exact", result).inc()
                 if answer is not None:
+                    # A hit's answer comes from the cache: its latency is that source's latency.
+                    self._metrics.upstream_duration.labels(facts.model, "cache").observe(
+                        time.perf_counter() - looked_up
+                    )
                     return await self._answer_from_cache(request, answer, facts, exchange, ticket)
             store = key if key is not None and key.store else None
             return await self._forward(
