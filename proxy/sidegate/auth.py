@@ -1,4 +1,8 @@
-"""Who is calling: API keys (held hashed, matched in constant time) mapped to tenants."""
+"""Who is calling: API keys (held hashed, matched in constant time) or JWTs, mapped to tenants.
+
+`authenticate` is the synchronous path for `keys` and `none`; `authenticate_request` is what the
+middleware awaits, and adds `jwt` (`sidegate.jwt_auth`), whose key set may need fetching.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sidegate.errors import AuthenticationError
+from sidegate.jwt_auth import JwtVerifier
 from sidegate.settings import PlanSettings, Settings
 
 ANONYMOUS: Final = "anonymous"
@@ -41,10 +46,29 @@ class Authenticator:
                 digest = _digest(key)
                 self._by_digest[digest] = (digest, Tenant(name, plan, digest[:6].hex()))
         self._anonymous = Tenant(ANONYMOUS, None, None)
+        self._plans = {
+            name: settings.plans.get(t.plan) if t.plan else None
+            for name, t in settings.tenants.items()
+        }
+        self._jwt = JwtVerifier(settings.auth, settings.plans) if self._mode == "jwt" else None
 
     @property
     def required(self) -> bool:
         return self._mode != "none"
+
+    async def authenticate_request(
+        self, authorization: str | None, api_key_header: str | None
+    ) -> Tenant:
+        if self._jwt is None:
+            return self.authenticate(authorization, api_key_header)
+        token = _bearer(authorization)
+        if not token:
+            raise AuthenticationError(
+                "You didn't provide a token. Pass it as 'Authorization: Bearer TOKEN'.",
+                code="missing_api_key",
+            )
+        name, plan, key_id, has_plan = await self._jwt.verify(token)
+        return Tenant(name, plan if has_plan else self._plans.get(name), key_id)
 
     def authenticate(self, authorization: str | None, api_key_header: str | None) -> Tenant:
         if self._mode == "none":

@@ -13,7 +13,7 @@ from sidegate.keys import AUTH_KEY
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/"):
         authenticator = request.app[AUTH_KEY]
-        request[TENANT_KEY] = authenticator.authenticate(
+        request[TENANT_KEY] = await authenticator.authenticate_request(
             request.headers.get("Authorization"), request.headers.get("api-key")
         )
     return await handler(request)
