@@ -28,10 +28,9 @@ from sidegate.limits import LIMITS_KEY, build_admission
 from sidegate.middleware.auth import auth_middleware
 from sidegate.middleware.errors import error_middleware
 from sidegate.middleware.request_id import request_id_middleware
-from sidegate.observability.access import AccessLog
+from sidegate.observability.events import events_middleware
 from sidegate.observability.metrics import build_metrics
-from sidegate.observability.recorder import Recorder
-from sidegate.observability.tracing import NoTracing
+from sidegate.observability.telemetry import telemetry
 from sidegate.pipeline import Pipeline, Seams
 from sidegate.routes import admin, chat, completions, embeddings, health, models
 from sidegate.routing import Router
@@ -42,11 +41,11 @@ from sidegate.upstream.pool import UpstreamPools
 
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, request_id_middleware, auth_middleware],
+        middlewares=[error_middleware, request_id_middleware, events_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS_KEY] = settings
-    app[METRICS_KEY] = build_metrics()
+    app[METRICS_KEY] = build_metrics(tenant_label=settings.telemetry.tenant_label)
     app[AUTH_KEY] = Authenticator(settings)
     app[ROUTER_KEY] = Router(settings)
     app[LIFECYCLE_KEY] = Lifecycle()
@@ -93,7 +92,7 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     def on_health(upstream: str, endpoint: str, up: bool) -> None:
         metrics.upstream_up.labels(upstream, endpoint).set(1 if up else 0)
 
-    async with _embedded_mock(settings) as embedded:
+    async with _embedded_mock(settings) as embedded, telemetry(settings, metrics) as observe:
         pools = UpstreamPools(settings, on_health, embedded)
         guard_upstreams(pools, settings)
         app[POOLS_KEY] = pools
@@ -101,8 +100,8 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
         seams = Seams(
             admission=app[LIMITS_KEY],
             cache=build_cache(settings, metrics),
-            tracing=NoTracing(),
-            recorder=Recorder(metrics, AccessLog()),
+            tracing=observe.tracing,
+            recorder=observe.recorder,
         )
         app[PIPELINE_KEY] = Pipeline(app[ROUTER_KEY], pools, metrics, seams)
         try:

@@ -1,4 +1,4 @@
-"""`sidegate serve | mock-upstream | check-config | tenants`."""
+"""`sidegate serve | mock-upstream | check-config | tenants | spend`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     tenants.add_argument("tenant")
     tenants.add_argument("--config", help="YAML settings file (admin.token, server address)")
     tenants.add_argument("--url", help="the gateway to call (default: the config's server)")
+
+    spend = commands.add_parser("spend", help="who spent what, from the spend log")
+    spend.add_argument("--config", help="YAML settings file (spend.database_url)")
+    spend.add_argument("--since", default="24h", help="window: 90s, 15m, 1h, 7d (default 24h)")
+    spend.add_argument("--by", choices=("tenant", "model", "key", "upstream"), default="tenant")
+    spend.add_argument("--format", choices=("table", "json"), default="table")
     return parser
 
 
@@ -74,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = _load(args.config)
         return 1 if settings is None else run_tenants(settings, args.action, args.tenant, args.url)
+    if args.command == "spend":
+        from sidegate.spend.cli import run_spend
+
+        settings = _load(args.config)
+        return 1 if settings is None else run_spend(settings, args.since, args.by, args.format)
     settings = _load(args.config, host=args.host, port=args.port, workers=args.workers)
     if settings is None:
         return 1

@@ -82,7 +82,7 @@ class Pipeline:
         try:
             with self._tracing.request(request.headers, exchange):
                 response = await self._handle(request, kind, exchange)
-            exchange.status = exchange.status or response.status
+                exchange.status = exchange.status or response.status  # the span records it
             return response
         except ProxyError as error:
             exchange.status = status_of(error)
@@ -149,7 +149,9 @@ class Pipeline:
                 exchange.attempts.append(endpoint.base_url)
                 with self._tracing.attempt(exchange, pool.name, endpoint.base_url) as trace:
                     headers = upstream_request_headers(request.headers, pool.auth_headers)
-                    headers.extend(trace)
+                    if trace:  # our span's traceparent replaces the client's (its parent)
+                        names = {name.lower() for name, _ in trace}
+                        headers = [h for h in headers if h[0].lower() not in names] + trace
                     try:
                         upstream = await self._attempt(
                             pool.name, endpoint, kind, headers, upstream_body, exchange

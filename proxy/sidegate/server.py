@@ -11,6 +11,7 @@ import uvloop
 from aiohttp import web
 
 from sidegate.app import build_app
+from sidegate.observability.multiprocess import shared_metrics
 from sidegate.settings import Settings
 
 log = logging.getLogger("sidegate.server")
@@ -21,7 +22,8 @@ def serve(settings: Settings) -> int:
     if workers <= 1:
         _run_one(settings, reuse_port=False)
         return 0
-    return _run_many(settings, workers)
+    with shared_metrics(workers):  # before forking: /metrics sums every worker
+        return _run_many(settings, workers)
 
 
 def _run_one(settings: Settings, *, reuse_port: bool) -> None:

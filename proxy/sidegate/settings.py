@@ -141,10 +141,35 @@ class TelemetrySettings(_Strict):
     otlp_endpoint: str | None = None
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Traces are exported (OTLP/HTTP, `/v1/traces` appended) only when otlp_endpoint is set.
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    service_name: str = Field(default="sidegate", min_length=1)
+    # Off: metrics carry tenant="-" so many tenants cannot explode the series count.
+    tenant_label: bool = True
+    metrics_token: str | None = Field(default=None, min_length=1)  # /metrics needs this bearer
+
+    @model_validator(mode="after")
+    def _check_endpoint(self) -> TelemetrySettings:
+        endpoint = self.otlp_endpoint
+        if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
+            raise ValueError(f"otlp_endpoint: {endpoint!r} is not an http(s) URL")
+        return self
 
 
 class SpendSettings(_Strict):
+    enabled: bool = True
+    # sqlite:///relative.db, sqlite:////absolute.db, or postgresql://user:pass@host/db
     database_url: str = "sqlite:///sidegate-spend.db"
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_seconds: float = Field(default=1.0, gt=0)
+    # Rows kept while the database is unreachable; past it the oldest are dropped (and logged).
+    max_pending: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _check_url(self) -> SpendSettings:
+        if not re.match(r"^(sqlite:///.+|postgres(ql)?(\+\w+)?://.+)$", self.database_url):
+            raise ValueError("database_url: expected sqlite:///PATH or postgresql://USER@HOST/DB")
+        return self
 
 
 class Settings(_Strict):

@@ -1,7 +1,13 @@
 """Every Prometheus metric Sidegate exports, defined in one place (the contract's names).
 
 Metrics live in a per-application `CollectorRegistry` (no module-level registry), so tests can
-build many apps in one process and each sees only its own counts.
+build many apps in one process and each sees only its own counts. Beside the contract's `llm_*`
+names, the OpenTelemetry GenAI client instruments are exported under the names the OTel
+Prometheus exporter gives them (`gen_ai.client.token.usage` -> `gen_ai_client_token_usage`,
+attribute dots -> underscores), so dashboards built for other GenAI gateways work unchanged.
+
+With `--workers N`, values live in per-process files (prometheus-client's multiprocess mode, see
+`observability.multiprocess`) and `exposition()` sums every worker's.
 """
 
 from __future__ import annotations
@@ -9,7 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+    values,
+)
 
 LATENCY_BUCKETS: Final = (
     0.005,
@@ -40,6 +55,36 @@ OVERHEAD_BUCKETS: Final = (
     0.05,
     0.1,
 )
+
+# OpenTelemetry GenAI semantic conventions' recommended bucket boundaries.
+GENAI_TOKEN_BUCKETS: Final = tuple(float(4**i) for i in range(14))  # 1 .. 67108864
+GENAI_DURATION_BUCKETS: Final = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92
+GENAI_FIRST_CHUNK_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+_GENAI_LABELS: Final = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
+# Label value standing for "every tenant" when the tenant label is turned off.
+ALL_TENANTS: Final = "-"
 
 # The contract's metric names; dashboards and alerts are checked against this list.
 METRIC_NAMES: Final = (
@@ -73,9 +118,34 @@ class Metrics:
     rate_limited: Counter
     upstream_up: Gauge
     budget_remaining: Gauge
+    genai_token_usage: Histogram
+    genai_duration: Histogram
+    genai_first_chunk: Histogram
+    tenant_label: bool = True
+
+    def tenant(self, name: str) -> str:
+        """The `tenant` label value for `name` (bounded when the tenant label is off)."""
+        return name if self.tenant_label else ALL_TENANTS
 
 
-def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+def multiprocess_mode() -> bool:
+    """True in a worker forked under `observability.multiprocess.shared_metrics`."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The Prometheus text for a scrape: this process's, or every worker's summed."""
+    if not multiprocess_mode():
+        return generate_latest(metrics.registry)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    ProcessCollector(registry=registry)  # the answering worker's memory, for the memory alert
+    return generate_latest(registry)
+
+
+def build_metrics(
+    registry: CollectorRegistry | None = None, *, tenant_label: bool = True
+) -> Metrics:
     if registry is None:
         registry = CollectorRegistry(auto_describe=True)
         # process_resident_memory_bytes and friends, for the memory alert.
@@ -160,4 +230,26 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             registry=registry,
             multiprocess_mode="min",
         ),
+        genai_token_usage=Histogram(
+            "gen_ai_client_token_usage",
+            "OpenTelemetry gen_ai.client.token.usage: input and output tokens per operation.",
+            (*_GENAI_LABELS, "gen_ai_token_type"),
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=registry,
+        ),
+        genai_duration=Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "OpenTelemetry gen_ai.client.operation.duration: time of one GenAI operation.",
+            (*_GENAI_LABELS, "error_type"),
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=registry,
+        ),
+        genai_first_chunk=Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "OpenTelemetry gen_ai.client.operation.time_to_first_chunk (streamed operations).",
+            _GENAI_LABELS,
+            buckets=GENAI_FIRST_CHUNK_BUCKETS,
+            registry=registry,
+        ),
+        tenant_label=tenant_label,
     )

@@ -1,7 +1,9 @@
 """The tracing seam: a server span per request, a client span per upstream attempt.
 
-`NoTracing` costs nothing; an OpenTelemetry implementation plugs in behind the same methods.
-`attempt()` yields the headers to add to the upstream request (W3C `traceparent`).
+`NoTracing` (no `telemetry.otlp_endpoint`) builds no span: it only reads the client's
+`traceparent` so log lines carry the client's trace id, and the header itself reaches the
+upstream unchanged. `otel.OtelTracing` is the OpenTelemetry implementation. `attempt()` yields
+the headers to add to the upstream request (W3C `traceparent`), replacing the client's.
 """
 
 from __future__ import annotations
@@ -25,9 +27,29 @@ class Tracing(Protocol):
     def shutdown(self) -> None: ...
 
 
+def client_trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), else None."""
+    if not traceparent or len(traceparent) < 55:
+        return None
+    parts = traceparent.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    trace_id, parent_id = parts[1].lower(), parts[2].lower()
+    if len(trace_id) != 32 or len(parent_id) != 16 or not _is_hex(trace_id + parent_id):
+        return None
+    if trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    return trace_id
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
 class NoTracing:
     @contextmanager
     def request(self, headers: Mapping[str, str], exchange: Exchange) -> Iterator[None]:
+        exchange.trace_id = client_trace_id(headers.get("traceparent"))
         yield
 
     @contextmanager

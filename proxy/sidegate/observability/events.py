@@ -1,0 +1,80 @@
+"""Structured events for what the request path refuses before or instead of answering.
+
+`events_middleware` sits between request ids and authentication (STYLE §14: errors, request_id,
+access-log/metrics, auth). It logs one `key_rejected` event per refused credential (with a
+non-reversible id of the presented key, never the key) and counts the refusal in
+`llm_requests_total`, since such requests never reach the pipeline; and one `rate_limited` /
+`budget_exhausted` event per 429 with the tenant and the limit that refused it. Upstream
+down/up events come from the upstream pools, budget warnings from the limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
+from sidegate.errors import AuthenticationError, QuotaExceededError, RateLimitError
+from sidegate.keys import METRICS_KEY
+
+log = logging.getLogger("sidegate.events")
+
+
+def key_id(authorization: str | None, api_key: str | None) -> str | None:
+    """The same short id `auth` gives a configured key: lets an operator spot a revoked key."""
+    presented = api_key
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            presented = token.strip()
+    if not presented:
+        return None
+    return hashlib.sha256(presented.encode("utf-8")).digest()[:6].hex()
+
+
+@web.middleware
+async def events_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AuthenticationError as error:
+        if TENANT_KEY not in request:  # refused by authentication, not further in
+            _key_rejected(request, error)
+        raise
+    except RateLimitError as error:
+        _rate_limited(request, error)
+        raise
+
+
+def _key_rejected(request: web.Request, error: AuthenticationError) -> None:
+    metrics = request.app[METRICS_KEY]
+    metrics.requests.labels("-", "-", metrics.tenant("-"), str(error.status)).inc()
+    log.warning(
+        "api key rejected",
+        extra={
+            "event": "key_rejected",
+            "request_id": request.get(REQUEST_ID_KEY),
+            "code": error.instance_code,
+            "key_id": key_id(request.headers.get("Authorization"), request.headers.get("api-key")),
+            "path": request.path,
+            "remote": request.remote,
+        },
+    )
+
+
+def _rate_limited(request: web.Request, error: RateLimitError) -> None:
+    tenant = request.get(TENANT_KEY)
+    budget = isinstance(error, QuotaExceededError)
+    log.warning(
+        "budget exhausted" if budget else "rate limited",
+        extra={
+            "event": "budget_exhausted" if budget else "rate_limited",
+            "request_id": request.get(REQUEST_ID_KEY),
+            "tenant": tenant.name if tenant is not None else None,
+            "code": error.instance_code,
+            "limit": error.param or type(error).__name__,
+            "retry_after_s": error.headers.get("Retry-After"),
+        },
+    )

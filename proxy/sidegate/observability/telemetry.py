@@ -1,0 +1,49 @@
+"""The app's telemetry resources for its lifetime: tracing, the recorder and the spend log.
+
+Started by the upstreams cleanup context after the fork (the span exporter's thread and the
+spend writer's task belong to the worker), and closed after aiohttp has drained in-flight
+requests, so the last spans and spend rows are flushed on a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sidegate.observability.access import AccessLog
+from sidegate.observability.catalog import Catalog
+from sidegate.observability.metrics import Metrics
+from sidegate.observability.multiprocess import worker_exited
+from sidegate.observability.recorder import Recorder
+from sidegate.observability.tracing import NoTracing, Tracing
+from sidegate.settings import Settings
+from sidegate.spend import SpendLog, open_spend_log
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    tracing: Tracing
+    recorder: Recorder
+    spend: SpendLog | None
+
+
+@asynccontextmanager
+async def telemetry(settings: Settings, metrics: Metrics) -> AsyncIterator[Telemetry]:
+    catalog = Catalog.from_settings(settings)
+    endpoint = settings.telemetry.otlp_endpoint
+    otel = None
+    if endpoint is not None:
+        # Imported only when tracing is on: the SDK is not loaded at all otherwise.
+        from sidegate.observability.otel import OtelTracing, build_provider
+
+        otel = OtelTracing(build_provider(settings.telemetry, endpoint), catalog)
+    tracing: Tracing = otel if otel is not None else NoTracing()
+    try:
+        async with open_spend_log(settings.spend) as spend:
+            yield Telemetry(tracing, Recorder(metrics, AccessLog(), catalog, spend), spend)
+    finally:
+        if otel is not None:
+            await otel.close()
+        worker_exited(os.getpid())

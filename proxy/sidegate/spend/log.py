@@ -1,0 +1,143 @@
+"""`SpendLog`: rows queued on the request path, written in batches by a background task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sidegate.settings import SpendSettings
+from sidegate.spend.rows import SpendRow, SpendStore, SpendStoreError, sqlite_path
+
+log = logging.getLogger("sidegate.spend")
+
+# After a failed write, wait this long (doubling, capped) before trying again.
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
+# On shutdown, how long the last batches may take before the rest are given up (and logged).
+_CLOSE_TIMEOUT_S = 10.0
+
+
+class SpendLog:
+    def __init__(
+        self,
+        store: SpendStore,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._batch_size = batch_size
+        self._interval = flush_interval
+        self._pending: deque[SpendRow] = deque(maxlen=max_pending)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._retry = 0.0
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, row: SpendRow) -> None:
+        """Queue one row (no I/O here: this runs at the end of every request)."""
+        pending = self._pending
+        if len(pending) == pending.maxlen:
+            self.dropped += 1  # the deque drops the oldest row
+        pending.append(row)
+        if len(pending) >= self._batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sidegate-spend-writer")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._retry or self._interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write every queued row; False (rows kept) if the database refused."""
+        while self._pending:
+            count = min(self._batch_size, len(self._pending))
+            batch = [self._pending.popleft() for _ in range(count)]
+            try:
+                await self._store.write(batch)
+            except SpendStoreError as exc:
+                self._pending.extendleft(reversed(batch))
+                self._retry = min(_RETRY_MAX_S, max(_RETRY_FIRST_S, self._retry * 2))
+                log.warning(
+                    "spend log write failed; rows kept for retry",
+                    extra={
+                        "event": "spend_write_failed",
+                        "error": str(exc)[:300],
+                        "pending": len(self._pending),
+                        "retry_in_s": self._retry,
+                    },
+                )
+                return False
+            self.written += count
+            self._retry = 0.0
+        if self.dropped:
+            log.error(
+                "spend log dropped rows (database unreachable, queue full)",
+                extra={"event": "spend_rows_dropped", "dropped": self.dropped},
+            )
+            self.dropped = 0
+        return True
+
+    async def close(self) -> None:
+        """Stop the writer and write what is left (a graceful shutdown loses no row)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                done = await self.flush()
+        except TimeoutError:
+            done = False
+        if not done:
+            log.error(
+                "spend rows not written at shutdown",
+                extra={"event": "spend_rows_lost", "lost": len(self._pending)},
+            )
+        await self._store.close()
+
+
+def _store(database_url: str) -> SpendStore:
+    path = sqlite_path(database_url)
+    if path is not None:
+        from sidegate.spend.sqlite_store import SqliteStore
+
+        return SqliteStore(path)
+    from sidegate.spend.postgres_store import PostgresStore
+
+    return PostgresStore(database_url)
+
+
+@asynccontextmanager
+async def open_spend_log(settings: SpendSettings) -> AsyncIterator[SpendLog | None]:
+    """The running spend log for the app's lifetime (None when `spend.enabled` is false)."""
+    if not settings.enabled:
+        yield None
+        return
+    spend = SpendLog(
+        _store(settings.database_url),
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval_seconds,
+        max_pending=settings.max_pending,
+    )
+    spend.start()
+    try:
+        yield spend
+    finally:
+        await spend.close()
