@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
@@ -74,3 +75,30 @@ async def test_an_unreachable_redis_is_a_miss_logged_once_per_outage(
         assert len(unavailable) == 1
     finally:
         await store.close()
+
+
+async def test_after_a_rest_one_call_probes_a_silent_redis_while_the_others_skip() -> None:
+    # A listening socket that never answers: connections open, replies never come.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        failures: list[str] = []
+        clock = Clock()
+        store = RedisStore(
+            f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            ttl_seconds=60,
+            compress_min_bytes=1024,
+            on_error=failures.append,
+            timeout_seconds=0.1,
+            retry_after_seconds=5,
+            clock=clock,
+        )
+        try:
+            assert await store.get("k") is None
+            assert failures == ["get"]
+            clock.now += 6
+            results = await asyncio.gather(*(store.get("k") for _ in range(5)))
+            assert results == [None] * 5
+            assert failures == ["get", "get"]  # one probe, not five timeouts
+        finally:
+            await store.close()

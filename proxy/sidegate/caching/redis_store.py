@@ -7,8 +7,9 @@ the answer's JSON, zlib-compressed from `compress_min_bytes` on. Redis expires e
 Fail-open: the cache is an optimisation, so a Redis that is down, slow or answering garbage turns
 lookups into misses and stores into no-ops; the request is served from the upstream. Every call
 is bounded by a short timeout and never retried, and after a failure Redis is left alone for
-`retry_after_seconds` so an outage costs one timeout per window, not one per request. An outage
-is logged once when it starts and once when it ends; every failed call is reported to `on_error`.
+`retry_after_seconds`; then one call probes it while the others still skip it, so an outage costs
+at most one timeout per window, never one per request. An outage is logged once when it starts
+and once when it ends; every failed call is reported to `on_error`.
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ class RedisStore:
         self._clock = clock
         self._down_since: float | None = None
         self._resume_at = 0.0
+        self._probing = False
 
     async def get(self, key: str) -> CachedAnswer | None:
-        if self._resting():
+        if self._skip():
             return None
         try:
             async with asyncio.timeout(self._timeout):
@@ -110,11 +112,13 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("get", error)
             return None
+        finally:
+            self._probing = False
         self._succeeded()
         return decode(value) if isinstance(value, bytes) else None
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
-        if self._resting():
+        if self._skip():
             return
         value = encode(answer, self._compress_min_bytes)
         try:
@@ -123,13 +127,21 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("put", error)
             return
+        finally:
+            self._probing = False
         self._succeeded()
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    def _resting(self) -> bool:
-        return self._down_since is not None and self._clock() < self._resume_at
+    def _skip(self) -> bool:
+        """Whether to leave Redis alone for this call; the first call after a rest probes it."""
+        if self._down_since is None:
+            return False
+        if self._probing or self._clock() < self._resume_at:
+            return True
+        self._probing = True
+        return False
 
     def _failed(self, operation: str, error: BaseException) -> None:
         now = self._clock()
