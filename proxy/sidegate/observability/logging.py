@@ -43,3 +43,8 @@ def configure_logging(log_format: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # The span exporter reports a collector it cannot reach; those lines are JSON too.
+    otel = logging.getLogger("opentelemetry")
+    otel.handlers[:] = [handler]
+    otel.setLevel(max(logging.WARNING, root.level))
+    otel.propagate = False
