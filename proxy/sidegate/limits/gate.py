@@ -86,10 +86,11 @@ class LimitTicket:
         answered = exchange.upstream != "-" and exchange.cache != "hit"
         used = exchange.input_tokens + exchange.output_tokens if answered else 0
         delta = used - self._reserved
+        # Every bucket goes back (the memory table needs the plan's full shape); only the
+        # tokens buckets carry a charge: the difference between use and reservation.
         trued = tuple(
-            Bucket(b.key, b.kind, b.capacity, b.per_minute, float(delta))
+            Bucket(b.key, b.kind, b.capacity, b.per_minute, delta if b.kind == "tokens" else 0)
             for b in self._buckets
-            if b.kind == "tokens" and delta
         )
         release = Release(
             exchange.tenant.name,
@@ -193,9 +194,10 @@ def _refusal(decision: Decision, request: Acquire, budget: float | None) -> Prox
             headers={**retry_headers(retry), "x-should-retry": "false"},
         )
     if decision.refused == "concurrency":
-        slot = request.slots[decision.refused_index - len(request.buckets)]
+        index = decision.refused_index - len(request.buckets)
+        limit = f": limit {request.slots[index].limit}" if index < len(request.slots) else ""
         return RequestsLimitError(
-            f"Too many concurrent requests: limit {slot.limit}. Please try again shortly.",
+            f"Too many concurrent requests{limit}. Please try again shortly.",
             headers=retry_headers(retry),
         )
     bucket = request.buckets[decision.refused_index]

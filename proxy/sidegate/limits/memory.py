@@ -1,18 +1,22 @@
 """The in-process state backend: every limit of every tenant in this process's memory.
 
-This is the default (`state.backend: memory`) and the local fallback of the Redis backend. It is
-exact for one process: `sidegate serve --workers N` with N > 1 is refused at start-up while
-limits use this backend (see `limits.workers_problem`): each worker would hold its own copy,
-and the real limit would become limit x N.
+This is the default (`state.backend: memory`) and the local fallback of the Redis backend.
+Buckets and concurrency slots live in the native rate-limit table (`sidegate.ratelimit`: GCRA,
+all-or-nothing per key, true-up with debt); the daily spend and the block list are a small dict
+beside it. A request is one key per scope — the tenant, and the tenant on that model when the
+plan limits the model — acquired in that order; when the model's key refuses, the tenant's is
+released with its tokens refunded (its one request stays counted: the native table does not
+hand requests back, and a refused request is a real request).
 
-Everything runs on the event loop thread between two awaits, so a check-then-charge is atomic
-without a lock; concurrency slots need no lease because `settle` always runs in this process.
+It is exact for one process: `sidegate serve --workers N` with N > 1 is refused at start-up
+while limits use this backend (see `limits.workers_problem`): each worker would hold its own
+copy, and the real limit would become limit x N.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sidegate.limits.model import (
     DAY_MS,
@@ -20,111 +24,167 @@ from sidegate.limits.model import (
     Bucket,
     Decision,
     Level,
+    Refusal,
     Release,
+    Slot,
     TenantState,
-    refill_ms,
 )
+from sidegate.ratelimit import Decision as NativeDecision
+from sidegate.ratelimit import Limits, RateLimiter
+
+_SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim we accept
 
 
 @dataclass(slots=True)
-class _Tenant:
-    levels: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (level, at_ms)
-    slots: dict[str, set[str]] = field(default_factory=dict)
+class _Ledger:
     day: int = -1
     spent_usd: float = 0.0
     tokens: int = 0
     blocked: bool = False
 
-    def roll(self, day: int) -> None:
+    def roll(self, day: int) -> _Ledger:
         if day != self.day:
             self.day, self.spent_usd, self.tokens = day, 0.0, 0
+        return self
 
 
-def _now_ms() -> float:
-    return time.time() * 1000.0
+def _scope(key: str) -> str:
+    """ "rpm" -> "" (the tenant), "tpm:gpt-4o" -> "gpt-4o" (the tenant on that model)."""
+    return key.partition(":")[2]
 
 
 class MemoryState:
     """Token buckets, concurrency slots, daily spend and the block list, per tenant."""
 
     def __init__(self) -> None:
-        self._tenants: dict[str, _Tenant] = {}
+        self._table = RateLimiter()
+        self._ledgers: dict[str, _Ledger] = {}
+        self._limits: dict[tuple[int | None, ...], Limits] = {}
 
-    def _tenant(self, name: str, now: float) -> _Tenant:
-        tenant = self._tenants.get(name)
-        if tenant is None:
-            tenant = self._tenants[name] = _Tenant()
-        tenant.roll(int(now // DAY_MS))
-        return tenant
+    def _ledger(self, tenant: str) -> _Ledger:
+        ledger = self._ledgers.get(tenant)
+        if ledger is None:
+            ledger = self._ledgers[tenant] = _Ledger()
+        return ledger.roll(int(time.time() * 1000 // DAY_MS))
 
-    @staticmethod
-    def _level(tenant: _Tenant, bucket: Bucket, now: float) -> float:
-        found = tenant.levels.get(bucket.key)
-        if found is None:
-            return bucket.capacity
-        level, at = found
-        return min(bucket.capacity, level + max(0.0, now - at) * bucket.rate_per_ms)
+    def _scopes(
+        self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]
+    ) -> dict[str, tuple[Limits, int]]:
+        """Each scope's native limits (built once per distinct plan) and its token charge."""
+        found: dict[str, list[int | None]] = {}
+        cost: dict[str, int] = {}
+        for bucket in buckets:
+            spec = found.setdefault(_scope(bucket.key), [None, None, None, None])
+            if bucket.kind == "requests":
+                spec[0], spec[3] = int(bucket.per_minute), int(bucket.capacity)
+            else:
+                spec[1] = int(bucket.per_minute)
+                cost[_scope(bucket.key)] = int(bucket.cost)
+        for slot in slots:
+            found.setdefault(_scope(slot.key), [None, None, None, None])[2] = slot.limit
+        scopes: dict[str, tuple[Limits, int]] = {}
+        for scope, spec in found.items():
+            shape = tuple(spec)
+            limits = self._limits.get(shape)
+            if limits is None:
+                limits = self._limits[shape] = Limits(*spec)
+            scopes[scope] = (limits, cost.get(scope, 0))
+        return scopes
 
     async def acquire(self, request: Acquire) -> Decision:
         return self.acquire_now(request)
 
     def acquire_now(self, request: Acquire) -> Decision:
-        now = _now_ms()
-        tenant = self._tenant(request.tenant, now)
-        spent = tenant.spent_usd
-        if tenant.blocked:
+        ledger = self._ledger(request.tenant)
+        spent = ledger.spent_usd
+        if ledger.blocked:
             return Decision("blocked", 0, spent)
         if request.budget_usd is not None and spent >= request.budget_usd:
-            return Decision("budget", _ms_to_midnight(now), spent)
-        after: list[float] = []
-        for index, bucket in enumerate(request.buckets):
-            level = self._level(tenant, bucket, now)
-            if level < bucket.cost:
-                wait = refill_ms(bucket.cost, level, bucket.rate_per_ms)
-                return Decision(bucket.kind, wait, spent, refused_index=index)
-            after.append(level - bucket.cost)
-        for index, slot in enumerate(request.slots):
-            if len(tenant.slots.get(slot.key, ())) >= slot.limit:
-                return Decision(
-                    "concurrency", 1000, spent, refused_index=len(request.buckets) + index
-                )
+            return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent)
+        scopes = self._scopes(request.buckets, request.slots)
+        if len(scopes) > 1:
+            # The table cannot hand a request back, so scopes after the first are checked
+            # before anything is charged: a refusal then charges nothing anywhere.
+            for scope, (limits, tokens) in list(scopes.items())[1:]:
+                key = request.tenant + _SEPARATOR + scope
+                refusal = _precheck(self._table.peek(key, limits), limits, tokens)
+                if refusal is not None:
+                    return _refused(request, scope, refusal[0], refusal[1], spent)
+        taken: list[tuple[str, Limits, int]] = []
+        snapshots: dict[tuple[str, str], tuple[int, int, float]] = {}
+        for scope, (limits, tokens) in scopes.items():
+            key = request.tenant if not scope else request.tenant + _SEPARATOR + scope
+            decision = self._table.acquire(key, limits, tokens)
+            if not decision.allowed:
+                for held_key, held_limits, held_tokens in taken:
+                    self._table.release(
+                        held_key, held_limits, reserved_tokens=held_tokens, used_tokens=0
+                    )
+                wait = decision.retry_after
+                return _refused(request, scope, decision.denied_by, wait, spent)
+            taken.append((key, limits, tokens))
+            if decision.requests is not None:
+                snapshots[(scope, "requests")] = decision.requests
+            if decision.tokens is not None:
+                snapshots[(scope, "tokens")] = decision.tokens
         levels = []
-        for bucket, level in zip(request.buckets, after, strict=True):
-            tenant.levels[bucket.key] = (level, now)
-            levels.append(Level(level, refill_ms(bucket.capacity, level, bucket.rate_per_ms)))
-        for slot in request.slots:
-            tenant.slots.setdefault(slot.key, set()).add(request.request_id)
-        tenant.tokens += request.reserved_tokens
+        for bucket in request.buckets:
+            _, remaining, reset = snapshots[(_scope(bucket.key), bucket.kind)]
+            levels.append(Level(float(remaining), int(reset * 1000)))
+        ledger.tokens += request.reserved_tokens
         return Decision(None, 0, spent, tuple(levels))
 
     async def release(self, release: Release) -> float:
         return self.release_now(release)
 
     def release_now(self, release: Release) -> float:
-        now = _now_ms()
-        tenant = self._tenant(release.tenant, now)
-        for bucket in release.buckets:
-            if bucket.cost:
-                level = self._level(tenant, bucket, now) - bucket.cost
-                tenant.levels[bucket.key] = (min(bucket.capacity, level), now)
-        for slot in release.slots:
-            held = tenant.slots.get(slot.key)
-            if held is not None:
-                held.discard(release.request_id)
-        tenant.spent_usd += release.cost_usd
-        tenant.tokens += release.token_delta
-        return tenant.spent_usd
+        delta = release.token_delta
+        for scope, (limits, _) in self._scopes(release.buckets, release.slots).items():
+            key = release.tenant if not scope else release.tenant + _SEPARATOR + scope
+            self._table.release(
+                key, limits, reserved_tokens=max(0, -delta), used_tokens=max(0, delta)
+            )
+        ledger = self._ledger(release.tenant)
+        ledger.spent_usd += release.cost_usd
+        ledger.tokens += delta
+        return ledger.spent_usd
 
     async def set_blocked(self, tenant: str, blocked: bool) -> None:
-        self._tenant(tenant, _now_ms()).blocked = blocked
+        self._ledger(tenant).blocked = blocked
 
     async def state(self, tenant: str) -> TenantState:
-        found = self._tenant(tenant, _now_ms())
-        return TenantState(tenant, found.blocked, found.spent_usd, found.tokens)
+        ledger = self._ledger(tenant)
+        return TenantState(tenant, ledger.blocked, ledger.spent_usd, ledger.tokens)
 
     async def close(self) -> None:
         return None
 
 
-def _ms_to_midnight(now_ms: float) -> int:
-    return int(DAY_MS - now_ms % DAY_MS)
+def _refused(
+    request: Acquire, scope: str, denied_by: str | None, wait: float, spent: float
+) -> Decision:
+    if denied_by in ("requests", "tokens"):
+        for index, bucket in enumerate(request.buckets):
+            if bucket.kind == denied_by and _scope(bucket.key) == scope:
+                kind: Refusal = bucket.kind
+                return Decision(kind, int(wait * 1000), spent, refused_index=index)
+    for index, slot in enumerate(request.slots):
+        if _scope(slot.key) == scope:
+            position = len(request.buckets) + index
+            return Decision("concurrency", 1000, spent, refused_index=position)
+    # The table is full of keys (`capacity`): refuse briefly rather than forget a limit.
+    return Decision("concurrency", 1000, spent, refused_index=len(request.buckets))
+
+
+def _precheck(state: NativeDecision, limits: Limits, tokens: int) -> tuple[str, float] | None:
+    """(what would refuse, seconds to wait) for a peeked key, or None when it would admit."""
+    for kind, snapshot, need in (
+        ("requests", state.requests, 1),
+        ("tokens", state.tokens, tokens),
+    ):
+        if snapshot is not None and snapshot[1] < need:
+            limit, _, reset = snapshot
+            return kind, max(0.001, reset - (limit - need) * 60.0 / limit)
+    if limits.max_concurrent is not None and state.in_flight >= limits.max_concurrent:
+        return "concurrency", 1.0
+    return None

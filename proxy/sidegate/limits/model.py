@@ -55,7 +55,7 @@ class Acquire:
 class Release:
     tenant: str
     request_id: str
-    buckets: tuple[Bucket, ...]  # tokens buckets only, `cost` = used - reserved
+    buckets: tuple[Bucket, ...]  # the request's buckets; tokens' `cost` = used - reserved
     slots: tuple[Slot, ...]
     cost_usd: float
     token_delta: int

@@ -127,7 +127,7 @@ class RedisState:
             return False
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     async def _call(self, script: Any, keys: list[str], args: list[str | int | float]) -> Any:
         try:

@@ -1,0 +1,190 @@
+"""The two state backends keep the same semantics: memory (native table) and Redis (Lua).
+
+Each test runs against both: the in-process table and a real redis-server on a free port.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.e2e.procs import RedisServer
+
+from sidegate.limits.failover import Backend
+from sidegate.limits.headers import duration
+from sidegate.limits.memory import MemoryState
+from sidegate.limits.model import Acquire, Bucket, Release, Slot
+from sidegate.limits.policy import buckets, reservation, slots
+from sidegate.limits.redis_state import RedisState
+from sidegate.settings import PlanSettings, StateSettings
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        yield MemoryState()
+        return
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    state = RedisState(StateSettings(backend="redis", url=server.url))
+    try:
+        yield state
+    finally:
+        await state.close()
+        server.stop()
+
+
+PLAN = PlanSettings(rpm=5, tpm=100, max_concurrent=2, daily_budget_usd=1.0)
+
+
+def _acquire(tenant: str, request_id: str, tokens: int, plan: PlanSettings = PLAN) -> Acquire:
+    return Acquire(
+        tenant,
+        request_id,
+        buckets(plan, "m", tokens),
+        slots(plan, "m"),
+        plan.daily_budget_usd,
+        tokens,
+    )
+
+
+def _release(acquired: Acquire, used: int, cost: float = 0.0, plan: PlanSettings = PLAN) -> Release:
+    delta = used - acquired.reserved_tokens
+    return Release(
+        acquired.tenant,
+        acquired.request_id,
+        tuple(
+            Bucket(b.key, b.kind, b.capacity, b.per_minute, delta if b.kind == "tokens" else 0)
+            for b in acquired.buckets
+        ),
+        acquired.slots,
+        cost,
+        delta,
+    )
+
+
+async def test_a_refusal_charges_nothing(backend: Backend) -> None:
+    first = _acquire("t", "r1", 80)
+    assert (await backend.acquire(first)).admitted
+    await backend.release(_release(first, 80))
+    refused = await backend.acquire(_acquire("t", "r2", 30))
+    assert refused.refused == "tokens"
+    assert refused.retry_after_ms > 0
+    # The refused request took no request from the 5-per-minute bucket.
+    admitted = 0
+    for i in range(8):
+        decision = await backend.acquire(_acquire("t", f"q{i}", 0))
+        if decision.admitted:
+            admitted += 1
+            await backend.release(_release(_acquire("t", f"q{i}", 0), 0))
+        else:
+            assert decision.refused == "requests"
+    assert admitted == 4  # 5 in all, the first included
+
+
+async def test_headers_figures_come_from_the_charge(backend: Backend) -> None:
+    decision = await backend.acquire(_acquire("t", "r1", 30))
+    assert decision.admitted
+    requests, tokens = decision.levels
+    assert int(requests.remaining) == 4
+    assert int(tokens.remaining) == 70
+    assert 0 < requests.reset_ms <= 12_000
+    assert 0 < tokens.reset_ms <= 18_000
+
+
+async def test_concurrency_slots_are_taken_and_given_back(backend: Backend) -> None:
+    first, second = _acquire("t", "a", 0), _acquire("t", "b", 0)
+    assert (await backend.acquire(first)).admitted
+    assert (await backend.acquire(second)).admitted
+    assert (await backend.acquire(_acquire("t", "c", 0))).refused == "concurrency"
+    await backend.release(_release(first, 0))
+    assert (await backend.acquire(_acquire("t", "d", 0))).admitted
+
+
+async def test_true_up_turns_extra_usage_into_debt_and_counts_exactly(backend: Backend) -> None:
+    first = _acquire("t", "a", 50)
+    assert (await backend.acquire(first)).admitted
+    await backend.release(_release(first, 90))  # the answer used 40 more than reserved
+    assert (await backend.acquire(_acquire("t", "b", 20))).refused == "tokens"
+    assert (await backend.acquire(_acquire("t", "c", 5))).admitted
+    assert (await backend.state("t")).tokens == 95
+
+
+async def test_budget_is_refused_once_spent(backend: Backend) -> None:
+    first = _acquire("t", "a", 0)
+    assert (await backend.acquire(first)).admitted
+    assert await backend.release(_release(first, 0, cost=0.6)) == pytest.approx(0.6)
+    second = _acquire("t", "b", 0)
+    assert (await backend.acquire(second)).admitted  # 0.6 < 1.0: not spent yet
+    assert await backend.release(_release(second, 0, cost=0.5)) == pytest.approx(1.1)
+    refused = await backend.acquire(_acquire("t", "c", 0))
+    assert refused.refused == "budget"
+    assert refused.spent_usd == pytest.approx(1.1)
+    assert 0 < refused.retry_after_ms <= 86_400_000
+    assert (await backend.state("t")).spent_usd == pytest.approx(1.1)
+    assert (await backend.acquire(_acquire("other", "d", 0))).admitted  # per tenant
+
+
+async def test_blocked_tenant_is_refused_until_unblocked(backend: Backend) -> None:
+    await backend.set_blocked("t", True)
+    assert (await backend.acquire(_acquire("t", "a", 0))).refused == "blocked"
+    assert (await backend.state("t")).blocked
+    assert (await backend.acquire(_acquire("u", "b", 0))).admitted
+    await backend.set_blocked("t", False)
+    assert (await backend.acquire(_acquire("t", "c", 0))).admitted
+
+
+async def test_per_model_limits_hold_beside_the_tenants(backend: Backend) -> None:
+    plan = PlanSettings.model_validate({"rpm": 10, "models": {"m": {"rpm": 2}}})
+    results = [(await backend.acquire(_acquire("t", f"r{i}", 0, plan))) for i in range(3)]
+    assert [r.admitted for r in results] == [True, True, False]
+    assert results[2].refused == "requests"
+    other = Acquire("t", "x", buckets(plan, "other", 0), (), None, 0)
+    decision = await backend.acquire(other)
+    assert decision.admitted
+    assert int(decision.levels[0].remaining) == 7  # the tenant's 10, three taken before
+
+
+async def test_a_request_larger_than_the_bucket_is_refused(backend: Backend) -> None:
+    assert (await backend.acquire(_acquire("t", "a", 101))).refused == "tokens"
+
+
+def test_reservation_is_prompt_plus_max_tokens_per_choice() -> None:
+    assert reservation(12, 100, 1) == 112
+    assert reservation(12, 100, 3) == 312
+    assert reservation(12, None, 2) == 12
+
+
+def test_burst_caps_the_requests_bucket() -> None:
+    plan = PlanSettings(rpm=60, burst=5)
+    (bucket,) = buckets(plan, "m", 0)
+    assert bucket.capacity == 5
+    assert bucket.per_minute == 60
+    assert buckets(PlanSettings(rpm=60), "m", 0)[0].capacity == 60
+
+
+def test_slots_per_tenant_and_per_model() -> None:
+    plan = PlanSettings.model_validate(
+        {"max_concurrent": 3, "models": {"m": {"max_concurrent": 1}}}
+    )
+    assert slots(plan, "m") == (Slot("conc", 3), Slot("conc:m", 1))
+    assert slots(plan, "n") == (Slot("conc", 3),)
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0ms"),
+        (12, "12ms"),
+        (1000, "1s"),
+        (1500, "1.5s"),
+        (360_000, "6m0s"),
+        (3_723_000, "1h2m3s"),
+    ],
+)
+def test_durations_are_spelled_like_openai(ms: int, text: str) -> None:
+    assert duration(ms) == text
