@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -148,12 +155,12 @@ class TelemetrySettings(_Strict):
     tenant_label: bool = True
     metrics_token: str | None = Field(default=None, min_length=1)  # /metrics needs this bearer
 
-    @model_validator(mode="after")
-    def _check_endpoint(self) -> TelemetrySettings:
-        endpoint = self.otlp_endpoint
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_endpoint(cls, endpoint: str | None) -> str | None:
         if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
-            raise ValueError(f"otlp_endpoint: {endpoint!r} is not an http(s) URL")
-        return self
+            raise ValueError(f"{endpoint!r} is not an http(s) URL")
+        return endpoint
 
 
 class SpendSettings(_Strict):
@@ -165,11 +172,12 @@ class SpendSettings(_Strict):
     # Rows kept while the database is unreachable; past it the oldest are dropped (and logged).
     max_pending: int = Field(default=100_000, ge=1)
 
-    @model_validator(mode="after")
-    def _check_url(self) -> SpendSettings:
-        if not re.match(r"^(sqlite:///.+|postgres(ql)?(\+\w+)?://.+)$", self.database_url):
-            raise ValueError("database_url: expected sqlite:///PATH or postgresql://USER@HOST/DB")
-        return self
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not re.match(r"^(sqlite:///.+|postgres(ql)?(\+\w+)?://.+)$", url):
+            raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
+        return url
 
 
 class Settings(_Strict):

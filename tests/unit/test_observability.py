@@ -1,0 +1,115 @@
+"""Telemetry pieces without a server: trace context, bounded labels, spans through the SDK."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from sidegate.auth import Tenant
+from sidegate.errors import UpstreamConnectError
+from sidegate.exchange import Exchange
+from sidegate.observability.catalog import UNKNOWN_MODEL, Catalog
+from sidegate.observability.metrics import build_metrics
+from sidegate.observability.otel import OtelTracing, traces_url
+from sidegate.observability.tracing import NoTracing, client_trace_id
+from sidegate.settings import ConfigError, Settings, parse_settings
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = "b7ad6b7169203331"
+SETTINGS = """
+upstreams:
+  up: {provider: openai, endpoints: ["http://127.0.0.1:9/v1"]}
+models:
+  fast: {upstream: up, upstream_model: real-fast}
+"""
+
+
+def settings(extra: str = "") -> Settings:
+    return parse_settings(SETTINGS + extra, {})
+
+
+def exchange() -> Exchange:
+    return Exchange("req_1", Tenant("acme", None, "k1"), "chat", 0.0, model="fast")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (f"00-{TRACE}-{PARENT}-01", TRACE),
+        (f"00-{TRACE.upper()}-{PARENT}-00", TRACE),
+        (f"00-{'0' * 32}-{PARENT}-01", None),
+        (f"00-{TRACE}-{'0' * 16}-01", None),
+        (f"ff-{TRACE}-{PARENT}-01", None),
+        (f"00-{TRACE[:-1]}g-{PARENT}-01", None),
+        ("garbage", None),
+        (None, None),
+    ],
+)
+def test_client_trace_ids(header: str | None, expected: str | None) -> None:
+    assert client_trace_id(header) == expected
+
+
+def test_without_tracing_logs_still_carry_the_client_trace_id() -> None:
+    record = exchange()
+    with NoTracing().request({"traceparent": f"00-{TRACE}-{PARENT}-01"}, record):
+        pass
+    assert record.trace_id == TRACE
+
+
+def test_unknown_model_names_share_one_label_after_a_few() -> None:
+    catalog = Catalog.from_settings(settings())
+    assert catalog.model_label("fast") == "fast"
+    names = [catalog.model_label(f"made-up-{i}") for i in range(50)]
+    assert names[0] == "made-up-0"
+    assert names[-1] == UNKNOWN_MODEL
+    assert len(set(names)) == 21
+    assert catalog.response_model("fast") == "real-fast"
+    assert catalog.provider("up", "fast") == "openai"
+
+
+def test_the_tenant_label_can_be_collapsed() -> None:
+    assert build_metrics().tenant("acme") == "acme"
+    assert build_metrics(tenant_label=False).tenant("acme") == "-"
+
+
+def test_otlp_endpoint_is_a_base_url() -> None:
+    assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
+    assert traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
+    with pytest.raises(ConfigError, match="otlp_endpoint"):
+        settings("telemetry: {otlp_endpoint: collector:4318}")
+
+
+def test_spans_nest_and_the_attempt_context_goes_upstream() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = OtelTracing(provider, Catalog.from_settings(settings()))
+    record = exchange()
+    with tracing.request({"traceparent": f"00-{TRACE}-{PARENT}-01"}, record):
+        record.attempts.append("http://a")
+        with pytest.raises(UpstreamConnectError), tracing.attempt(record, "up", "http://a"):
+            raise UpstreamConnectError("refused")
+        record.attempts.append("http://b")
+        with tracing.attempt(record, "up", "http://b") as headers:
+            record.endpoint, record.upstream, record.served_model = "http://b", "up", "fast"
+            record.input_tokens, record.output_tokens, record.status = 7, 3, 200
+    (name, traceparent), *_ = headers
+    spans = {
+        (s.kind, s.attributes.get("server.address") if s.attributes else None): s
+        for s in exporter.get_finished_spans()
+    }
+    server = spans[(SpanKind.SERVER, None)]
+    first, second = spans[(SpanKind.CLIENT, "http://a")], spans[(SpanKind.CLIENT, "http://b")]
+    assert format(server.context.trace_id, "032x") == TRACE
+    assert server.parent is not None and format(server.parent.span_id, "016x") == PARENT
+    assert first.parent == second.parent == server.context
+    assert not first.status.is_ok and second.status.is_unset
+    assert name == "traceparent"
+    assert traceparent == f"00-{TRACE}-{format(second.context.span_id, '016x')}-01"
+    assert server.attributes is not None
+    assert server.attributes["gen_ai.usage.input_tokens"] == 7
+    assert server.attributes["gen_ai.response.model"] == "real-fast"
+    assert record.trace_id == TRACE and record.span_id == format(server.context.span_id, "016x")

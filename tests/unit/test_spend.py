@@ -1,0 +1,127 @@
+"""The spend log's queue, store and report, without a gateway."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from sidegate.settings import ConfigError, parse_settings
+from sidegate.spend import SpendLog, SpendRow, SpendStoreError, parse_since, summarize
+from sidegate.spend.sqlite_store import SqliteStore
+
+
+def row(tenant: str = "acme", cost: float = 0.01, *, at: float | None = None) -> SpendRow:
+    return SpendRow(
+        at if at is not None else time.time(),
+        "req_1",
+        tenant,
+        "abc123",
+        "gpt-4o-mini",
+        "gpt-4o-mini",
+        "openai",
+        10,
+        5,
+        cost,
+        12.5,
+        200,
+        "miss",
+        None,
+    )
+
+
+class FlakyStore:
+    """Refuses the first `failures` writes, like a database that is restarting."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.rows: list[SpendRow] = []
+        self.closed = False
+
+    async def write(self, rows: Sequence[SpendRow]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise SpendStoreError("database is restarting")
+        self.rows.extend(rows)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_rows_wait_while_the_database_is_down_and_keep_their_order() -> None:
+    store = FlakyStore(failures=2)
+    spend = SpendLog(store, batch_size=2)
+    rows = [row(f"t{i}") for i in range(5)]
+    for item in rows:
+        spend.record(item)
+    assert not await spend.flush()
+    assert not await spend.flush()
+    assert spend.pending == 5
+    assert await spend.flush()
+    assert store.rows == rows
+
+
+async def test_close_writes_what_is_left_and_closes_the_store() -> None:
+    store = FlakyStore(failures=0)
+    spend = SpendLog(store, flush_interval=3600)
+    spend.start()
+    spend.record(row())
+    await spend.close()
+    assert len(store.rows) == 1 and store.closed
+
+
+async def test_a_full_queue_drops_the_oldest_rows() -> None:
+    store = FlakyStore(failures=0)
+    spend = SpendLog(store, max_pending=3)
+    for i in range(5):
+        spend.record(row(f"t{i}"))
+    assert spend.dropped == 2
+    await spend.flush()
+    assert [r.tenant for r in store.rows] == ["t2", "t3", "t4"]
+
+
+async def test_sqlite_rows_are_summed_per_tenant_within_the_window(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'spend.db'}"
+    store = SqliteStore(str(tmp_path / "spend.db"))
+    old = time.time() - 7200
+    await store.write(
+        [row("acme", 0.25), row("acme", 0.5), row("beta", 1.0), row("acme", 9, at=old)]
+    )
+    await store.close()
+    summary = summarize(url, 3600, "tenant")
+    assert [(s.group, s.requests, s.cost_usd) for s in summary] == [
+        ("beta", 1, 1.0),
+        ("acme", 2, 0.75),
+    ]
+    assert summarize(url, 3 * 3600, "model")[0].requests == 4
+
+
+def test_a_missing_sqlite_file_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
+    with pytest.raises(SpendStoreError):
+        summarize(f"sqlite:///{tmp_path / 'none.db'}", 60, "tenant")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("15m", 900), ("1h", 3600), ("2d", 172800)]
+)
+def test_since_windows(text: str, seconds: float) -> None:
+    assert parse_since(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1", "h", "1y", "-1h"])
+def test_bad_since_windows(text: str) -> None:
+    with pytest.raises(ValueError, match="--since"):
+        parse_since(text)
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite://relative.db", "spend.db"])
+def test_unsupported_database_urls_are_config_errors(url: str) -> None:
+    text = f"""
+upstreams: {{mock: {{provider: mock}}}}
+models: {{m: {{upstream: mock}}}}
+spend: {{database_url: "{url}"}}
+"""
+    with pytest.raises(ConfigError, match=r"spend\.database_url"):
+        parse_settings(text, {})
