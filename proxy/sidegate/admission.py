@@ -5,7 +5,12 @@
 `settle` runs exactly once when the request ends (true-up of reserved tokens with real usage,
 release of a concurrency slot, budget charge) — for streams, cut streams and cache hits too.
 
-`Unlimited` is the implementation used when no tenant has a plan.
+The gateway's implementation is `sidegate.limits.LimitAdmission` (built by
+`sidegate.limits.build_admission`): plans' RPM/TPM/concurrency per tenant and per tenant x
+model, daily budgets and the operator's block list, held in memory or in Redis so they hold
+across replicas. A tenant with no plan passes straight through (no state call) unless an
+operator may block tenants (`admin.token` set). `Unlimited` admits everything, for embedding
+the pipeline without limits.
 """
 
 from __future__ import annotations
