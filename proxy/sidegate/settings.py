@@ -141,6 +141,8 @@ class CacheSettings(_Strict):
     shared_namespace: str | None = Field(default=None, min_length=1)
     # Redis values at least this large are stored zlib-compressed.
     compress_min_bytes: int = Field(default=1024, ge=0)
+    # Bound on one Redis call; past it the lookup is a miss and Redis rests a second (fail-open).
+    timeout_seconds: float = Field(default=0.25, gt=0)
 
 
 class TelemetrySettings(_Strict):

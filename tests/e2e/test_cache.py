@@ -77,7 +77,8 @@ def start_gateway(
         redis_url = request.getfixturevalue("redis_server").url
 
     def _start(**cache: Any) -> Gateway:
-        options = {"backend": backend, **cache}
+        # A generous bound: a loaded test machine must not turn slow Redis calls into misses.
+        options = {"backend": backend, "timeout_seconds": 2, **cache}
         text = CONFIG.format(
             upstream=mock_upstream.url,
             dead=free_port(),

@@ -41,6 +41,7 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResponseCache:
             ttl_seconds=config.ttl_seconds,
             compress_min_bytes=config.compress_min_bytes,
             on_error=on_error,
+            timeout_seconds=config.timeout_seconds,
         )
     else:
         store = MemoryStore(
