@@ -133,11 +133,12 @@ class LimitAdmission:
         request = Acquire(tenant.name, exchange.request_id, buckets, slots, budget, reserve)
         decision, backend = await self._client.admit(request)
         if budget is not None:
-            self._metrics.budget_remaining.labels(tenant.name).set(
+            self._metrics.budget_remaining.labels(self._metrics.tenant(tenant.name)).set(
                 max(0.0, budget - decision.spent_usd)
             )
         if not decision.admitted:
-            self._metrics.rate_limited.labels(tenant.name, decision.refused).inc()
+            label = self._metrics.tenant(tenant.name)
+            self._metrics.rate_limited.labels(label, decision.refused).inc()
             raise _refusal(decision, request, budget)
         headers = admitted_headers(buckets, decision.levels)
         return LimitTicket(self, backend, buckets, slots, reserve, headers)
@@ -152,10 +153,11 @@ class LimitAdmission:
         if spent is None or budget is None:
             return
         tenant = release.tenant
-        self._metrics.budget_remaining.labels(tenant).set(max(0.0, budget - spent))
+        label = self._metrics.tenant(tenant)
+        self._metrics.budget_remaining.labels(label).set(max(0.0, budget - spent))
         before = spent - release.cost_usd
         if release.cost_usd > 0 and before < budget * ALERT_RATIO <= spent:
-            self._limit_metrics.budget_alerts.labels(tenant).inc()
+            self._limit_metrics.budget_alerts.labels(label).inc()
             log.warning(
                 "tenant has spent 80% of its daily budget",
                 extra={
