@@ -383,6 +383,22 @@ async def test_close_delimited_body(
 
 
 @on_both_loops
+async def test_unasked_second_answer_spoils_only_the_connection(
+    upstream_factory: UpstreamFactory, transport: LeanTransport
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while await upstream.read_request(reader) is not None:
+            writer.write(OK + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+            await writer.drain()
+
+    upstream = await upstream_factory(handler)
+    for _ in range(2):
+        response = await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
+        assert await response.read() == b"ok"
+    assert upstream.connections == 2
+
+
+@on_both_loops
 async def test_interim_100_continue_is_skipped(
     upstream_factory: UpstreamFactory, transport: LeanTransport
 ) -> None:

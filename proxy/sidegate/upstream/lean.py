@@ -84,7 +84,7 @@ class LeanTransport:
         pool = self._pools.get(target.key) or self._new_pool(target)
         request = _frame(method, target, headers, body)
         head_request = method == "HEAD"
-        conn = await pool.acquire(timeouts.connect)
+        conn = pool.take_idle() or await pool.acquire(timeouts.connect)
         retried = False
         while True:
             reused = conn.requests > 0
@@ -96,7 +96,7 @@ class LeanTransport:
                 max_buffered=self._max_buffered,
                 head_request=head_request,
             )
-            conn.response = response
+            conn.start(response)
             try:
                 _write(conn, response, request, body)
                 await response.wait_head()

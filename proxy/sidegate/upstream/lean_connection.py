@@ -31,12 +31,18 @@ class _InterimResponseError(Exception):
     """A 101 answer: we never ask to upgrade, so the stream is no longer HTTP we can read."""
 
 
+class _StrayMessageError(Exception):
+    """A second answer in the same read as the first: nobody asked for it."""
+
+
 class LeanConnection(asyncio.Protocol):
     """The socket side: parser callbacks land here and are forwarded to the current response."""
 
     __slots__ = (
+        "_head_bytes",
         "_loop",
         "_parser",
+        "_raw_headers",
         "_timer",
         "_timer_when",
         "closed",
@@ -62,6 +68,15 @@ class LeanConnection(asyncio.Protocol):
         self.last_rx = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
+        # Per response, reset by start(): kept here so the parser callbacks touch one object.
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+
+    def start(self, response: LeanResponse) -> None:
+        """Make `response` the one the next bytes belong to."""
+        self.response = response
+        self._raw_headers = []
+        self._head_bytes = 0
 
     # asyncio.Protocol
 
@@ -77,6 +92,10 @@ class LeanConnection(asyncio.Protocol):
         if response is not None:
             response.on_connection_lost(exc)
 
+    def eof_received(self) -> bool | None:
+        self.reusable = False
+        return None  # let the transport close; connection_lost() settles the response
+
     def data_received(self, data: bytes) -> None:
         self.last_rx = self._loop.time()
         response = self.response
@@ -87,7 +106,7 @@ class LeanConnection(asyncio.Protocol):
             return
         response.received_any = True
         if not response.headers_done:
-            response.head_bytes += len(data)
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -95,42 +114,41 @@ class LeanConnection(asyncio.Protocol):
                 self._protocol_error(response, "the upstream sent an oversized header block")
             elif isinstance(exc.__context__, _InterimResponseError):
                 self._protocol_error(response, "the upstream switched protocols unasked")
+            elif isinstance(exc.__context__, _StrayMessageError):
+                self.abort()  # the answer itself is complete and stays good
             else:
                 raise
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._protocol_error(response, f"the upstream sent malformed HTTP: {exc}")
         else:
-            if not response.headers_done and response.head_bytes > HEADER_BLOCK_LIMIT:
+            if not response.headers_done and self._head_bytes > HEADER_BLOCK_LIMIT:
                 self._protocol_error(response, "the upstream sent an oversized header block")
 
     # httptools callbacks (called from feed_data, so self.response is set)
 
-    def on_message_begin(self) -> None:
-        response = self.response
-        if response is not None and response.complete:
-            self.reusable = False
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        response = self.response
-        assert response is not None
-        response.raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        response.header_bytes += len(name) + len(value) + 4
+        self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self.response
         assert response is not None
-        status = self._parser.get_status_code()
-        if response.header_bytes > HEADER_BLOCK_LIMIT:
+        if response.complete:
+            raise _StrayMessageError
+        # Bytes fed so far bound the header block from above; sum it only when that bound
+        # is over the limit (a large first read can hold the headers and much of the body).
+        if self._head_bytes > HEADER_BLOCK_LIMIT and _block_size(self._raw_headers) > (
+            HEADER_BLOCK_LIMIT
+        ):
             raise _HeaderBlockTooLargeError
+        status = self._parser.get_status_code()
         if status < 200:
             if status == 101:
                 raise _InterimResponseError
             # 100 Continue / 103 Early Hints: the real answer follows on the same stream.
-            response.raw_headers.clear()
-            response.header_bytes = 0
+            self._raw_headers = []
             response.interim = True
             return
-        response.on_headers(status, self._parser.get_http_version())
+        response.on_headers(status, self._raw_headers)
 
     def on_body(self, body: bytes) -> None:
         response = self.response
@@ -150,13 +168,9 @@ class LeanConnection(asyncio.Protocol):
     # helpers
 
     def usable(self) -> bool:
-        transport = self.transport
-        return (
-            self.reusable
-            and not self.closed
-            and transport is not None
-            and not transport.is_closing()
-        )
+        # Every way a connection ends passes through abort(), eof_received() or
+        # connection_lost(), which clear `reusable` first: no need to ask the transport.
+        return self.reusable and not self.closed
 
     def watch(self, deadline: float) -> None:
         """Make sure the current response's idle check runs no later than `deadline`."""
@@ -189,3 +203,7 @@ class LeanConnection(asyncio.Protocol):
     def _protocol_error(self, response: LeanResponse, message: str) -> None:
         response.fail(UpstreamProtocolError(message))
         self.abort()
+
+
+def _block_size(raw_headers: list[tuple[bytes, bytes]]) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in raw_headers)

@@ -47,17 +47,27 @@ class EndpointPool:
     def open_connections(self) -> int:
         return self._slots
 
+    def take_idle(self) -> LeanConnection | None:
+        """A live pooled connection, if one is idle (no await: the common, cheap path).
+
+        Expired connections are closed by the sweep, which runs at each one's expiry time.
+        """
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn
+            self._drop(conn)
+            self._slots -= 1  # no waiter can exist while connections sit idle
+        return None
+
     async def acquire(self, connect_timeout: float) -> LeanConnection:
         """A connection ready for one request: pooled if a live one is idle, else new."""
         if self._closed:
             raise UpstreamConnectError("the upstream transport is closed")
-        idle = self._idle
-        while idle:
-            conn = idle.pop()
-            if conn.usable() and self.loop.time() - conn.idle_since < self._idle_expiry:
-                return conn
-            self._drop(conn)
-            self._slots -= 1
+        conn = self.take_idle()
+        if conn is not None:
+            return conn
         if self._slots < self._limit:
             self._slots += 1
             return await self._open_in_slot(connect_timeout)

@@ -40,17 +40,12 @@ class LeanResponse:
         "_read_timeout",
         "_wait_start",
         "_waiter",
-        "close_delimited",
         "complete",
         "error",
-        "head_bytes",
         "head_request",
-        "header_bytes",
         "headers",
         "headers_done",
-        "http_version",
         "interim",
-        "raw_headers",
         "received_any",
         "status",
     )
@@ -77,15 +72,10 @@ class LeanResponse:
         self._wait_start = 0.0
         self.head_request = head_request
         self.status = 0
-        self.http_version = ""
-        # Declared as the interface's type; the value is a CIMultiDictProxy (getall works).
+        # Declared as the interface's type; the value is a CIMultiDict (getall works).
         self.headers: Mapping[str, str] = _EMPTY_HEADERS
-        self.raw_headers: list[tuple[str, str]] = []
-        self.header_bytes = 0
-        self.head_bytes = 0
         self.headers_done = False
         self.interim = False
-        self.close_delimited = False
         self.complete = False
         self.received_any = False
         self.error: UpstreamError | None = None
@@ -165,14 +155,10 @@ class LeanResponse:
 
     # called by LeanConnection
 
-    def on_headers(self, status: int, http_version: str) -> None:
+    def on_headers(self, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
-        self.http_version = http_version
-        headers = CIMultiDictProxy(CIMultiDict(self.raw_headers))
-        self.headers = headers
-        self.close_delimited = (
-            "Content-Length" not in headers
-            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+        self.headers = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers]
         )
         self.headers_done = True
         if self.head_request:
@@ -194,16 +180,18 @@ class LeanResponse:
             if conn is not None and conn.transport is not None:
                 conn.transport.pause_reading()
                 self._paused = True
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def on_complete(self) -> None:
         self.complete = True
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def on_connection_lost(self, exc: Exception | None) -> None:
         if self.complete or self.error is not None:
             return
-        if self.headers_done and self.close_delimited and exc is None:
+        if self.headers_done and exc is None and self._close_delimited():
             self.complete = True
         elif not self.received_any:
             self.error = UpstreamResetError(
@@ -214,6 +202,14 @@ class LeanResponse:
                 "the upstream connection was lost mid-response", after_first_byte=True
             )
         self._wake()
+
+    def _close_delimited(self) -> bool:
+        """Without a length or chunked coding, the body ends where the connection does."""
+        headers = self.headers
+        return (
+            "Content-Length" not in headers
+            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+        )
 
     def fail(self, error: UpstreamError) -> None:
         if self.error is None and not self.complete:
@@ -266,4 +262,4 @@ class LeanResponse:
             conn.transport.resume_reading()
 
 
-_EMPTY_HEADERS: Final[CIMultiDictProxy[str]] = CIMultiDictProxy(CIMultiDict())
+_EMPTY_HEADERS: Final[Mapping[str, str]] = CIMultiDictProxy(CIMultiDict())
