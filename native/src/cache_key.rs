@@ -6,9 +6,12 @@
 //! `stream_options`, `store`) and `model` stay out; the caller prefixes the resolved model and
 //! the tenant, so one tenant never reads another's answers. Every other member is in the key.
 
+use std::borrow::Cow;
+
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::json::{Json, Number};
+use crate::CoreError;
 
 /// Top-level members left out of the key.
 pub const NOT_IN_KEY: [&str; 6] = [
@@ -22,18 +25,30 @@ pub const NOT_IN_KEY: [&str; 6] = [
 
 /// The key of a parsed request `body` (an object) for `endpoint` (e.g. `chat`).
 pub fn cache_key(endpoint: &str, body: &Json<'_>) -> u128 {
-    let mut out = Vec::with_capacity(1024);
-    write_str(endpoint, &mut out);
+    let mut canon = Canon {
+        out: Vec::with_capacity(4096),
+        stack: Vec::with_capacity(32),
+    };
+    canon.write_str(endpoint);
     match body {
         Json::Object(members) => {
             let kept = members
                 .iter()
                 .filter(|(key, value)| !NOT_IN_KEY.contains(&key.as_ref()) && *value != Json::Null);
-            write_object(kept, &mut out);
+            canon.write_object(kept);
         }
-        other => write_value(other, &mut out),
+        other => canon.write_value(other),
     }
-    xxh3_128(&out)
+    xxh3_128(&canon.out)
+}
+
+/// The key of a raw body; an error when it is not JSON.
+pub fn cache_key_of_body(endpoint: &str, body: &[u8]) -> Result<u128, CoreError> {
+    let json = Json::parse(body).map_err(|err| CoreError::InvalidBody {
+        message: format!("Request body is not valid JSON: {err}"),
+        param: None,
+    })?;
+    Ok(cache_key(endpoint, &json))
 }
 
 /// Lower-case hex of a key, as `body_hash` carries it.
@@ -41,50 +56,69 @@ pub fn to_hex(key: u128) -> String {
     format!("{key:032x}")
 }
 
+type Member<'a> = (Cow<'a, str>, Json<'a>);
+
 // The canonical form is a tagged, length-prefixed byte string, so no two different values
 // can share an encoding (no escaping needed).
-fn write_value(value: &Json<'_>, out: &mut Vec<u8>) {
-    match value {
-        Json::Null => out.push(b'n'),
-        Json::Bool(true) => out.push(b't'),
-        Json::Bool(false) => out.push(b'f'),
-        Json::Number(number) => write_number(*number, out),
-        Json::String(text) => write_str(text, out),
-        Json::Array(items) => {
-            out.push(b'[');
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                write_value(item, out);
+struct Canon<'b, 'a> {
+    out: Vec<u8>,
+    /// Members of the objects being written, sorted in place; one allocation for all levels.
+    stack: Vec<&'b Member<'a>>,
+}
+
+impl<'b, 'a: 'b> Canon<'b, 'a> {
+    fn write_value(&mut self, value: &'b Json<'a>) {
+        match value {
+            Json::Null => self.out.push(b'n'),
+            Json::Bool(true) => self.out.push(b't'),
+            Json::Bool(false) => self.out.push(b'f'),
+            Json::Number(number) => write_number(*number, &mut self.out),
+            Json::String(text) => self.write_str(text),
+            Json::Array(items) => {
+                self.out.push(b'[');
+                self.out
+                    .extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for item in items {
+                    self.write_value(item);
+                }
             }
-        }
-        Json::Object(members) => write_object(members.iter(), out),
-    }
-}
-
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    out.push(b's');
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
-}
-
-fn write_object<'b, 'a: 'b, I>(members: I, out: &mut Vec<u8>)
-where
-    I: Iterator<Item = &'b (std::borrow::Cow<'a, str>, Json<'a>)>,
-{
-    let mut sorted: Vec<&(std::borrow::Cow<'a, str>, Json<'a>)> = members.collect();
-    // Stable sort, then keep the last of equal keys: the member a JSON parser would keep.
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut unique = Vec::with_capacity(sorted.len());
-    for (index, member) in sorted.iter().enumerate() {
-        if sorted.get(index + 1).is_none_or(|next| next.0 != member.0) {
-            unique.push(*member);
+            Json::Object(members) => self.write_object(members.iter()),
         }
     }
-    out.push(b'{');
-    out.extend_from_slice(&(unique.len() as u64).to_le_bytes());
-    for (key, value) in unique {
-        write_str(key, out);
-        write_value(value, out);
+
+    fn write_str(&mut self, text: &str) {
+        self.out.push(b's');
+        self.out
+            .extend_from_slice(&(text.len() as u64).to_le_bytes());
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    fn write_object(&mut self, members: impl Iterator<Item = &'b Member<'a>>) {
+        let base = self.stack.len();
+        self.stack.extend(members);
+        let end = self.stack.len();
+        if let Some(level) = self.stack.get_mut(base..) {
+            // Stable, so of equal keys the last stays last: the member a JSON parser keeps.
+            level.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let is_kept = |stack: &[&Member<'_>], i: usize| match (stack.get(i), stack.get(i + 1)) {
+            (Some(this), Some(next)) if i + 1 < end => next.0 != this.0,
+            _ => true,
+        };
+        let unique = (base..end).filter(|&i| is_kept(&self.stack, i)).count();
+        self.out.push(b'{');
+        self.out.extend_from_slice(&(unique as u64).to_le_bytes());
+        for i in base..end {
+            if !is_kept(&self.stack, i) {
+                continue;
+            }
+            let Some(&member) = self.stack.get(i) else {
+                continue;
+            };
+            self.write_str(&member.0);
+            self.write_value(&member.1);
+        }
+        self.stack.truncate(base);
     }
 }
 

@@ -8,7 +8,9 @@ __all__ = [
     "Limiter",
     "NativeError",
     "Policy",
+    "RequestFacts",
     "Tokenizer",
+    "cache_key",
     "encoding_for_model",
     "inspect",
 ]
@@ -105,19 +107,58 @@ class Limiter:
         """The key's state, charging nothing."""
     def __len__(self) -> int: ...
 
+def cache_key(body: bytes, endpoint: str) -> str:
+    """The hex cache key of a raw ``body`` (the ``body_hash`` ``inspect`` returns).
+
+    Raises ``InvalidBodyError`` when ``body`` is not JSON.
+    """
+
 def encoding_for_model(model: str) -> str:
     """The encoding OpenAI uses for ``model``; unknown models get ``o200k_base``."""
+
+@final
+class RequestFacts:
+    """What the request path needs from a body (see ``sidegate.inspection``)."""
+
+    def __new__(
+        cls,
+        model: str,
+        stream: bool,
+        include_usage: bool,
+        max_tokens: int | None,
+        n: int,
+        temperature: float | None,
+        prompt_tokens: int,
+        body_hash: str,
+    ) -> RequestFacts: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def include_usage(self) -> bool: ...
+    @property
+    def max_tokens(self) -> int | None:
+        """``max_completion_tokens``, else ``max_tokens``; None when neither is set."""
+    @property
+    def n(self) -> int: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def body_hash(self) -> str:
+        """Hex xxh3-128 of the body's canonical form (the cache key's body part)."""
 
 def inspect(
     body: bytes,
     endpoint: str,
     encoding: str | None = None,
     count_tokens: bool = True,
-) -> tuple[str, bool, bool, int | None, int, float | None, int, str]:
+) -> RequestFacts:
     """Parse, validate, count and hash a request body in one call.
 
-    Returns ``(model, stream, include_usage, max_tokens, n, temperature, prompt_tokens,
-    body_hash)``. ``endpoint`` is ``chat``, ``completions`` or ``embeddings``; ``encoding``
+    ``endpoint`` is ``chat``, ``completions`` or ``embeddings``; ``encoding``
     defaults to the model's. Raises ``InvalidBodyError`` for a body the proxy cannot serve and
     ``NativeError`` for an unknown endpoint or encoding.
     """

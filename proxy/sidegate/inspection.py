@@ -15,7 +15,6 @@ absent, and `model`, `user`, `metadata`, `stream`, `stream_options` and `store` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, Literal
 
 from sidegate import _native
@@ -27,16 +26,10 @@ Endpoint = Literal["chat", "completions", "embeddings"]
 NOT_IN_KEY: Final = frozenset({"model", "user", "metadata", "stream", "stream_options", "store"})
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    model: str
-    stream: bool
-    include_usage: bool
-    max_tokens: int | None
-    n: int
-    temperature: float | None
-    prompt_tokens: int
-    body_hash: str
+# A native frozen class, built in Rust: a frozen dataclass's __init__ cost more than the whole
+# parse. Fields: model, stream, include_usage, max_tokens (`max_completion_tokens` when set,
+# else `max_tokens`), n, temperature, prompt_tokens, body_hash.
+RequestFacts = _native.RequestFacts
 
 
 def inspect_request(
@@ -52,11 +45,19 @@ def inspect_request(
     for callers that learn the encoding only from the model and count afterwards.
     """
     try:
-        facts = _native.inspect(body, endpoint, encoding, count_tokens)
+        return _native.inspect(body, endpoint, encoding, count_tokens)
     except _native.InvalidBodyError as exc:
         message, param = exc.args
         raise InvalidRequestError(message, param=param) from None
     except _native.NativeError as exc:
         # An unknown endpoint or encoding is the caller's bug, not the client's.
         raise ValueError(str(exc)) from None
-    return RequestFacts(*facts)
+
+
+def body_hash(body: bytes, endpoint: Endpoint) -> str:
+    """The `body_hash` `inspect_request` would return, without validating or counting."""
+    try:
+        return _native.cache_key(body, endpoint)
+    except _native.InvalidBodyError as exc:
+        message, param = exc.args
+        raise InvalidRequestError(message, param=param) from None

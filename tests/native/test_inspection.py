@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidegate.errors import InvalidRequestError
-from sidegate.inspection import inspect_request
+from sidegate.inspection import RequestFacts, body_hash, inspect_request
 from sidegate.tokens import Tokenizer
 
 
@@ -165,3 +165,19 @@ def test_hash_ignores_member_order(extra: dict[str, Any]) -> None:
     body = chat_body(**extra)
     reordered = dict(reversed(list(body.items())))
     assert facts(body).body_hash == facts(reordered).body_hash
+
+
+def test_facts_are_immutable_and_readable() -> None:
+    got = facts(chat_body(max_tokens=5))
+    assert "max_tokens=5" in repr(got) and "model='gpt-4o-mini'" in repr(got)
+    with pytest.raises(AttributeError):
+        got.model = "other"  # type: ignore[misc]
+    built = RequestFacts("m", False, False, None, 1, None, 0, "00")
+    assert (built.model, built.n, built.body_hash) == ("m", 1, "00")
+
+
+def test_body_hash_alone_matches_inspection() -> None:
+    raw = orjson.dumps(chat_body(seed=3))
+    assert body_hash(raw, "chat") == facts(raw).body_hash
+    with pytest.raises(InvalidRequestError):
+        body_hash(b"{", "chat")

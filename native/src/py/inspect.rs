@@ -1,4 +1,5 @@
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use super::errors::to_py;
 use crate::cache_key::to_hex;
@@ -8,18 +9,63 @@ use crate::tokens::Encoding;
 /// Bodies shorter than this are inspected without releasing the GIL: the release costs more.
 const DETACH_MIN_BYTES: usize = 16 * 1024;
 
-type FactsTuple = (
-    String,
-    bool,
-    bool,
-    Option<i64>,
-    i64,
-    Option<f64>,
-    i64,
-    String,
-);
+/// What the request path needs from a body (see `sidegate.inspection`).
+#[pyclass(frozen, get_all, name = "RequestFacts", module = "sidegate._native")]
+pub(crate) struct PyRequestFacts {
+    model: Py<PyString>,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<i64>,
+    n: i64,
+    temperature: Option<f64>,
+    prompt_tokens: i64,
+    body_hash: Py<PyString>,
+}
 
-/// Everything the request path needs from `body`, as one tuple (see `_native.pyi`).
+#[pymethods]
+impl PyRequestFacts {
+    #[new]
+    #[allow(clippy::too_many_arguments)] // mirrors the fields, as a dataclass would
+    fn py_new(
+        model: Py<PyString>,
+        stream: bool,
+        include_usage: bool,
+        max_tokens: Option<i64>,
+        n: i64,
+        temperature: Option<f64>,
+        prompt_tokens: i64,
+        body_hash: Py<PyString>,
+    ) -> Self {
+        Self {
+            model,
+            stream,
+            include_usage,
+            max_tokens,
+            n,
+            temperature,
+            prompt_tokens,
+            body_hash,
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let repr = |value: Bound<'_, PyAny>| -> PyResult<String> { Ok(value.repr()?.to_string()) };
+        Ok(format!(
+            "RequestFacts(model={}, stream={}, include_usage={}, max_tokens={}, n={}, \
+             temperature={}, prompt_tokens={}, body_hash={})",
+            repr(self.model.bind(py).clone().into_any())?,
+            repr(self.stream.into_pyobject(py)?.to_owned().into_any())?,
+            repr(self.include_usage.into_pyobject(py)?.to_owned().into_any())?,
+            repr(self.max_tokens.into_pyobject(py)?)?,
+            self.n,
+            repr(self.temperature.into_pyobject(py)?)?,
+            self.prompt_tokens,
+            repr(self.body_hash.bind(py).clone().into_any())?,
+        ))
+    }
+}
+
+/// Everything the request path needs from `body`, in one call (see `_native.pyi`).
 #[pyfunction]
 #[pyo3(name = "inspect", signature = (body, endpoint, encoding=None, count_tokens=true))]
 pub(crate) fn py_inspect(
@@ -28,7 +74,7 @@ pub(crate) fn py_inspect(
     endpoint: &str,
     encoding: Option<&str>,
     count_tokens: bool,
-) -> PyResult<FactsTuple> {
+) -> PyResult<PyRequestFacts> {
     let endpoint = endpoint.parse::<Endpoint>().map_err(to_py)?;
     let encoding = encoding
         .map(str::parse::<Encoding>)
@@ -45,17 +91,29 @@ pub(crate) fn py_inspect(
         py.detach(run)
     };
     let f = facts.map_err(to_py)?;
-    let key = to_hex(f.cache_key);
-    Ok((
-        f.model,
-        f.stream,
-        f.include_usage,
-        f.max_tokens,
-        f.n,
-        f.temperature,
-        f.prompt_tokens,
-        key,
-    ))
+    Ok(PyRequestFacts {
+        model: PyString::new(py, &f.model).unbind(),
+        stream: f.stream,
+        include_usage: f.include_usage,
+        max_tokens: f.max_tokens,
+        n: f.n,
+        temperature: f.temperature,
+        prompt_tokens: f.prompt_tokens,
+        body_hash: PyString::new(py, &to_hex(f.cache_key)).unbind(),
+    })
+}
+
+/// The cache key of `body` alone (hex), without validating its shape beyond JSON.
+#[pyfunction]
+#[pyo3(name = "cache_key")]
+pub(crate) fn py_cache_key(py: Python<'_>, body: &[u8], endpoint: &str) -> PyResult<String> {
+    let run = || crate::cache_key::cache_key_of_body(endpoint, body);
+    let key = if body.len() < DETACH_MIN_BYTES {
+        run()
+    } else {
+        py.detach(run)
+    };
+    key.map(to_hex).map_err(to_py)
 }
 
 /// The encoding OpenAI uses for `model`; unknown models get o200k_base.

@@ -10,11 +10,13 @@ mod tokens;
 #[pymodule(gil_used = false)]
 fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tokens::PyTokenizer>()?;
+    m.add_class::<inspect::PyRequestFacts>()?;
     m.add_class::<ratelimit::PyPolicy>()?;
     m.add_class::<ratelimit::PyDecision>()?;
     m.add_class::<ratelimit::PyLimiter>()?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;
     errors::register(py, m)?;
     Ok(())
 }
