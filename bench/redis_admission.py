@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.cache_latency import free_port, percentiles, running
+from redis import asyncio as aioredis
 
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Release
@@ -85,6 +86,16 @@ async def bench_calls(calls: int, redis_port: int | None) -> None:
     if redis_port is not None:
         url = f"redis://127.0.0.1:{redis_port}/0"
         states.append(("redis", RedisState(StateSettings(backend="redis", url=url))))
+    if redis_port is not None:
+        # The floor: one PING through the same client, so the script's own share shows.
+        client = aioredis.Redis.from_url(f"redis://127.0.0.1:{redis_port}/0")
+        pings: list[float] = []
+        for _ in range(calls + 200):
+            started = time.perf_counter()
+            await client.ping()
+            pings.append((time.perf_counter() - started) * 1e6)
+        await client.aclose()
+        print(f"  redis  PING  : {percentiles(pings[200:])}")
     for label, state in states:
         await _time_calls(state, 200)  # warm-up: script load, connection
         admit, settle = await _time_calls(state, calls)
