@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,24 @@ def test_several_workers_on_memory_limits_are_refused_at_start(
     config.write_text(CONFIG.format(upstream="http://127.0.0.1:9/v1"))
     assert main(["serve", "--config", str(config), "--workers", "2"]) == 1
     assert "state.backend: redis" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("fail_open", "expected"), [(True, 200), (False, 503)])
+async def test_unreachable_redis_fails_open_or_closed_as_configured(
+    aiohttp_client: AppClient, upstream_url: str, fail_open: bool, expected: int
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]  # nothing listens here once the socket closes
+    config = CONFIG.format(upstream=upstream_url) + (
+        f'state: {{backend: redis, url: "redis://127.0.0.1:{dead}/0", '
+        f"fail_open: {str(fail_open).lower()}}}\n"
+    )
+    client = await aiohttp_client(build_app(parse_settings(config, {})))
+    statuses = [(await _chat(client, "sk-acme", f"hi {i}"))[0] for i in range(4)]
+    if fail_open:
+        assert statuses == [200, 200, 200, 429]  # the plan still holds, in this process
+        metrics = await (await client.get("/metrics")).text()
+        assert "llm_state_fallbacks_total 4.0" in metrics
+    else:
+        assert statuses == [expected] * 4
