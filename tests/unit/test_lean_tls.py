@@ -127,6 +127,29 @@ async def test_sni_names_the_host(ca: trustme.CA, ca_bundle: Path) -> None:
 
 
 @on_both_loops
+async def test_large_body_with_backpressure_over_tls(ca: trustme.CA, ca_bundle: Path) -> None:
+    blob = bytes(range(256)) * 16384  # 4 MiB
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=blob)
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    context = server_context(ca, "localhost")
+    async with serve(app, context) as server, lean(ca_bundle) as transport:
+        url = f"https://localhost:{server.port}/big"
+        response = await transport.send("GET", url, [], b"", TIMEOUTS)
+        pieces = response.iter_body()
+        first = await anext(pieces)
+        await asyncio.sleep(0.05)  # lag: the socket is paused meanwhile
+        rest = b"".join([piece async for piece in pieces])
+        assert first + rest == blob
+        again = await transport.send("GET", url, [], b"", TIMEOUTS)
+        assert await again.read() == blob
+        assert transport.connections(url) == 1
+
+
+@on_both_loops
 async def test_untrusted_certificate_is_refused(ca: trustme.CA) -> None:
     context = server_context(ca, "localhost")
     async with serve(hello_app(), context) as server, lean(None) as transport:
