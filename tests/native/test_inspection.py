@@ -123,8 +123,11 @@ def test_same_meaning_gives_the_same_hash() -> None:
     spaced = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
     respelled = spaced.replace(b'"temperature": 1', b'"temperature": 1.0')
     assert respelled != spaced
+    escaped = orjson.dumps(body).replace(b'"content":"hi"', b'"content":"\\u0068i"')
+    assert escaped != orjson.dumps(body)
     noise = dict(body, user="u", metadata={"a": 1}, stream=True, store=False, model="other")
-    hashes = {facts(b).body_hash for b in (body, spaced, respelled, noise, dict(body, top_k=None))}
+    variants = (body, spaced, respelled, escaped, noise, dict(body, top_k=None))
+    hashes = {facts(b).body_hash for b in variants}
     assert len(hashes) == 1
 
 

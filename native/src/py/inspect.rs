@@ -3,7 +3,7 @@ use pyo3::types::PyString;
 
 use super::errors::to_py;
 use crate::cache_key::to_hex;
-use crate::inspect::{inspect, Endpoint, Options};
+use crate::inspect::{inspect, Endpoint, Facts, Options};
 use crate::tokens::Encoding;
 
 /// Bodies shorter than this are inspected without releasing the GIL: the release costs more.
@@ -20,6 +20,21 @@ pub(crate) struct PyRequestFacts {
     temperature: Option<f64>,
     prompt_tokens: i64,
     body_hash: Py<PyString>,
+}
+
+impl PyRequestFacts {
+    fn from_core(py: Python<'_>, facts: Facts) -> Self {
+        Self {
+            model: PyString::new(py, &facts.model).unbind(),
+            stream: facts.stream,
+            include_usage: facts.include_usage,
+            max_tokens: facts.max_tokens,
+            n: facts.n,
+            temperature: facts.temperature,
+            prompt_tokens: facts.prompt_tokens,
+            body_hash: PyString::new(py, &to_hex(facts.cache_key)).unbind(),
+        }
+    }
 }
 
 #[pymethods]
@@ -90,17 +105,9 @@ pub(crate) fn py_inspect(
     } else {
         py.detach(run)
     };
-    let f = facts.map_err(to_py)?;
-    Ok(PyRequestFacts {
-        model: PyString::new(py, &f.model).unbind(),
-        stream: f.stream,
-        include_usage: f.include_usage,
-        max_tokens: f.max_tokens,
-        n: f.n,
-        temperature: f.temperature,
-        prompt_tokens: f.prompt_tokens,
-        body_hash: PyString::new(py, &to_hex(f.cache_key)).unbind(),
-    })
+    facts
+        .map(|facts| PyRequestFacts::from_core(py, facts))
+        .map_err(to_py)
 }
 
 /// The cache key of `body` alone (hex), without validating its shape beyond JSON.
