@@ -73,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _load(args.file)
         if settings is None:
             return 1
+        from sidegate.limits import workers_problem
+
+        if problem := workers_problem(settings):
+            print(f"sidegate: invalid configuration ({args.file}): {problem}", file=sys.stderr)
+            return 1
         print(f"{args.file}: ok ({len(settings.models)} models, {len(settings.tenants)} tenants)")
         return 0
     if args.command == "tenants":

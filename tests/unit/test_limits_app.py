@@ -196,3 +196,15 @@ async def test_unreachable_redis_fails_open_or_closed_as_configured(
         assert "llm_state_fallbacks_total 4.0" in metrics
     else:
         assert statuses == [expected] * 4
+
+
+def test_check_config_refuses_several_workers_on_memory_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    text = CONFIG.format(upstream="http://127.0.0.1:9/v1")
+    config.write_text("server: {workers: 4}\n" + text)
+    assert main(["check-config", str(config)]) == 1
+    assert "server.workers" in capsys.readouterr().err
+    config.write_text("server: {workers: 4}\nstate: {backend: redis}\n" + text)
+    assert main(["check-config", str(config)]) == 0
