@@ -156,6 +156,8 @@ class TelemetrySettings(_Strict):
     # Off: metrics carry tenant="-" so many tenants cannot explode the series count.
     tenant_label: bool = True
     metrics_token: str | None = Field(default=None, min_length=1)  # /metrics needs this bearer
+    # Sent with every span export, e.g. {Authorization: "Basic ${LANGFUSE_OTLP_AUTH}"}.
+    otlp_headers: dict[str, str] = {}
 
     @field_validator("otlp_endpoint")
     @classmethod

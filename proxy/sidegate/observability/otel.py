@@ -4,8 +4,9 @@ A SERVER span per request (parent: the client's W3C `traceparent`, when sent) an
 per upstream attempt, so a retry or fallback shows as a second child. The attempt's own span
 context is what the upstream receives as `traceparent`. Attributes follow the GenAI semantic
 conventions (`gen_ai.*`), plus the tenant and the cache result. Spans go to an OTLP/HTTP
-collector (Jaeger, Tempo, Langfuse...) through a batch processor whose thread does the I/O, so
-the request path only builds spans. The provider is this app's own, never the global one.
+collector (Jaeger, Tempo, Langfuse...) through a batch processor whose thread encodes and sends
+(`otlp.py`), so the request path only builds spans. The provider is this app's own, never the
+global one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from typing import Final
 
 from opentelemetry import context as otel_context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -27,6 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sidegate.errors import ProxyError, status_of
 from sidegate.exchange import Exchange
 from sidegate.observability.catalog import OPERATIONS, Catalog
+from sidegate.observability.otlp import OtlpHttpSpanExporter
 from sidegate.settings import TelemetrySettings
 
 # Spans leave at least this often; a collector sees a request about a second after it ends.
@@ -49,7 +50,9 @@ def build_provider(telemetry: TelemetrySettings, endpoint: str) -> TracerProvide
         resource=Resource.create({"service.name": telemetry.service_name}),
         sampler=ParentBased(TraceIdRatioBased(telemetry.trace_sample_ratio)),
     )
-    exporter = OTLPSpanExporter(endpoint=traces_url(endpoint), timeout=_EXPORT_TIMEOUT_S)
+    exporter = OtlpHttpSpanExporter(
+        traces_url(endpoint), headers=telemetry.otlp_headers, timeout=_EXPORT_TIMEOUT_S
+    )
     provider.add_span_processor(
         BatchSpanProcessor(exporter, schedule_delay_millis=_EXPORT_DELAY_MS)
     )
