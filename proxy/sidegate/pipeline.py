@@ -86,6 +86,7 @@ class Pipeline:
             return response
         except ProxyError as error:
             exchange.status = status_of(error)
+            error.headers.setdefault("x-cache", exchange.cache)  # errors answer it too
             raise
         except asyncio.CancelledError:
             exchange.status = 499  # the client went away

@@ -29,6 +29,7 @@ models:
   gpt-3.5-turbo-instruct: {{upstream: local}}
   backup: {{upstream: local, upstream_model: backup-gpt}}
   flaky: {{upstream: dead, fallbacks: [backup]}}
+  nowhere: {{upstream: dead}}
 tenants:
   acme: {{keys: ["{acme}"]}}
   globex: {{keys: ["{globex}"]}}
@@ -250,6 +251,18 @@ def test_a_cut_or_failed_answer_is_never_stored(start_gateway: Start) -> None:
             with pytest.raises(openai.BadRequestError):
                 ask(client, "!status 400 refused")
     assert gateway.cache_results() == (0, 4)
+
+
+def test_errors_say_x_cache_too(start_gateway: Start) -> None:
+    gateway = start_gateway()
+    with gateway.client() as client:
+        with pytest.raises(openai.APIStatusError) as unreachable:
+            ask(client, "Anyone there?", model="nowhere")
+        assert unreachable.value.status_code == 502
+        assert unreachable.value.response.headers["x-cache"] == "miss"
+        with pytest.raises(openai.BadRequestError) as refused:
+            ask(client, "!status 400 no")
+        assert refused.value.response.headers["x-cache"] == "miss"
 
 
 def test_a_fallbacks_answer_is_not_stored_under_the_primarys_key(start_gateway: Start) -> None:
