@@ -192,3 +192,39 @@ async def test_missing_token_is_refused(issuer: tuple[Issuer, str]) -> None:
     _, url = issuer
     with pytest.raises(AuthenticationError):
         await _authenticator(url).authenticate_request(None, None)
+
+
+async def test_a_jwt_tenant_gets_its_plan_through_the_gateway(
+    issuer: tuple[Issuer, str], aiohttp_client: Callable[..., Awaitable[Any]]
+) -> None:
+    from sidegate.app import build_app
+    from sidegate.mock_upstream import build_mock_app
+
+    keys, url = issuer
+    upstream = TestServer(build_mock_app())
+    await upstream.start_server()
+    try:
+        settings = parse_settings(
+            f"""
+            upstreams: {{mock: {{endpoints: ["{upstream.make_url("/v1")}"]}}}}
+            models: {{mock-gpt: {{upstream: mock}}}}
+            plans: {{two: {{rpm: 2}}}}
+            auth: {{mode: jwt, jwks_url: "{url}", issuer: "{ISSUER}", audience: "{AUDIENCE}",
+                    plan_claim: plan}}
+            """,
+            {},
+        )
+        client = await aiohttp_client(build_app(settings))
+        body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {keys.token('rsa-1', plan='two')}"}
+        statuses = [
+            (await client.post("/v1/chat/completions", json=body, headers=headers)).status
+            for _ in range(3)
+        ]
+        assert statuses == [200, 200, 429]
+        expired = {"Authorization": f"Bearer {keys.token('rsa-1', exp=1)}"}
+        response = await client.post("/v1/chat/completions", json=body, headers=expired)
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "invalid_token"
+    finally:
+        await upstream.close()
