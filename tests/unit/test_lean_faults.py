@@ -298,6 +298,11 @@ async def test_idle_connection_closed_by_peer_is_not_reused(
     first = await transport.send("POST", upstream.url, [], b"1", TIMEOUTS)
     assert await first.read() == b"ok"
     await closed.wait()
+    for _ in range(500):  # the pool drops the connection as soon as the loop sees the close
+        if transport.connections(upstream.url) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert transport.connections(upstream.url) == 0
     second = await transport.send("POST", upstream.url, [], b"2", TIMEOUTS)
     assert await second.read() == b"ok"
     assert upstream.connections == 2

@@ -11,6 +11,7 @@ on the per-request hot path, and its cost is the point of the lean transport.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
@@ -41,6 +42,7 @@ class LeanConnection(asyncio.Protocol):
     __slots__ = (
         "_head_bytes",
         "_loop",
+        "_on_idle_lost",
         "_parser",
         "_raw_headers",
         "_timer",
@@ -54,8 +56,15 @@ class LeanConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_idle_lost: Callable[[LeanConnection], None] | None = None,
+    ) -> None:
         self._loop = loop
+        # Tells the pool at once when the peer closes a connection sitting idle, so its slot
+        # is free and it is never handed out.
+        self._on_idle_lost = on_idle_lost
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.response: LeanResponse | None = None
@@ -91,6 +100,8 @@ class LeanConnection(asyncio.Protocol):
         response = self.response
         if response is not None:
             response.on_connection_lost(exc)
+        elif self._on_idle_lost is not None:
+            self._on_idle_lost(self)
 
     def eof_received(self) -> bool | None:
         self.reusable = False

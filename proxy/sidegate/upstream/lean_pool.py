@@ -162,6 +162,14 @@ class EndpointPool:
         else:
             self.release(handed)
 
+    def _idle_lost(self, conn: LeanConnection) -> None:
+        try:
+            self._idle.remove(conn)
+        except ValueError:
+            return  # not idle: on its way to a waiter, who will find it closed
+        self._open.discard(conn)
+        self._free_slot()
+
     def _drop(self, conn: LeanConnection) -> None:
         conn.abort()
         self._open.discard(conn)
@@ -185,7 +193,7 @@ class EndpointPool:
         try:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: LeanConnection(loop),
+                    lambda: LeanConnection(loop, self._idle_lost),
                     self._host,
                     self._port,
                     ssl=self._ssl,
