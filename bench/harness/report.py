@@ -16,6 +16,8 @@ Row = dict[str, Any]
 FLOOR = "aiohttp-floor"
 SUT = "sidegate"
 PEER = "litellm"
+# Below this a statistically real slope is still under 3 MB an hour: reported, not alarming.
+SLOW_DRIFT_MB_PER_MIN = 0.05
 
 
 def median(values: Iterable[float | None]) -> float:
@@ -145,11 +147,18 @@ def soak_lines(rows: list[Row]) -> list[str]:
     ]
     for row in soaks:
         slope, half = row["slope_mb_per_min"], row["slope_ci95_mb_per_min"]
-        flat = not math.isnan(slope) and abs(slope) <= half
+        if math.isnan(slope):
+            verdict = "too few samples"
+        elif abs(slope) <= half:
+            verdict = "flat (interval includes 0)"
+        elif abs(slope) < SLOW_DRIFT_MB_PER_MIN:
+            verdict = f"slow drift ({slope * 60:+.1f} MB/h)"
+        else:
+            verdict = f"**trend** ({slope * 60:+.1f} MB/h)"
         lines.append(
             f"| {row['system']} | {fmt(row['seconds'] / 60, 1)} | {fmt(row['requests'])} "
             f"| {fmt(row['rss_start_mb'], 1)} → {fmt(row['rss_end_mb'], 1)} "
-            f"| {fmt(slope, 3)} ± {fmt(half, 3)} | {'flat' if flat else 'trend'} |"
+            f"| {fmt(slope, 3)} ± {fmt(half, 3)} | {verdict} |"
         )
     return lines
 

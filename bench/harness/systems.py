@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -26,8 +27,12 @@ LEAN = BENCH_DIR / "passthrough_lean.py"
 FLOOR = BENCH_DIR / "passthrough_aiohttp.py"
 SIDEGATE_KEY = "sk-bench-tenant-0001"
 LITELLM_KEY = "sk-bench-litellm-0001"
-SUT_CPUS = "1"
+# Two cores: the system under test on one, load generator and upstream on the other. On a single
+# core everything shares it, and only the CPU-per-request figures stay meaningful.
+TWO_CORES = (os.cpu_count() or 1) >= 2
+SUT_CPUS = "1" if TWO_CORES else "0"
 LOAD_CPUS = "0"
+BOTH_CPUS = "0,1" if TWO_CORES else "0"
 PACED_TEXT = (
     "Explain in one short paragraph why a reverse proxy keeps a pool of warm upstream "
     "connections instead of opening a new one for every request."
@@ -114,7 +119,6 @@ class Spec:
     throughput_only: bool = False
     startup_seconds: float = 30.0
     peer: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def probe(target: Target, timeout: float) -> str | None:
@@ -278,7 +282,7 @@ SPECS = (
         _sidegate(2),
         by_model=True,
         auth=SIDEGATE_KEY,
-        cpus="0,1",
+        cpus=BOTH_CPUS,
         throughput_only=True,
     ),
     Spec(
