@@ -90,6 +90,14 @@ class Limiter:
         self, key: str, policy: Policy, tokens: int = 0, now: float | None = None
     ) -> Decision:
         """Charge every limit of ``policy`` or, when one refuses, none."""
+    def acquire_all(
+        self, asks: list[tuple[str, Policy, int]], now: float | None = None
+    ) -> tuple[int | None, list[Decision]]:
+        """Acquire ``(key, policy, tokens)`` asks all or nothing.
+
+        Returns the index of the refused ask (None when every ask was admitted and charged)
+        and one decision per ask up to and including the refused one.
+        """
     def release(
         self,
         key: str,

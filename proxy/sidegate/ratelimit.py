@@ -22,7 +22,9 @@ Using it from the request path::
 Semantics, which a shared backend (e.g. Redis) must keep:
 
 - `acquire` admits iff *every* configured limit allows it; a denial charges nothing. It
-  charges one request, `tokens` tokens and one concurrency slot.
+  charges one request, `tokens` tokens and one concurrency slot. `acquire_all` does the same
+  for several keys at once (a tenant, and the tenant on one model): all admitted or none
+  charged.
 - `release` frees the slot and trues up the token charge from `reserved_tokens` to
   `used_tokens` (a refund when the answer was shorter; extra usage becomes a debt that delays
   later requests). `true_up` does the token part alone. Call `release` exactly once per
@@ -38,6 +40,7 @@ Semantics, which a shared backend (e.g. Redis) must keep:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -96,6 +99,18 @@ class RateLimiter:
     ) -> Decision:
         """Charge one request, `tokens` tokens and a concurrency slot, or nothing."""
         return self._table.acquire(key, limits.policy, tokens, now)
+
+    def acquire_all(
+        self, asks: Sequence[tuple[str, Limits, int]], *, now: float | None = None
+    ) -> tuple[int | None, list[Decision]]:
+        """`acquire` for several `(key, limits, tokens)` asks, all or nothing.
+
+        Returns the index of the refused ask, or None when all were admitted and charged,
+        and one decision per ask up to and including the refused one. Release each admitted
+        key on its own afterwards.
+        """
+        native = [(key, limits.policy, tokens) for key, limits, tokens in asks]
+        return self._table.acquire_all(native, now)
 
     def release(
         self,

@@ -114,3 +114,18 @@ def test_limits_must_be_positive(bad: dict[str, int]) -> None:
 )
 def test_durations_are_written_like_openai(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_acquire_all_is_all_or_nothing_across_keys() -> None:
+    limiter = RateLimiter()
+    tenant = Limits(requests_per_minute=100, tokens_per_minute=10_000)
+    model = Limits(requests_per_minute=1)
+    asks = [("acme", tenant, 500), ("acme\x1fgpt-4o", model, 0)]
+    refused, decisions = limiter.acquire_all(asks, now=0.0)
+    assert refused is None and all(d.allowed for d in decisions)
+    refused, decisions = limiter.acquire_all(asks, now=0.0)
+    assert refused == 1 and decisions[1].denied_by == "requests"
+    assert decisions[1].retry_after == pytest.approx(60.0)
+    tenant_state = limiter.peek("acme", tenant, now=0.0)
+    assert tenant_state.requests == (100, 99, 0.6)
+    assert tenant_state.tokens is not None and tenant_state.tokens[1] == 9_500

@@ -3,7 +3,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 
 use super::errors::to_py;
-use crate::ratelimit::{Decision, Limiter, Policy, Rate, Snapshot};
+use crate::ratelimit::{Ask, Decision, Limiter, Policy, Rate, Snapshot};
 
 const NS_PER_SECOND: f64 = 1e9;
 
@@ -136,6 +136,29 @@ impl PyLimiter {
             .inner
             .acquire(key, &policy.inner, tokens, self.now_ns(now));
         PyDecision { inner }
+    }
+
+    /// Acquire for several keys, all or nothing: `(refused index or None, decisions)`.
+    #[pyo3(name = "acquire_all", signature = (asks, now=None))]
+    fn py_acquire_all(
+        &self,
+        asks: Vec<(String, Bound<'_, PyPolicy>, u64)>,
+        now: Option<f64>,
+    ) -> (Option<usize>, Vec<PyDecision>) {
+        let asks: Vec<Ask<'_>> = asks
+            .iter()
+            .map(|(key, policy, tokens)| Ask {
+                key,
+                policy: &policy.get().inner,
+                tokens: *tokens,
+            })
+            .collect();
+        let outcome = self.inner.acquire_all(&asks, self.now_ns(now));
+        let decisions = outcome
+            .decisions
+            .into_iter()
+            .map(|inner| PyDecision { inner });
+        (outcome.refused, decisions.collect())
     }
 
     #[pyo3(name = "release", signature = (key, policy, reserved=0, used=None, now=None))]

@@ -156,6 +156,23 @@ impl Decision {
     }
 }
 
+/// One key's part of [`Limiter::acquire_all`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub key: &'a str,
+    pub policy: &'a Policy,
+    pub tokens: u64,
+}
+
+/// The outcome of [`Limiter::acquire_all`]: one decision per ask up to the first refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllDecision {
+    /// The index of the ask that was refused; `None` when all were admitted and charged.
+    pub refused: Option<usize>,
+    /// Per ask, in order; before a refusal they show what would have been admitted.
+    pub decisions: Vec<Decision>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
     requests_tat: u128,
@@ -214,26 +231,94 @@ impl Limiter {
     /// denied request charges nothing.
     pub fn acquire(&self, key: &str, policy: &Policy, tokens: u64, now_ns: u64) -> Decision {
         let mut shard = self.shard(key).lock();
-        let state = &mut *shard;
-        if !state.map.contains_key(key) {
-            if state.map.len() >= state.sweep_at || state.map.len() >= self.max_keys_per_shard {
-                state.map.retain(|_, entry| !entry.is_idle(now_ns));
-                state.sweep_at = (state.map.len() * 2).max(MIN_SWEEP);
-            }
-            if state.map.len() >= self.max_keys_per_shard {
-                return denied(Which::Capacity, false, 0, &Entry::default(), policy, now_ns);
-            }
+        if !self.make_room(&mut shard, key, now_ns) {
+            return denied(Which::Capacity, false, 0, &Entry::default(), policy, now_ns);
         }
-        let fresh = Entry::default();
-        let entry = state.map.get(key).copied().unwrap_or(fresh);
-        let outcome = decide(&entry, policy, tokens, now_ns);
-        match outcome {
+        let entry = shard.map.get(key).copied().unwrap_or_default();
+        match decide(&entry, policy, tokens, now_ns) {
             Ok(next) => {
-                state.map.insert(key.into(), next);
+                shard.map.insert(key.into(), next);
                 admitted(&next, policy, now_ns)
             }
             Err((which, too_large, wait)) => denied(which, too_large, wait, &entry, policy, now_ns),
         }
+    }
+
+    /// [`Limiter::acquire`] for several keys at once (e.g. a tenant and the tenant on one
+    /// model), all or nothing: nothing is charged anywhere unless every ask is admitted.
+    /// Asks for the same key add up, in order.
+    pub fn acquire_all(&self, asks: &[Ask<'_>], now_ns: u64) -> AllDecision {
+        let shard_of = |ask: &Ask<'_>| (xxh3_64(ask.key.as_bytes()) % SHARDS as u64) as usize;
+        let mut order: Vec<usize> = asks.iter().map(shard_of).collect();
+        order.sort_unstable();
+        order.dedup();
+        // Shards are locked in ascending order, so concurrent calls cannot deadlock.
+        let mut guards: Vec<_> = order.iter().map(|&i| (i, self.shards[i].lock())).collect();
+        let mut pending: Vec<(usize, &str, Entry)> = Vec::with_capacity(asks.len());
+        let mut decisions = Vec::with_capacity(asks.len());
+        for (index, ask) in asks.iter().enumerate() {
+            let shard = shard_of(ask);
+            let Some((_, guard)) = guards.iter_mut().find(|(i, _)| *i == shard) else {
+                continue;
+            };
+            let earlier = pending.iter().rev().find(|(_, key, _)| *key == ask.key);
+            let entry = match earlier {
+                Some(&(_, _, entry)) => entry,
+                None if self.make_room(guard, ask.key, now_ns) => {
+                    guard.map.get(ask.key).copied().unwrap_or_default()
+                }
+                None => {
+                    let fresh = Entry::default();
+                    decisions.push(denied(
+                        Which::Capacity,
+                        false,
+                        0,
+                        &fresh,
+                        ask.policy,
+                        now_ns,
+                    ));
+                    return AllDecision {
+                        refused: Some(index),
+                        decisions,
+                    };
+                }
+            };
+            match decide(&entry, ask.policy, ask.tokens, now_ns) {
+                Ok(next) => {
+                    decisions.push(admitted(&next, ask.policy, now_ns));
+                    pending.push((shard, ask.key, next));
+                }
+                Err((which, large, wait)) => {
+                    decisions.push(denied(which, large, wait, &entry, ask.policy, now_ns));
+                    return AllDecision {
+                        refused: Some(index),
+                        decisions,
+                    };
+                }
+            }
+        }
+        for (shard, key, entry) in pending {
+            if let Some((_, guard)) = guards.iter_mut().find(|(i, _)| *i == shard) {
+                guard.map.insert(key.into(), entry);
+            }
+        }
+        AllDecision {
+            refused: None,
+            decisions,
+        }
+    }
+
+    /// Whether `key` has (or may take) a slot in `shard`, sweeping idle entries when due.
+    fn make_room(&self, shard: &mut ShardState, key: &str, now_ns: u64) -> bool {
+        if shard.map.contains_key(key) {
+            return true;
+        }
+        let len = shard.map.len();
+        if len >= shard.sweep_at || len >= self.max_keys_per_shard {
+            shard.map.retain(|_, entry| !entry.is_idle(now_ns));
+            shard.sweep_at = (shard.map.len() * 2).max(MIN_SWEEP);
+        }
+        shard.map.len() < self.max_keys_per_shard
     }
 
     /// End a request admitted by [`Limiter::acquire`]: free its concurrency slot and true up

@@ -183,3 +183,85 @@ proptest! {
         prop_assert_eq!(limiter.peek("k", &policy, 7).tokens.unwrap().remaining, 20 - total);
     }
 }
+
+fn ask<'a>(key: &'a str, policy: &'a Policy, tokens: u64) -> Ask<'a> {
+    Ask {
+        key,
+        policy,
+        tokens,
+    }
+}
+
+#[test]
+fn acquire_all_charges_every_key_or_none() {
+    let limiter = Limiter::new(100);
+    let tenant = plan(100, 10_000, Some(10));
+    let model = plan(2, 1_000, None);
+    let asks = [ask("acme", &tenant, 400), ask("acme/gpt", &model, 400)];
+    for _ in 0..2 {
+        let outcome = limiter.acquire_all(&asks, 0);
+        assert_eq!(outcome.refused, None);
+        assert!(outcome.decisions.iter().all(Decision::allowed));
+    }
+    let before = limiter.peek("acme", &tenant, 0);
+    let refused = limiter.acquire_all(&asks, 0);
+    assert_eq!(refused.refused, Some(1));
+    assert_eq!(refused.decisions.len(), 2);
+    assert_eq!(refused.decisions[1].denied_by, Some(Which::Requests));
+    assert_eq!(limiter.peek("acme", &tenant, 0), before);
+    assert_eq!(before.in_flight, 2);
+}
+
+#[test]
+fn acquire_all_adds_up_asks_for_one_key() {
+    let limiter = Limiter::new(100);
+    let policy = plan(100, 1_000, None);
+    let outcome = limiter.acquire_all(&[ask("k", &policy, 600), ask("k", &policy, 600)], 0);
+    assert_eq!(outcome.refused, Some(1));
+    assert_eq!(
+        limiter.peek("k", &policy, 0).tokens.unwrap().remaining,
+        1_000
+    );
+    let outcome = limiter.acquire_all(&[ask("k", &policy, 300), ask("k", &policy, 300)], 0);
+    assert_eq!(outcome.refused, None);
+    assert_eq!(outcome.decisions[1].tokens.unwrap().remaining, 400);
+    assert_eq!(limiter.peek("k", &policy, 0).tokens.unwrap().remaining, 400);
+}
+
+#[test]
+fn concurrent_acquire_all_never_exceeds_any_key() {
+    let limiter = Arc::new(Limiter::new(1000));
+    let shared = plan(300, 1_000_000, None);
+    let admitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (limiter, admitted) = (Arc::clone(&limiter), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                let own = format!("own-{t}");
+                for _ in 0..400 {
+                    // Alternate the order so lock ordering, not ask order, prevents deadlock.
+                    let asks = if t % 2 == 0 {
+                        [ask("shared", &shared, 1), ask(&own, &shared, 1)]
+                    } else {
+                        [ask(&own, &shared, 1), ask("shared", &shared, 1)]
+                    };
+                    if limiter.acquire_all(&asks, 9).refused.is_none() {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(admitted.load(Ordering::Relaxed), 300);
+    assert_eq!(
+        limiter
+            .peek("shared", &shared, 9)
+            .requests
+            .unwrap()
+            .remaining,
+        0
+    );
+}
