@@ -294,7 +294,6 @@ def test_entries_expire_after_the_ttl(start_gateway: Start) -> None:
         assert ask(client, "Short lived")[0] == "miss"
 
 
-@pytest.mark.parametrize("backend", ["memory"], indirect=True)
 def test_the_least_recently_used_entry_is_evicted_at_max_entries(start_gateway: Start) -> None:
     gateway = start_gateway(max_entries=2)
     with gateway.client() as client:

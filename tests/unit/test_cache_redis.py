@@ -57,6 +57,7 @@ async def test_an_unreachable_redis_is_a_miss_logged_once_per_outage(
     store = RedisStore(
         f"redis://127.0.0.1:{_closed_port()}/0",
         ttl_seconds=60,
+        max_entries=10,
         compress_min_bytes=1024,
         on_error=failures.append,
         retry_after_seconds=5,
@@ -87,6 +88,7 @@ async def test_after_a_rest_one_call_probes_a_silent_redis_while_the_others_skip
         store = RedisStore(
             f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
             ttl_seconds=60,
+            max_entries=10,
             compress_min_bytes=1024,
             on_error=failures.append,
             timeout_seconds=0.1,

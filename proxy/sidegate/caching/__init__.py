@@ -39,6 +39,7 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResponseCache:
         store = RedisStore(
             config.url or settings.state.url,
             ttl_seconds=config.ttl_seconds,
+            max_entries=config.max_entries,
             compress_min_bytes=config.compress_min_bytes,
             on_error=on_error,
             timeout_seconds=config.timeout_seconds,

@@ -2,7 +2,11 @@
 
 Values are a small binary header (format version, flags, endpoint kind, token counts) followed by
 the answer's JSON, zlib-compressed from `compress_min_bytes` on. Redis expires entries itself
-(`SET ... PX ttl`).
+(`SET ... PX ttl`). `max_entries` holds across replicas: a sorted-set index scores every entry by
+its last use (Redis's own clock), a store evicts the least recently used beyond the bound, and a
+hit refreshes its entry's score — each a single Lua call, so a lookup or a store is still one
+round trip. (The index names many keys in one script, so this wants a plain Redis or a primary
+with replicas, not Redis Cluster.)
 
 Fail-open: the cache is an optimisation, so a Redis that is down, slow or answering garbage turns
 lookups into misses and stores into no-ops; the request is served from the upstream. Every call
@@ -38,6 +42,32 @@ _HEADER: Final = struct.Struct(">BBBII")  # version, flags, kind, input_tokens, 
 _KIND_CODES: Final[dict[Endpoint, int]] = {"chat": 1, "completions": 2, "embeddings": 3}
 _KINDS: Final[dict[int, Endpoint]] = {code: kind for kind, code in _KIND_CODES.items()}
 _MAX_TOKENS: Final = 2**32 - 1
+
+# KEYS: entry, index. ARGV: max entries. The entry's value, or nil; a hit refreshes its score.
+_GET: Final = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], 'XX', t[1] * 1000 + math.floor(t[2] / 1000), KEYS[1])
+end
+return value
+"""
+# KEYS: entry, index. ARGV: value, ttl ms, max entries. Returns how many entries were evicted.
+_PUT: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl)
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if excess > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[2], excess)
+  for i = 1, #oldest, 2 do redis.call('DEL', oldest[i]) end
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+return math.max(excess, 0)
+"""
 
 
 def encode(answer: CachedAnswer, compress_min_bytes: int) -> bytes:
@@ -80,8 +110,10 @@ class RedisStore:
         url: str,
         *,
         ttl_seconds: float,
+        max_entries: int,
         compress_min_bytes: int,
         on_error: Callable[[str], None],
+        index_key: str = "sidegate:cache:v1:index",
         timeout_seconds: float = 0.25,
         retry_after_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -93,6 +125,10 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._get = self._client.register_script(_GET)
+        self._put = self._client.register_script(_PUT)
+        self._index = index_key
+        self._max_entries = max_entries
         self._ttl_ms = max(1, round(ttl_seconds * 1000))
         self._compress_min_bytes = compress_min_bytes
         self._on_error = on_error
@@ -108,7 +144,7 @@ class RedisStore:
             return None
         try:
             async with asyncio.timeout(self._timeout):
-                value = await self._client.get(key)
+                value = await self._get(keys=[key, self._index])
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("get", error)
             return None
@@ -123,7 +159,9 @@ class RedisStore:
         value = encode(answer, self._compress_min_bytes)
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.set(key, value, px=self._ttl_ms)
+                await self._put(
+                    keys=[key, self._index], args=[value, self._ttl_ms, self._max_entries]
+                )
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("put", error)
             return
