@@ -6,8 +6,9 @@
 Starts a mock upstream, a redis-server (for the redis backend; skipped when not installed) and
 one `sidegate serve` per backend, all on loopback. For each backend it sends, one at a time on
 one keep-alive connection, `--requests` misses (distinct prompts, `temperature: 0`, so each is
-looked up, forwarded and stored) and then as many hits (the same prompts again), non-streamed
-and streamed, and prints the client-side latency percentiles of each. With the default
+looked up, forwarded and stored) interleaved with as many hits (prompts stored at warm-up), so
+noise on a shared machine falls on both alike, non-streamed and streamed, and prints the
+client-side latency percentiles of each. With the default
 `--upstream-latency-ms 0` a miss costs only the mock's own work, so the gap is the least a hit
 saves; a real model adds its whole latency to every miss.
 """
@@ -76,29 +77,20 @@ def running(args: list[str], port: int, log: Path) -> Iterator[None]:
             process.wait()
 
 
-def timed_requests(port: int, bodies: list[bytes], stream: bool) -> tuple[list[float], set[str]]:
-    """Milliseconds per request (to the last byte) and the x-cache values seen."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies: list[float] = []
-    seen: set[str] = set()
-    try:
-        for body in bodies:
-            started = time.perf_counter()
-            connection.request(
-                "POST",
-                "/v1/chat/completions",
-                body=body,
-                headers={"Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            payload = response.read()
-            latencies.append((time.perf_counter() - started) * 1000)
-            if response.status != 200 or (stream and not payload.endswith(b"[DONE]\n\n")):
-                raise RuntimeError(f"unexpected answer {response.status}: {payload[:200]!r}")
-            seen.add(response.getheader("x-cache") or "-")
-    finally:
-        connection.close()
-    return latencies, seen
+def timed_request(
+    connection: http.client.HTTPConnection, body: bytes, stream: bool
+) -> tuple[float, str]:
+    """Milliseconds to the last byte, and the x-cache value."""
+    started = time.perf_counter()
+    connection.request(
+        "POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    payload = response.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status != 200 or (stream and not payload.endswith(b"[DONE]\n\n")):
+        raise RuntimeError(f"unexpected answer {response.status}: {payload[:200]!r}")
+    return elapsed, response.getheader("x-cache") or "-"
 
 
 def percentiles(values: list[float]) -> str:
@@ -109,29 +101,43 @@ def percentiles(values: list[float]) -> str:
 
 
 def bench_backend(port: int, requests: int, label: str) -> None:
-    for stream in (False, True):
-        salt = f"{label}-{'stream' if stream else 'whole'}"
-        bodies = [
-            json.dumps(
-                {
-                    "model": "gpt-4o-mini",
-                    "temperature": 0,
-                    "stream": stream,
-                    "messages": [{"role": "user", "content": PROMPT.format(index=f"{salt}-{i}")}],
-                }
-            ).encode()
-            for i in range(requests)
-        ]
-        timed_requests(port, bodies[:5], stream)  # warm-up (and 5 entries stored early)
-        misses, seen_miss = timed_requests(port, bodies[5:], stream)
-        hits, seen_hit = timed_requests(port, bodies[5:], stream)
-        if seen_miss != {"miss"} or seen_hit != {"hit"}:
-            raise RuntimeError(f"expected all misses then all hits, saw {seen_miss} {seen_hit}")
-        kind = "stream" if stream else "whole "
-        print(f"{label:7} {kind} miss (ms): {percentiles(misses)}")
-        print(f"{label:7} {kind} hit  (ms): {percentiles(hits)}")
-        ratio = statistics.median(misses) / statistics.median(hits)
-        print(f"{label:7} {kind} median miss/hit: {ratio:.2f}x")
+    """Misses and hits interleaved one for one, so machine noise falls on both alike."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for stream in (False, True):
+            kind = "stream" if stream else "whole "
+
+            def body(index: int, stream: bool = stream, kind: str = kind) -> bytes:
+                prompt = PROMPT.format(index=f"{label}-{kind}-{index}")
+                return json.dumps(
+                    {
+                        "model": "gpt-4o-mini",
+                        "temperature": 0,
+                        "stream": stream,
+                        "messages": [{"role": "user", "content": prompt}],
+                    }
+                ).encode()
+
+            stored = 20
+            for index in range(stored):  # warm-up; these are the entries hits will find
+                timed_request(connection, body(index), stream)
+            misses: list[float] = []
+            hits: list[float] = []
+            for index in range(requests):
+                elapsed, cache = timed_request(connection, body(stored + index), stream)
+                if cache != "miss":
+                    raise RuntimeError(f"expected a miss, got {cache}")
+                misses.append(elapsed)
+                elapsed, cache = timed_request(connection, body(index % stored), stream)
+                if cache != "hit":
+                    raise RuntimeError(f"expected a hit, got {cache}")
+                hits.append(elapsed)
+            print(f"{label:7} {kind} miss (ms): {percentiles(misses)}")
+            print(f"{label:7} {kind} hit  (ms): {percentiles(hits)}")
+            ratio = statistics.median(misses) / statistics.median(hits)
+            print(f"{label:7} {kind} median miss/hit: {ratio:.2f}x")
+    finally:
+        connection.close()
 
 
 def main() -> int:
@@ -166,7 +172,7 @@ def main() -> int:
             config.write_text(CONFIG.format(upstream=upstream, redis=redis, backend=backend))
             serve = [*sidegate, "serve", "--config", str(config), "--port", str(port)]
             with running(serve, port, work / f"{backend}.log"):
-                bench_backend(port, args.requests + 5, backend)
+                bench_backend(port, args.requests, backend)
     return 0
 
 
