@@ -27,7 +27,7 @@ from sidegate.lifecycle import Lifecycle
 from sidegate.limits import LIMITS_KEY, build_admission
 from sidegate.middleware.auth import auth_middleware
 from sidegate.middleware.errors import error_middleware
-from sidegate.middleware.request_id import request_id_middleware
+from sidegate.middleware.request_id import REQUEST_IDS_KEY, RequestIds, request_id_middleware
 from sidegate.observability.events import events_middleware
 from sidegate.observability.metrics import build_metrics
 from sidegate.observability.telemetry import telemetry
@@ -49,6 +49,7 @@ def build_app(settings: Settings) -> web.Application:
     app[AUTH_KEY] = Authenticator(settings)
     app[ROUTER_KEY] = Router(settings)
     app[LIFECYCLE_KEY] = Lifecycle()
+    app[REQUEST_IDS_KEY] = RequestIds()
     app.cleanup_ctx.append(upstreams_ctx)
     app.on_shutdown.append(_start_draining)
     app.router.add_post("/v1/chat/completions", chat.chat_completions)

@@ -59,6 +59,9 @@ class UpstreamPool:
 
     def ordered(self) -> Iterator[Endpoint]:
         """Endpoints to try, best first: healthy by fewest outstanding, rotating among ties."""
+        if len(self.endpoints) == 1:
+            yield self.endpoints[0]  # the common sidecar case: nothing to choose
+            return
         now = time.monotonic()
         count = len(self.endpoints)
         start = self._next
