@@ -4,9 +4,7 @@ This is the default (`state.backend: memory`) and the local fallback of the Redi
 Buckets and concurrency slots live in the native rate-limit table (`sidegate.ratelimit`: GCRA,
 all-or-nothing per key, true-up with debt); the daily spend and the block list are a small dict
 beside it. A request is one key per scope — the tenant, and the tenant on that model when the
-plan limits the model — acquired in that order; when the model's key refuses, the tenant's is
-released with its tokens refunded (its one request stays counted: the native table does not
-hand requests back, and a refused request is a real request).
+plan limits the model — admitted together by the table's `acquire_all`: all or nothing.
 
 It is exact for one process: `sidegate serve --workers N` with N > 1 is refused at start-up
 while limits use this backend (see `limits.workers_problem`): each worker would hold its own
@@ -29,7 +27,6 @@ from sidegate.limits.model import (
     Slot,
     TenantState,
 )
-from sidegate.ratelimit import Decision as NativeDecision
 from sidegate.ratelimit import Limits, RateLimiter
 
 _SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim we accept
@@ -102,27 +99,17 @@ class MemoryState:
         if request.budget_usd is not None and spent >= request.budget_usd:
             return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent)
         scopes = self._scopes(request.buckets, request.slots)
-        if len(scopes) > 1:
-            # The table cannot hand a request back, so scopes after the first are checked
-            # before anything is charged: a refusal then charges nothing anywhere.
-            for scope, (limits, tokens) in list(scopes.items())[1:]:
-                key = request.tenant + _SEPARATOR + scope
-                refusal = _precheck(self._table.peek(key, limits), limits, tokens)
-                if refusal is not None:
-                    return _refused(request, scope, refusal[0], refusal[1], spent)
-        taken: list[tuple[str, Limits, int]] = []
+        asks = [
+            (request.tenant if not scope else request.tenant + _SEPARATOR + scope, limits, tokens)
+            for scope, (limits, tokens) in scopes.items()
+        ]
+        refused, decisions = self._table.acquire_all(asks)
+        names = list(scopes)
+        if refused is not None:
+            denied = decisions[refused]
+            return _refused(request, names[refused], denied.denied_by, denied.retry_after, spent)
         snapshots: dict[tuple[str, str], tuple[int, int, float]] = {}
-        for scope, (limits, tokens) in scopes.items():
-            key = request.tenant if not scope else request.tenant + _SEPARATOR + scope
-            decision = self._table.acquire(key, limits, tokens)
-            if not decision.allowed:
-                for held_key, held_limits, held_tokens in taken:
-                    self._table.release(
-                        held_key, held_limits, reserved_tokens=held_tokens, used_tokens=0
-                    )
-                wait = decision.retry_after
-                return _refused(request, scope, decision.denied_by, wait, spent)
-            taken.append((key, limits, tokens))
+        for scope, decision in zip(names, decisions, strict=True):
             if decision.requests is not None:
                 snapshots[(scope, "requests")] = decision.requests
             if decision.tokens is not None:
@@ -174,17 +161,3 @@ def _refused(
             return Decision("concurrency", 1000, spent, refused_index=position)
     # The table is full of keys (`capacity`): refuse briefly rather than forget a limit.
     return Decision("concurrency", 1000, spent, refused_index=len(request.buckets))
-
-
-def _precheck(state: NativeDecision, limits: Limits, tokens: int) -> tuple[str, float] | None:
-    """(what would refuse, seconds to wait) for a peeked key, or None when it would admit."""
-    for kind, snapshot, need in (
-        ("requests", state.requests, 1),
-        ("tokens", state.tokens, tokens),
-    ):
-        if snapshot is not None and snapshot[1] < need:
-            limit, _, reset = snapshot
-            return kind, max(0.001, reset - (limit - need) * 60.0 / limit)
-    if limits.max_concurrent is not None and state.in_flight >= limits.max_concurrent:
-        return "concurrency", 1.0
-    return None
