@@ -14,7 +14,11 @@ import pytest
 
 from tests.e2e.procs import Process, RedisServer, free_port, http_get, metric_value
 
-KEYS = {"acme": "sk-acme-cache-key", "globex": "sk-globex-cache-key"}
+KEYS = {
+    "acme": "sk-acme-cache-key",
+    "globex": "sk-globex-cache-key",
+    "limited": "sk-limited-cache-key",
+}
 
 CONFIG = """
 upstreams:
@@ -30,9 +34,12 @@ models:
   backup: {{upstream: local, upstream_model: backup-gpt}}
   flaky: {{upstream: dead, fallbacks: [backup]}}
   nowhere: {{upstream: dead}}
+plans:
+  tiny: {{rpm: 2, burst: 2}}
 tenants:
   acme: {{keys: ["{acme}"]}}
   globex: {{keys: ["{globex}"]}}
+  limited: {{plan: tiny, keys: ["{limited}"]}}
 state: {{backend: memory, url: "{redis}"}}
 cache: {cache}
 """
@@ -162,6 +169,16 @@ def test_a_repeat_is_a_hit_with_no_upstream_call_and_no_cost(start_gateway: Star
         assert ask(client, "Sampled", temperature=None) == ("miss", "Sampled")
         assert account()[0] == calls + 2
     assert gateway.cache_results() == (1, 1)
+
+
+def test_a_hit_still_counts_toward_the_request_rate(start_gateway: Start) -> None:
+    gateway = start_gateway()
+    with gateway.client("limited") as client:
+        assert ask(client, "Rate me") == ("miss", "Rate me")
+        assert ask(client, "Rate me") == ("hit", "Rate me")
+        with pytest.raises(openai.RateLimitError) as limited:
+            ask(client, "Rate me")
+        assert limited.value.response.headers["x-cache"] == "miss"  # refused before the lookup
 
 
 def test_embeddings_and_legacy_completions_hit_too(start_gateway: Start) -> None:

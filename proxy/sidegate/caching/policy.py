@@ -78,7 +78,7 @@ class ExactCache:
     def __init__(
         self, store: Store, *, nondeterministic: bool = False, shared_namespace: str | None = None
     ) -> None:
-        self.store = store
+        self._store = store
         self._nondeterministic = nondeterministic
         # Prefixed so a shared namespace can never be named like a tenant's private one.
         self._shared = f"shared:{shared_namespace}" if shared_namespace else None
@@ -109,11 +109,11 @@ class ExactCache:
         return CacheKey(value, lookup=lookup, store=store)
 
     async def get(self, key: str) -> CachedAnswer | None:
-        return await self.store.get(key)
+        return await self._store.get(key)
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
         if storable(answer.kind, answer.body):
-            await self.store.put(key, answer)
+            await self._store.put(key, answer)
 
     async def close(self) -> None:
-        await self.store.close()
+        await self._store.close()
