@@ -188,9 +188,10 @@ class RedisStore:
         if self._down_since is None:
             self._down_since = now
             log.warning(
-                "response cache: Redis is unavailable (%s: %s); serving without the cache",
+                "response cache: Redis is unavailable (%s: %s: %.200s); serving without the cache",
                 operation,
                 type(error).__name__,
+                str(error),
             )
 
     def _succeeded(self) -> None:
