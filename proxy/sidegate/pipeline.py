@@ -126,6 +126,11 @@ class Pipeline:
             return await self._forward(
                 request, kind, body, facts, candidates, exchange, ticket, store
             )
+        except ProxyError as error:
+            # Every answer carries the limits' headers, errors after admission included.
+            for name, value in ticket.headers.items():
+                error.headers.setdefault(name, value)
+            raise
         finally:
             active.dec()
             await ticket.settle(exchange)

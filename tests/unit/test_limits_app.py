@@ -208,3 +208,13 @@ def test_check_config_refuses_several_workers_on_memory_limits(
     assert "server.workers" in capsys.readouterr().err
     config.write_text("server: {workers: 4}\nstate: {backend: redis}\n" + text)
     assert main(["check-config", str(config)]) == 0
+
+
+async def test_an_upstream_error_after_admission_still_carries_rate_limit_headers(
+    gateway: Client,
+) -> None:
+    status, headers, body = await _chat(gateway, "sk-acme", "!status 503", max_tokens=5)
+    assert status == 503
+    assert headers["x-ratelimit-limit-requests"] == "3"
+    assert headers["x-ratelimit-remaining-requests"] == "2"
+    assert "error" in body
