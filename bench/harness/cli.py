@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -177,12 +178,16 @@ def _soak(run: Run, running: list[systems.Running], workdir: Path, progress: Pro
 
 
 def _start_systems(
-    run: Run, env: systems.Env, direct: systems.Running, progress: Progress
-) -> list[systems.Running]:
+    run: Run,
+    env: systems.Env,
+    direct: systems.Running,
+    progress: Progress,
+    running: list[systems.Running],
+) -> None:
+    """Start the chosen systems into `running`, which the caller stops even if this fails."""
     chosen = run.args.systems.split(",") if run.args.systems else [s.name for s in systems.SPECS]
     # Every "added" figure is measured against direct, so it is always in the run.
     chosen = ["direct", *(name for name in chosen if name.strip() != "direct")]
-    running: list[systems.Running] = []
     for name in chosen:
         spec = systems.SPEC_BY_NAME[name.strip()]
         outcome = systems.start(spec, env, direct)
@@ -192,7 +197,6 @@ def _start_systems(
             continue
         progress.say(f"{spec.name}: up on port {outcome.port}")
         running.append(outcome)
-    return running
 
 
 def _total_steps(args: argparse.Namespace, running: list[systems.Running], plan: list[Lane]) -> int:
@@ -226,7 +230,7 @@ def execute(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
             mock = paced[0] if paced else None
             up = upstream.start_upstream(workdir, systems.LOAD_CPUS, paced[1] if paced else None)
             env = systems.Env(workdir=workdir, upstream_port=up.port)
-            started = _start_systems(run, env, systems.direct_running(up), progress)
+            _start_systems(run, env, systems.direct_running(up), progress, started)
             running = list(started)
             plan = _plan(args, paced is not None)
             for system in running:
@@ -294,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return MISSING_TOOL_EXIT
+    # `finally` blocks stop every started process when the harness is told to stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The harness itself (and the paced-lane client) lives on the load generator's core.
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {int(systems.LOAD_CPUS)})

@@ -7,6 +7,7 @@ CPU time and RSS are read for a process and all its live descendants, so a maste
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -16,6 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be sent SIGTERM if the harness dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -83,6 +91,7 @@ def start(
             cwd=workdir,
             env=full_env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509  (no threads run in the harness)
         )
     return Proc(name=name, popen=popen, log=log)
 
