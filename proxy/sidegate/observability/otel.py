@@ -77,7 +77,6 @@ class OtelTracing:
             attributes={
                 "http.request.method": "POST",
                 "url.path": path,
-                "http.route": path,
                 "gen_ai.operation.name": OPERATIONS.get(exchange.kind, exchange.kind),
                 "sidegate.request_id": exchange.request_id,
                 "sidegate.tenant": exchange.tenant.name,
@@ -111,7 +110,6 @@ class OtelTracing:
             "http.response.status_code": status,
             "gen_ai.request.model": exchange.model,
             "sidegate.cache": exchange.cache,
-            "sidegate.attempts": len(exchange.attempts),
             "gen_ai.usage.input_tokens": exchange.input_tokens,
             "gen_ai.usage.output_tokens": exchange.output_tokens,
             "sidegate.cost_usd": exchange.cost_usd,
@@ -141,7 +139,6 @@ class OtelTracing:
                 "gen_ai.provider.name": self._catalog.provider(upstream, exchange.model),
                 "server.address": endpoint,
                 "sidegate.upstream": upstream,
-                "sidegate.attempt": len(exchange.attempts),
             },
         )
         carrier: dict[str, str] = {}
