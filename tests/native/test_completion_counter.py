@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -76,3 +78,23 @@ def test_count_chat_matches_the_formula() -> None:
         expected += tokenizer.count(value)
     assert tokenizer.count_chat(messages) == expected
     assert tokenizer.count_chat(iter(messages)) == expected
+
+
+class _CountingPool(ThreadPoolExecutor):
+    """A thread pool that remembers how many jobs it was given."""
+
+    submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_count_async_counts_small_inline_and_large_off_the_loop() -> None:
+    tokenizer = Tokenizer("o200k_base")
+    small, large = PROSE, PROSE * 2_000
+    with _CountingPool(1) as pool:
+        assert await tokenizer.count_async(small, pool) == tokenizer.count(small)
+        assert pool.submitted == 0
+        assert await tokenizer.count_async(large, pool) == tokenizer.count(large)
+        assert pool.submitted == 1
