@@ -290,6 +290,15 @@ def test_a_fallbacks_answer_is_not_stored_under_the_primarys_key(start_gateway: 
     assert gateway.cache_results() == (0, 2)
 
 
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
+def test_the_rule_can_be_widened_to_sampled_requests(start_gateway: Start) -> None:
+    gateway = start_gateway(cache_nondeterministic=True)
+    with gateway.client() as client:
+        assert ask(client, "Frozen sample", temperature=0.9) == ("miss", "Frozen sample")
+        assert ask(client, "Frozen sample", temperature=0.9) == ("hit", "Frozen sample")
+        assert ask(client, "Frozen sample", temperature=0.8)[0] == "miss"  # in the key
+
+
 def test_no_store_and_no_cache(start_gateway: Start) -> None:
     gateway = start_gateway()
     with gateway.client() as client:
