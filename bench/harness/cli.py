@@ -208,12 +208,18 @@ def _total_steps(args: argparse.Namespace, running: list[systems.Running], plan:
     return int(per_round * args.rounds + (len(soaks) if args.soak_minutes > 0 else 0))
 
 
+def _wants_redis(args: argparse.Namespace) -> bool:
+    chosen = args.systems.split(",") if args.systems else [s.name for s in systems.SPECS]
+    return "sidegate-w2" in {name.strip() for name in chosen}
+
+
 def execute(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="sidegate-bench-"))
     progress = Progress(total=1)
     started: list[systems.Running] = []
     mock: procs.Proc | None = None
     up: upstream.Upstream | None = None
+    extra: list[procs.Proc | None] = []
     with (out / "results.jsonl").open("w") as sink:
         run = Run(args, sink)
         try:
@@ -229,7 +235,10 @@ def execute(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
                 )
             mock = paced[0] if paced else None
             up = upstream.start_upstream(workdir, systems.LOAD_CPUS, paced[1] if paced else None)
-            env = systems.Env(workdir=workdir, upstream_port=up.port)
+            redis = upstream.start_redis(workdir, systems.LOAD_CPUS) if _wants_redis(args) else None
+            extra.append(redis[0] if redis else None)
+            redis_url = f"redis://127.0.0.1:{redis[1]}/0" if redis else None
+            env = systems.Env(workdir=workdir, upstream_port=up.port, redis_url=redis_url)
             _start_systems(run, env, systems.direct_running(up), progress, started)
             running = list(started)
             plan = _plan(args, paced is not None)
@@ -242,7 +251,7 @@ def execute(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
             _soak(run, running, workdir, progress)
         finally:
             systems.stop_all(started)
-            for proc in (up.proc if up else None, mock):
+            for proc in (up.proc if up else None, mock, *extra):
                 if proc:
                     proc.stop()
             shutil.rmtree(workdir, ignore_errors=True)

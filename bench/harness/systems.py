@@ -78,6 +78,7 @@ class Target:
 class Env:
     workdir: Path
     upstream_port: int
+    redis_url: str | None = None
     python: str = sys.executable
 
 
@@ -210,7 +211,10 @@ def sidegate_config(env: Env, port: int, workers: int) -> dict[str, object]:
         "plans": {"bench": plan},
         "tenants": {"bench": {"plan": "bench", "keys": [SIDEGATE_KEY]}},
         "auth": {"mode": "keys"},
-        "state": {"backend": "memory"},
+        # Workers must share their limits, so more than one needs Redis (serve refuses otherwise).
+        "state": {"backend": "redis", "url": env.redis_url}
+        if workers > 1
+        else {"backend": "memory"},
         "cache": {"enabled": False},
         "telemetry": {"metrics": True, "log_format": "json", "log_level": "info"},
         "spend": {"database_url": f"sqlite:///{env.workdir}/spend-{port}.db"},
@@ -218,7 +222,9 @@ def sidegate_config(env: Env, port: int, workers: int) -> dict[str, object]:
 
 
 def _sidegate(workers: int) -> Launcher:
-    def launch(env: Env, port: int) -> tuple[list[str], dict[str, str]]:
+    def launch(env: Env, port: int) -> tuple[list[str], dict[str, str]] | str:
+        if workers > 1 and env.redis_url is None:
+            return "needs redis-server for the limits its workers share (not installed)"
         config = env.workdir / f"sidegate-{port}.yaml"
         # JSON is YAML, and needs no YAML writer here.
         config.write_text(json.dumps(sidegate_config(env, port, workers), indent=2))
@@ -278,7 +284,7 @@ SPECS = (
     Spec("sidegate", "Sidegate, defaults on", _sidegate(1), by_model=True, auth=SIDEGATE_KEY),
     Spec(
         "sidegate-w2",
-        "Sidegate --workers 2 (both cores)",
+        "Sidegate --workers 2, Redis state (both cores)",
         _sidegate(2),
         by_model=True,
         auth=SIDEGATE_KEY,

@@ -196,3 +196,18 @@ def nginx_proxy_argv(workdir: Path, port: int, upstream_port: int) -> list[str]:
     }}"""
     conf = _nginx_conf(workdir, "nginx-proxy", servers)
     return [NGINX, "-p", str(workdir), "-c", str(conf)]
+
+
+def start_redis(workdir: Path, cpus: str) -> tuple[procs.Proc, int] | None:
+    """A throw-away Redis for state shared by Sidegate's workers, or None without redis-server."""
+    server = shutil.which("redis-server")
+    if server is None:
+        return None
+    port = procs.free_port()
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+    proc = procs.start("redis", argv, cpus=cpus, workdir=workdir)
+    if procs.wait_port(port, proc, timeout=10):
+        return proc, port
+    proc.stop()
+    return None
