@@ -312,11 +312,11 @@ def test_no_store_and_no_cache(start_gateway: Start) -> None:
 
 
 def test_entries_expire_after_the_ttl(start_gateway: Start) -> None:
-    gateway = start_gateway(ttl_seconds=1)
+    gateway = start_gateway(ttl_seconds=2)
     with gateway.client() as client:
         assert ask(client, "Short lived")[0] == "miss"
         assert ask(client, "Short lived")[0] == "hit"
-        time.sleep(1.2)
+        time.sleep(2.2)
         assert ask(client, "Short lived")[0] == "miss"
 
 
