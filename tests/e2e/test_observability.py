@@ -247,6 +247,8 @@ def test_metrics_may_require_a_bearer_token(
     assert orjson.loads(body)["error"]["type"] == "authentication_error"
     status, _ = http_get(gateway.url + "/metrics", {"Authorization": "Bearer wrong"})
     assert status == 401
+    # A wrong scrape token is not a rejected API key.
+    assert metric_value(scrape(gateway, "scrape-me"), "llm_requests_total", status="401") is None
     assert "# TYPE llm_requests_total counter" in scrape(gateway, "scrape-me")
 
 

@@ -40,7 +40,8 @@ async def events_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except AuthenticationError as error:
-        if TENANT_KEY not in request:  # refused by authentication, not further in
+        # Refused by API-key authentication (not /metrics or admin tokens, not further in).
+        if TENANT_KEY not in request and request.path.startswith("/v1/"):
             _key_rejected(request, error)
         raise
     except RateLimitError as error:
