@@ -82,6 +82,7 @@ async def test_every_error_carries_the_request_id(
     )
     assert response.status == 400
     assert response.headers["x-request-id"] == "abc-123"
+    assert response.headers["x-cache"] == "miss"
     assert orjson.loads(await response.read())["error"]["type"] == "invalid_request_error"
 
 

@@ -27,6 +27,8 @@ def render(error: ProxyError, request_id: str | None, status: int | None = None)
     headers = dict(error.headers)
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
+    # Refusals before the pipeline (401, 413, ...) never reached the cache either.
+    headers.setdefault("x-cache", "miss")
     if isinstance(error, UpstreamStatusError) and _is_openai_error(error.upstream_body):
         # An upstream's own OpenAI-shaped error is passed through unchanged.
         body = error.upstream_body
