@@ -7,12 +7,36 @@ spend log, whose writer runs in the background), so accounting never waits on I/
 from __future__ import annotations
 
 import time
+from typing import Any, Final
 
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
 from sidegate.observability.metrics import Metrics
 from sidegate.spend import SpendLog, SpendRow
+
+# Distinct label sets kept per metric before the cache starts over (labels are bounded anyway:
+# configured models and tenants, HTTP statuses).
+_MAX_CHILDREN: Final = 4096
+
+
+class Children:
+    """A metric's children by label values: `labels()` validates and locks on every call, a
+    dict lookup does not. The child is the same object `labels()` returns."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            if len(self._children) >= _MAX_CHILDREN:
+                self._children.clear()
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
 
 
 class Recorder:
@@ -27,6 +51,15 @@ class Recorder:
         self._access = access
         self._catalog = catalog
         self._spend = spend
+        self._requests = Children(metrics.requests)
+        self._tokens = Children(metrics.tokens)
+        self._cost = Children(metrics.cost)
+        self._upstream_duration = Children(metrics.upstream_duration)
+        self._request_duration = Children(metrics.request_duration)
+        self._time_to_first_token = Children(metrics.time_to_first_token)
+        self._genai_duration = Children(metrics.genai_duration)
+        self._genai_token_usage = Children(metrics.genai_token_usage)
+        self._genai_first_chunk = Children(metrics.genai_first_chunk)
 
     def finish(self, exchange: Exchange) -> None:
         now = time.perf_counter()
@@ -37,24 +70,20 @@ class Recorder:
         status_code = exchange.status or 500
         status = str(status_code)
         latency = now - exchange.started
-        metrics.requests.labels(model, exchange.upstream, tenant, status).inc()
+        self._requests(model, exchange.upstream, tenant, status).inc()
         answered = exchange.upstream != "-" or exchange.cache == "hit"
         if answered and exchange.input_tokens:
-            metrics.tokens.labels(model, tenant, "input").inc(exchange.input_tokens)
+            self._tokens(model, tenant, "input").inc(exchange.input_tokens)
         if answered and exchange.output_tokens:
-            metrics.tokens.labels(model, tenant, "output").inc(exchange.output_tokens)
+            self._tokens(model, tenant, "output").inc(exchange.output_tokens)
         if exchange.cost_usd:
-            metrics.cost.labels(model, tenant).inc(exchange.cost_usd)
+            self._cost(model, tenant).inc(exchange.cost_usd)
         if exchange.upstream != "-":
-            metrics.upstream_duration.labels(model, exchange.upstream).observe(
-                exchange.upstream_seconds
-            )
+            self._upstream_duration(model, exchange.upstream).observe(exchange.upstream_seconds)
         if exchange.model != "-":
-            metrics.request_duration.labels(model).observe(latency)
+            self._request_duration(model).observe(latency)
         if exchange.first_byte_at is not None:
-            metrics.time_to_first_token.labels(model).observe(
-                exchange.first_byte_at - exchange.started
-            )
+            self._time_to_first_token(model).observe(exchange.first_byte_at - exchange.started)
         metrics.proxy_overhead.observe(exchange.overhead_seconds(now))
         if catalog is not None and exchange.served_model != "-":
             self._genai(exchange, model, status_code, latency, catalog)
@@ -83,21 +112,16 @@ class Recorder:
         self, exchange: Exchange, model: str, status: int, latency: float, catalog: Catalog
     ) -> None:
         """The OpenTelemetry GenAI client instruments, for operations a model answered."""
-        metrics = self._metrics
         labels = (
             OPERATIONS.get(exchange.kind, exchange.kind),
             catalog.provider(exchange.upstream, exchange.served_model),
             model,
             catalog.response_model(exchange.served_model),
         )
-        metrics.genai_duration.labels(*labels, str(status) if status >= 400 else "").observe(
-            latency
-        )
+        self._genai_duration(*labels, str(status) if status >= 400 else "").observe(latency)
         if exchange.input_tokens:
-            metrics.genai_token_usage.labels(*labels, "input").observe(exchange.input_tokens)
+            self._genai_token_usage(*labels, "input").observe(exchange.input_tokens)
         if exchange.output_tokens:
-            metrics.genai_token_usage.labels(*labels, "output").observe(exchange.output_tokens)
+            self._genai_token_usage(*labels, "output").observe(exchange.output_tokens)
         if exchange.stream and exchange.first_byte_at is not None:
-            metrics.genai_first_chunk.labels(*labels).observe(
-                exchange.first_byte_at - exchange.started
-            )
+            self._genai_first_chunk(*labels).observe(exchange.first_byte_at - exchange.started)
