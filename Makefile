@@ -30,6 +30,7 @@ lint: build
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest sidegate._native --allowlist .stubtest-allowlist
 	cargo clippy --quiet --all-targets -- -D warnings
+	cargo clippy --quiet --features python -- -D warnings
 	$(PY) scripts/check_sizes.py
 
 test-rust:
