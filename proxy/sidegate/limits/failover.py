@@ -57,6 +57,10 @@ class Direct:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
     async def admit(self, request: Acquire) -> tuple[Decision, Backend]:
         return await self._backend.acquire(request), self._backend
 

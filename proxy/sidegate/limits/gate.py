@@ -7,10 +7,12 @@ and slot of the request, and charges all of them or none. A refusal is a 429 (`r
 
 settle: the true-up (reserved tokens -> real usage; a cache hit or an answer that never came
 uses none, since no upstream tokens were spent), the slot release and the budget charge with
-the real cost run in a background task, so the answer never waits for a second round trip.
-`close` waits for the ones still running. Crossing 80 % of the daily budget logs one
-`budget_threshold` event and counts `llm_budget_alerts_total` (the backend's atomic increment
-decides which request crossed it, so across replicas exactly one does).
+the real cost. On Redis they run in a background task, so the answer never waits for a second
+round trip (`close` waits for the ones still running); in memory there is no round trip to
+save, so they run at once (a task per request would cost more than the settle itself).
+Crossing 80 % of the daily budget logs one `budget_threshold` event and counts
+`llm_budget_alerts_total` (the backend's atomic increment decides which request crossed it, so
+across replicas exactly one does).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededErro
 from sidegate.exchange import Exchange
 from sidegate.inspection import RequestFacts
 from sidegate.limits import policy
-from sidegate.limits.failover import Backend, StateClient
+from sidegate.limits.failover import Backend, Direct, StateClient
 from sidegate.limits.headers import (
     RequestsLimitError,
     TokensLimitError,
@@ -31,9 +33,10 @@ from sidegate.limits.headers import (
     refused_headers,
     retry_headers,
 )
+from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, TenantState
 from sidegate.limits.telemetry import LimitMetrics
-from sidegate.observability.metrics import Metrics
+from sidegate.observability.metrics import Children, Metrics
 from sidegate.routing import Candidate
 
 log = logging.getLogger("sidegate.ratelimit")
@@ -101,7 +104,12 @@ class LimitTicket:
             delta,
         )
         plan = exchange.tenant.plan
-        self._gate.settle_later(self._backend, release, plan.daily_budget_usd if plan else None)
+        budget = plan.daily_budget_usd if plan else None
+        backend = self._backend
+        if type(backend) is MemoryState:
+            self._gate.settled(release, budget, backend.release_now(release))
+        else:
+            self._gate.settle_later(backend, release, budget)
 
 
 class LimitAdmission:
@@ -118,6 +126,10 @@ class LimitAdmission:
         self._limit_metrics = limit_metrics
         self._blocking = blocking  # an operator may block tenants: check even plan-less ones
         self._pending: set[asyncio.Task[None]] = set()
+        self._budget_remaining = Children(metrics.budget_remaining)
+        # The memory backend answers without I/O: it is called directly, with no coroutine.
+        backend = client.backend if isinstance(client, Direct) else None
+        self._memory = backend if type(backend) is MemoryState else None
 
     async def admit(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
@@ -131,9 +143,14 @@ class LimitAdmission:
         slots = policy.slots(plan, facts.model) if plan else ()
         budget = plan.daily_budget_usd if plan else None
         request = Acquire(tenant.name, exchange.request_id, buckets, slots, budget, reserve)
-        decision, backend = await self._client.admit(request)
+        memory = self._memory
+        backend: Backend
+        if memory is not None:
+            decision, backend = memory.acquire_now(request), memory
+        else:
+            decision, backend = await self._client.admit(request)
         if budget is not None:
-            self._metrics.budget_remaining.labels(self._metrics.tenant(tenant.name)).set(
+            self._budget_remaining(self._metrics.tenant(tenant.name)).set(
                 max(0.0, budget - decision.spent_usd)
             )
         if not decision.admitted:
@@ -149,12 +166,15 @@ class LimitAdmission:
         task.add_done_callback(self._pending.discard)
 
     async def _settle(self, backend: Backend, release: Release, budget: float | None) -> None:
-        spent = await self._client.settle(backend, release)
+        self.settled(release, budget, await self._client.settle(backend, release))
+
+    def settled(self, release: Release, budget: float | None, spent: float | None) -> None:
+        """The budget gauge and the 80 % alert, once the backend has the real cost."""
         if spent is None or budget is None:
             return
         tenant = release.tenant
         label = self._metrics.tenant(tenant)
-        self._metrics.budget_remaining.labels(label).set(max(0.0, budget - spent))
+        self._budget_remaining(label).set(max(0.0, budget - spent))
         before = spent - release.cost_usd
         if release.cost_usd > 0 and before < budget * ALERT_RATIO <= spent:
             self._limit_metrics.budget_alerts.labels(label).inc()

@@ -13,7 +13,7 @@ With `--workers N`, values live in per-process files (prometheus-client's multip
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -101,6 +101,30 @@ METRIC_NAMES: Final = (
     "llm_upstream_up",
     "llm_budget_remaining_usd",
 )
+
+
+# Distinct label sets kept per metric before the cache starts over (labels are bounded anyway:
+# configured models and tenants, HTTP statuses).
+_MAX_CHILDREN: Final = 4096
+
+
+class Children:
+    """A metric's children by label values: `labels()` validates and locks on every call, a
+    dict lookup does not. The child is the same object `labels()` returns."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            if len(self._children) >= _MAX_CHILDREN:
+                self._children.clear()
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
 
 
 @dataclass(frozen=True, slots=True)

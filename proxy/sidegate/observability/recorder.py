@@ -7,36 +7,12 @@ spend log, whose writer runs in the background), so accounting never waits on I/
 from __future__ import annotations
 
 import time
-from typing import Any, Final
 
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
-from sidegate.observability.metrics import Metrics
+from sidegate.observability.metrics import Children, Metrics
 from sidegate.spend import SpendLog, SpendRow
-
-# Distinct label sets kept per metric before the cache starts over (labels are bounded anyway:
-# configured models and tenants, HTTP statuses).
-_MAX_CHILDREN: Final = 4096
-
-
-class Children:
-    """A metric's children by label values: `labels()` validates and locks on every call, a
-    dict lookup does not. The child is the same object `labels()` returns."""
-
-    __slots__ = ("_children", "_metric")
-
-    def __init__(self, metric: Any) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *labels: str) -> Any:
-        child = self._children.get(labels)
-        if child is None:
-            if len(self._children) >= _MAX_CHILDREN:
-                self._children.clear()
-            child = self._children[labels] = self._metric.labels(*labels)
-        return child
 
 
 class Recorder:
