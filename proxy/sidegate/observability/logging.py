@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -46,6 +47,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(JsonFormatter())
         self._second = -1
         self._prefix = ""
+        self._flushing: asyncio.Handle | None = None
 
     def write_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
         created = time.time()
@@ -61,13 +63,39 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             "message": message,
         }
         entry.update(fields)
-        line = orjson.dumps(entry, default=str).decode() + self.terminator
+        line = orjson.dumps(entry, default=str) + b"\n"
         with self.lock:  # type: ignore[union-attr]
             try:
-                self.stream.write(line)
-                self.stream.flush()
+                self._write(line)
             except Exception:
                 self.handleError(logging.makeLogRecord({"msg": message, "levelno": level}))
+
+    def _write(self, line: bytes) -> None:
+        stream = self.stream
+        binary = getattr(stream, "buffer", None)
+        if binary is None:
+            stream.write(line.decode())
+            stream.flush()
+            return
+        # Bytes go to the text stream's own buffer (after whatever it already flushed, so the
+        # order of lines holds); one flush per event-loop turn serves every request that
+        # finished in it, rather than one write(2) per line.
+        binary.write(line)
+        if self._flushing is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                binary.flush()
+                return
+            self._flushing = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = None
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.flush()  # a text stream flushes its buffer too
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": "flush", "levelno": logging.ERROR}))
 
 
 def fast_json_handler(logger: logging.Logger) -> JsonLineHandler | None:
