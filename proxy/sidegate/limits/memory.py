@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Final
 
 from sidegate.limits.model import (
     DAY_MS,
@@ -30,6 +31,9 @@ from sidegate.limits.model import (
 from sidegate.ratelimit import Limits, RateLimiter
 
 _SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim we accept
+# Distinct plan shapes remembered (plans x models in practice); past it the memo starts over.
+_MAX_LAYOUTS: Final = 1024
+_Layout = tuple[tuple[str, Limits, int], ...]
 
 
 @dataclass(slots=True)
@@ -57,6 +61,7 @@ class MemoryState:
         self._table = RateLimiter()
         self._ledgers: dict[str, _Ledger] = {}
         self._limits: dict[tuple[int | None, ...], Limits] = {}
+        self._layouts: dict[tuple[object, ...], _Layout] = {}
 
     def _ledger(self, tenant: str) -> _Ledger:
         ledger = self._ledgers.get(tenant)
@@ -64,29 +69,45 @@ class MemoryState:
             ledger = self._ledgers[tenant] = _Ledger()
         return ledger.roll(int(time.time() * 1000 // DAY_MS))
 
-    def _scopes(
-        self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]
-    ) -> dict[str, tuple[Limits, int]]:
-        """Each scope's native limits (built once per distinct plan) and its token charge."""
+    def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> _Layout:
+        """Each scope with its native limits and the index of its tokens bucket (-1: none).
+
+        A plan's shape repeats on every request: it is worked out once per distinct shape."""
+        key = (tuple([(b.key, b.kind, b.capacity, b.per_minute) for b in buckets]), slots)
+        layout = self._layouts.get(key)
+        if layout is not None:
+            return layout
         found: dict[str, list[int | None]] = {}
-        cost: dict[str, int] = {}
-        for bucket in buckets:
+        tokens: dict[str, int] = {}
+        for index, bucket in enumerate(buckets):
             spec = found.setdefault(_scope(bucket.key), [None, None, None, None])
             if bucket.kind == "requests":
                 spec[0], spec[3] = int(bucket.per_minute), int(bucket.capacity)
             else:
                 spec[1] = int(bucket.per_minute)
-                cost[_scope(bucket.key)] = int(bucket.cost)
+                tokens[_scope(bucket.key)] = index
         for slot in slots:
             found.setdefault(_scope(slot.key), [None, None, None, None])[2] = slot.limit
-        scopes: dict[str, tuple[Limits, int]] = {}
+        built: list[tuple[str, Limits, int]] = []
         for scope, spec in found.items():
             shape = tuple(spec)
             limits = self._limits.get(shape)
             if limits is None:
                 limits = self._limits[shape] = Limits(*spec)
-            scopes[scope] = (limits, cost.get(scope, 0))
-        return scopes
+            built.append((scope, limits, tokens.get(scope, -1)))
+        if len(self._layouts) >= _MAX_LAYOUTS:
+            self._layouts.clear()
+        layout = self._layouts[key] = tuple(built)
+        return layout
+
+    def _scopes(
+        self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]
+    ) -> dict[str, tuple[Limits, int]]:
+        """Each scope's native limits (built once per distinct plan) and its token charge."""
+        return {
+            scope: (limits, int(buckets[index].cost) if index >= 0 else 0)
+            for scope, limits, index in self._layout(buckets, slots)
+        }
 
     async def acquire(self, request: Acquire) -> Decision:
         return self.acquire_now(request)
@@ -126,7 +147,7 @@ class MemoryState:
 
     def release_now(self, release: Release) -> float:
         delta = release.token_delta
-        for scope, (limits, _) in self._scopes(release.buckets, release.slots).items():
+        for scope, limits, _ in self._layout(release.buckets, release.slots):
             key = release.tenant if not scope else release.tenant + _SEPARATOR + scope
             self._table.release(
                 key, limits, reserved_tokens=max(0, -delta), used_tokens=max(0, delta)
