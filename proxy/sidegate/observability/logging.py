@@ -21,6 +21,10 @@ def _timestamp(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
 
 
+# Bytes of access lines held for the end of the event-loop turn before they are written at once.
+_MAX_PENDING: Final = 65536
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -48,6 +52,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._second = -1
         self._prefix = ""
         self._flushing: asyncio.Handle | None = None
+        self._pending = bytearray()
 
     def write_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
         created = time.time()
@@ -65,37 +70,51 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         entry.update(fields)
         line = orjson.dumps(entry, default=str) + b"\n"
         with self.lock:  # type: ignore[union-attr]
-            try:
-                self._write(line)
-            except Exception:
-                self.handleError(logging.makeLogRecord({"msg": message, "levelno": level}))
-
-    def _write(self, line: bytes) -> None:
-        stream = self.stream
-        binary = getattr(stream, "buffer", None)
-        if binary is None:
-            stream.write(line.decode())
-            stream.flush()
-            return
-        # Bytes go to the text stream's own buffer (after whatever it already flushed, so the
-        # order of lines holds); one flush per event-loop turn serves every request that
-        # finished in it, rather than one write(2) per line.
-        binary.write(line)
-        if self._flushing is None:
+            self._pending += line
+            if self._flushing is not None:
+                return
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                binary.flush()
-                return
-            self._flushing = loop.call_soon(self._flush)
+                loop = None
+            if loop is None or len(self._pending) >= _MAX_PENDING:
+                self.flush()
+            else:
+                # One write(2) per event-loop turn serves every request that finished in it
+                # (stderr is unbuffered: each line would be a system call of its own).
+                self._flushing = loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
-        self._flushing = None
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._pending:  # lines written before this record go out before it
+            self.flush()
+        super().emit(record)
+
+    def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            try:
-                self.stream.flush()  # a text stream flushes its buffer too
-            except Exception:
-                self.handleError(logging.makeLogRecord({"msg": "flush", "levelno": logging.ERROR}))
+            if self._flushing is not None:
+                self._flushing.cancel()
+                self._flushing = None
+            if self._pending:
+                data = bytes(self._pending)
+                self._pending.clear()
+                try:
+                    self._write_all(data)
+                except Exception:
+                    self.handleError(logging.makeLogRecord({"msg": "access log write"}))
+            super().flush()
+
+    def _write_all(self, data: bytes) -> None:
+        stream = self.stream
+        binary = getattr(stream, "buffer", None)
+        if binary is None:
+            stream.write(data.decode())
+            return
+        stream.flush()  # whatever the text layer holds goes first
+        view = memoryview(data)
+        while view:
+            written = binary.write(view)
+            view = view[written or 0 :]
+        binary.flush()
 
 
 def fast_json_handler(logger: logging.Logger) -> JsonLineHandler | None:
