@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,30 @@ _INSERT: Final = (
 SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 
 
+class _Timestamps:
+    """`SQLITE_TIME` text for a batch's times: rows of one batch share their second, so the
+    date part is formatted once per second rather than once per row."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, timestamp: float) -> str:
+        # The split datetime.fromtimestamp makes, so the text is the very same to the µs.
+        fraction, whole = math.modf(timestamp)
+        micros, second = round(fraction * 1e6), int(whole)
+        if micros >= 1_000_000:
+            micros, second = micros - 1_000_000, second + 1
+        elif micros < 0:
+            micros, second = micros + 1_000_000, second - 1
+        if second != self._second:
+            self._second = second
+            self._prefix = utc(second).strftime("%Y-%m-%d %H:%M:%S.")
+        return f"{self._prefix}{micros:06d}"
+
+
 def connect(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=10.0)
     # Several workers may write one file: WAL lets readers and one writer proceed together.
@@ -55,7 +80,8 @@ class SqliteStore:
         await loop.run_in_executor(self._thread, self._write, list(rows))
 
     def _write(self, rows: list[SpendRow]) -> None:
-        records = [(utc(r.created_at).strftime(SQLITE_TIME), *r[1:]) for r in rows]
+        stamp = _Timestamps()
+        records = [(stamp(r.created_at), *r[1:]) for r in rows]
         try:
             if self._connection is None:
                 self._connection = connect(self._path)
