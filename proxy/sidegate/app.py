@@ -35,6 +35,7 @@ from sidegate.pipeline import Pipeline, Seams
 from sidegate.routes import admin, chat, completions, embeddings, health, models
 from sidegate.routing import Router
 from sidegate.settings import Settings
+from sidegate.tokens import Tokenizer, encoding_for_model
 from sidegate.upstream.guard import guard_upstreams
 from sidegate.upstream.pool import UpstreamPools
 
@@ -93,6 +94,7 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
     def on_health(upstream: str, endpoint: str, up: bool) -> None:
         metrics.upstream_up.labels(upstream, endpoint).set(1 if up else 0)
 
+    _warm_tokenizers(settings, app[ROUTER_KEY])
     async with _embedded_mock(settings) as embedded, telemetry(settings, metrics) as observe:
         pools = UpstreamPools(settings, on_health, embedded)
         guard_upstreams(pools, settings)
@@ -112,6 +114,15 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
             await seams.cache.close()
             seams.tracing.shutdown()
             await pools.close()
+
+
+def _warm_tokenizers(settings: Settings, router: Router) -> None:
+    """Build the BPE tables of every encoding a configured model counts with before serving,
+    so the first request after start-up does not pay for it (~150 ms)."""
+    encodings = {encoding_for_model(name) for name in settings.models}
+    encodings.update(c.encoding for name in settings.models for c in router.candidates(name))
+    for encoding in sorted(encodings):
+        Tokenizer(encoding).count("warm-up")
 
 
 async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
