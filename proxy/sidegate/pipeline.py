@@ -31,7 +31,7 @@ from sidegate.errors import (
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
-from sidegate.observability.metrics import Metrics
+from sidegate.observability.metrics import Children, Metrics
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
 from sidegate.replay import assemble_stream, replay_stream
@@ -71,6 +71,7 @@ class Pipeline:
         self._cache = seams.cache
         self._tracing = seams.tracing
         self._recorder = seams.recorder
+        self._active = Children(metrics.active_requests)  # labels() per request costs more
 
     async def handle(self, request: web.Request, kind: Endpoint) -> web.StreamResponse:
         exchange = Exchange(
@@ -107,7 +108,7 @@ class Pipeline:
             facts = inspect_request(body, kind, primary.encoding)
         exchange.input_tokens = facts.prompt_tokens
         ticket = await self._admission.admit(exchange, facts, primary)
-        active = self._metrics.active_requests.labels(facts.model)
+        active = self._active(facts.model)
         active.inc()
         try:
             key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
