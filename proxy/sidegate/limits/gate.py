@@ -89,11 +89,19 @@ class LimitTicket:
         answered = exchange.upstream != "-" and exchange.cache != "hit"
         used = exchange.input_tokens + exchange.output_tokens if answered else 0
         delta = used - self._reserved
+        backend = self._backend
+        memory = type(backend) is MemoryState
         # Every bucket goes back (the memory table needs the plan's full shape); only the
-        # tokens buckets carry a charge: the difference between use and reservation.
-        trued = tuple(
-            Bucket(b.key, b.kind, b.capacity, b.per_minute, delta if b.kind == "tokens" else 0)
-            for b in self._buckets
+        # tokens buckets carry a charge: the difference between use and reservation. The
+        # memory table reads the charge from `token_delta` alone, so its buckets go back as
+        # they were admitted.
+        trued = (
+            self._buckets
+            if memory
+            else tuple(
+                Bucket(b.key, b.kind, b.capacity, b.per_minute, delta if b.kind == "tokens" else 0)
+                for b in self._buckets
+            )
         )
         release = Release(
             exchange.tenant.name,
@@ -105,7 +113,6 @@ class LimitTicket:
         )
         plan = exchange.tenant.plan
         budget = plan.daily_budget_usd if plan else None
-        backend = self._backend
         if type(backend) is MemoryState:
             self._gate.settled(release, budget, backend.release_now(release))
         else:
