@@ -1,9 +1,9 @@
 """`python -m bench.harness.profile`: where a system's CPU goes under load, from py-spy samples.
 
-Starts the nginx upstream and one Python system (Sidegate by default) pinned as in the benchmark,
-drives it with wrk at c=64 and samples it with py-spy (`make bench-peers` installs py-spy into
-bench/.peers/tools-venv). Prints the hottest frames by self and inclusive share, and keeps the
-raw collapsed stacks (flamegraph input) in the output file.
+Starts the nginx upstream and one Python system (Sidegate by default) pinned as in the
+benchmark, drives it with wrk (c=64 unless told) and samples it with py-spy (`make bench-peers`
+installs py-spy into bench/.peers/tools-venv). Prints the hottest frames by self and inclusive
+share, and keeps the raw collapsed stacks (flamegraph input) in the output file.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--system", default="sidegate", choices=[s.name for s in systems.SPECS])
     parser.add_argument("--kind", default="chat", choices=[str(kind) for kind in Kind])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("profile-stacks.txt"))
     args = parser.parse_args(argv)
@@ -63,13 +64,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         target = running.target(Kind(args.kind))
         wrk.run(target, 16, 2, workdir)
-        load = wrk.start(target, 64, args.seconds + 3, workdir)
+        load = wrk.start(target, args.connections, args.seconds + 3, workdir)
         record = ["taskset", "-c", LOAD_CPUS, spy, "record", "--nonblocking", "-r", "250"]
         record += ["-d", str(args.seconds), "-p", str(running.pid), "--format", "raw"]
         subprocess.run([*record, "-o", str(args.out)], check=True, capture_output=True)
         result = wrk.finish(load, args.seconds + 3)
         total, own, inclusive = top_frames(args.out.read_text(), args.top)
-        print(f"{args.system} {args.kind} c=64: {result.rps:,.0f} req/s, {total} samples")
+        print(
+            f"{args.system} {args.kind} c={args.connections}: {result.rps:,.0f} req/s, "
+            f"max latency {result.latency_us['max'] / 1000:.1f} ms, {total} samples"
+        )
         for title, frames in (("self", own), ("inclusive", inclusive)):
             print(f"--- {title}")
             for frame, samples in frames:
