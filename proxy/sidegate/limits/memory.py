@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from sidegate.limits.model import (
     DAY_MS,
@@ -33,7 +33,11 @@ from sidegate.ratelimit import Limits, RateLimiter
 _SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim we accept
 # Distinct plan shapes remembered (plans x models in practice); past it the memo starts over.
 _MAX_LAYOUTS: Final = 1024
-_Layout = tuple[tuple[str, Limits, int], ...]
+
+
+class _Layout(NamedTuple):
+    scopes: tuple[tuple[str, Limits, int], ...]  # scope, its limits, its tokens bucket or -1
+    sources: tuple[tuple[int, bool], ...]  # per bucket: its scope's position, tokens or not
 
 
 @dataclass(slots=True)
@@ -70,7 +74,8 @@ class MemoryState:
         return ledger.roll(int(time.time() * 1000 // DAY_MS))
 
     def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> _Layout:
-        """Each scope with its native limits and the index of its tokens bucket (-1: none).
+        """Each scope with its native limits and the index of its tokens bucket (-1: none),
+        and where each bucket's level comes from in the table's answer.
 
         A plan's shape repeats on every request: it is worked out once per distinct shape."""
         key = (tuple([(b.key, b.kind, b.capacity, b.per_minute) for b in buckets]), slots)
@@ -95,19 +100,12 @@ class MemoryState:
             if limits is None:
                 limits = self._limits[shape] = Limits(*spec)
             built.append((scope, limits, tokens.get(scope, -1)))
+        positions = {scope: position for position, (scope, _, _) in enumerate(built)}
+        sources = tuple((positions[_scope(b.key)], b.kind == "tokens") for b in buckets)
         if len(self._layouts) >= _MAX_LAYOUTS:
             self._layouts.clear()
-        layout = self._layouts[key] = tuple(built)
+        layout = self._layouts[key] = _Layout(tuple(built), sources)
         return layout
-
-    def _scopes(
-        self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]
-    ) -> dict[str, tuple[Limits, int]]:
-        """Each scope's native limits (built once per distinct plan) and its token charge."""
-        return {
-            scope: (limits, int(buckets[index].cost) if index >= 0 else 0)
-            for scope, limits, index in self._layout(buckets, slots)
-        }
 
     async def acquire(self, request: Acquire) -> Decision:
         return self.acquire_now(request)
@@ -119,25 +117,27 @@ class MemoryState:
             return Decision("blocked", 0, spent)
         if request.budget_usd is not None and spent >= request.budget_usd:
             return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent)
-        scopes = self._scopes(request.buckets, request.slots)
+        layout = self._layout(request.buckets, request.slots)
+        buckets, tenant = request.buckets, request.tenant
         asks = [
-            (request.tenant if not scope else request.tenant + _SEPARATOR + scope, limits, tokens)
-            for scope, (limits, tokens) in scopes.items()
+            (
+                tenant if not scope else tenant + _SEPARATOR + scope,
+                limits,
+                int(buckets[index].cost) if index >= 0 else 0,
+            )
+            for scope, limits, index in layout.scopes
         ]
         refused, decisions = self._table.acquire_all(asks)
-        names = list(scopes)
         if refused is not None:
             denied = decisions[refused]
-            return _refused(request, names[refused], denied.denied_by, denied.retry_after, spent)
-        snapshots: dict[tuple[str, str], tuple[int, int, float]] = {}
-        for scope, decision in zip(names, decisions, strict=True):
-            if decision.requests is not None:
-                snapshots[(scope, "requests")] = decision.requests
-            if decision.tokens is not None:
-                snapshots[(scope, "tokens")] = decision.tokens
+            scope = layout.scopes[refused][0]
+            return _refused(request, scope, denied.denied_by, denied.retry_after, spent)
         levels = []
-        for bucket in request.buckets:
-            _, remaining, reset = snapshots[(_scope(bucket.key), bucket.kind)]
+        for position, tokens in layout.sources:
+            decision = decisions[position]
+            snapshot = decision.tokens if tokens else decision.requests
+            assert snapshot is not None  # the scope has this kind of bucket
+            _, remaining, reset = snapshot
             levels.append(Level(float(remaining), int(reset * 1000)))
         ledger.tokens += request.reserved_tokens
         return Decision(None, 0, spent, tuple(levels))
@@ -147,7 +147,7 @@ class MemoryState:
 
     def release_now(self, release: Release) -> float:
         delta = release.token_delta
-        for scope, limits, _ in self._layout(release.buckets, release.slots):
+        for scope, limits, _ in self._layout(release.buckets, release.slots).scopes:
             key = release.tenant if not scope else release.tenant + _SEPARATOR + scope
             self._table.release(
                 key, limits, reserved_tokens=max(0, -delta), used_tokens=max(0, delta)
