@@ -28,6 +28,7 @@ lint: build
 	$(VENV)/bin/ruff check proxy tests bench
 	$(VENV)/bin/ruff format --check proxy tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --explicit-package-bases bench/harness
 	$(PY) -m mypy.stubtest sidegate._native --allowlist .stubtest-allowlist
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --features python -- -D warnings
