@@ -6,14 +6,13 @@ Every test runs on asyncio's own event loop and on uvloop's.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
-import uvloop
+from tests.unit.both_loops import loops_with
 
 from sidegate.errors import (
     UpstreamConnectError,
@@ -114,35 +113,7 @@ LOOP_FIXTURES: dict[str, Callable[[], AbstractAsyncContextManager[Any]]] = {
     "transport": lean_transport,
     "upstream_factory": raw_upstreams,
 }
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
-
-
-def on_both_loops(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test on asyncio's loop and on uvloop's (the one `sidegate serve` runs):
-    their transports differ in ways a protocol can trip over."""
-    params = inspect.signature(scenario).parameters
-    inside = [name for name in params if name in LOOP_FIXTURES]
-
-    async def run(kwargs: dict[str, Any]) -> None:
-        async with AsyncExitStack() as stack:
-            for name in inside:
-                kwargs[name] = await stack.enter_async_context(LOOP_FIXTURES[name]())
-            await scenario(**kwargs)
-
-    def test(loop: str, **kwargs: Any) -> None:
-        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
-            runner.run(run(kwargs))
-
-    outside = [param for name, param in params.items() if name not in LOOP_FIXTURES]
-    loop_param = inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    test.__signature__ = inspect.Signature([loop_param, *outside])  # type: ignore[attr-defined]
-    test.__name__ = scenario.__name__
-    test.__doc__ = scenario.__doc__
-    return pytest.mark.parametrize("loop", list(LOOPS))(test)
-
+on_both_loops = loops_with(LOOP_FIXTURES)
 
 UpstreamFactory = Callable[[Handler], Awaitable[RawUpstream]]
 

@@ -3,46 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
-import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from tests.unit.both_loops import on_both_loops
 
 from sidegate.errors import UpstreamConnectError, UpstreamTimeoutError
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
 TIMEOUTS = Timeouts(connect=5.0, read=10.0)
-
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
-
-
-def on_both_loops(scenario: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test on asyncio's loop and on uvloop's (the one `sidegate serve` runs):
-    their transports differ in ways a protocol can trip over."""
-
-    def test(loop: str, **kwargs: Any) -> None:
-        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
-            runner.run(scenario(**kwargs))
-
-    params = inspect.signature(scenario).parameters.values()
-    loop_param = inspect.Parameter("loop", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    test.__signature__ = inspect.Signature([loop_param, *params])  # type: ignore[attr-defined]
-    test.__name__ = scenario.__name__
-    test.__doc__ = scenario.__doc__
-    return pytest.mark.parametrize("loop", list(LOOPS))(test)
 
 
 @pytest.fixture(scope="module")
