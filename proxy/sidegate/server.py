@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -46,10 +47,12 @@ def _run_many(settings: Settings, workers: int) -> int:
     """Fork `workers` children that each bind the port with SO_REUSEPORT; the kernel spreads
     connections. The parent forwards SIGTERM/SIGINT and exits when all children have."""
     children: list[int] = []
+    parent = os.getpid()
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
             try:
+                _die_with_parent(parent)
                 _run_one(settings, reuse_port=True)
             finally:
                 os._exit(0)
@@ -71,3 +74,20 @@ def _run_many(settings: Settings, workers: int) -> int:
             status = 1
     sys.stderr.flush()
     return status
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker gets SIGTERM (and drains) when the parent dies, even by SIGKILL or OOM, so no
+    orphaned worker keeps the port. Linux only; elsewhere workers follow forwarded signals."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -99,3 +99,17 @@ async def test_client_disconnect_cancels_the_upstream_request(
         await asyncio.sleep(0.1)
     assert metric_value(text, "llm_requests_total", model="slow", status="499") == 1.0
     assert metric_value(text, "llm_active_requests", model="slow") == 0.0
+
+
+def test_workers_do_not_outlive_a_killed_parent(spawn: Callable[..., Process]) -> None:
+    gateway = spawn("serve", "--workers", "2")
+    pid = gateway.popen.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 2
+    gateway.popen.send_signal(signal.SIGKILL)
+    gateway.popen.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.05)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()]
+    assert alive == [], "workers kept running (and holding the port) after the parent died"
