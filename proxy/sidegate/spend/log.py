@@ -19,6 +19,7 @@ _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
 # On shutdown, how long the last batches may take before the rest are given up (and logged).
 _CLOSE_TIMEOUT_S = 10.0
+_CLOSE_RETRY_S = 0.1
 
 
 class SpendLog:
@@ -100,9 +101,15 @@ class SpendLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        done = False
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                # Workers sharing one SQLite file all flush at once on shutdown; a refusal
+                # ("database is locked" while another opens it) is retried, not given up.
                 done = await self.flush()
+                while not done:
+                    await asyncio.sleep(_CLOSE_RETRY_S)
+                    done = await self.flush()
         except TimeoutError:
             done = False
         if not done:
