@@ -195,11 +195,17 @@ def test_tpm_reservation_and_true_up_are_exact_for_a_stream(
         with pytest.raises(openai.APIError):
             list(stream)
     _until(lambda: _admin_state(replicas[0], "tpm-tenant")["tokens"] > used, "cut stream charged")
-    cut_line = next(
-        orjson.loads(line)
-        for line in replicas[1].output().splitlines()
-        if line.startswith("{") and '"tenant":"tpm-tenant"' in line and '"status"' in line
-    )
+
+    def cut_lines() -> list[dict[str, Any]]:
+        return [
+            orjson.loads(line)
+            for line in replicas[1].output().splitlines()
+            if line.startswith("{") and '"tenant":"tpm-tenant"' in line and '"status"' in line
+        ]
+
+    # The access line is written at the end of the loop turn, possibly after the settle landed.
+    _until(lambda: bool(cut_lines()), "cut stream logged")
+    cut_line = cut_lines()[0]
     cut = cut_line["input_tokens"] + cut_line["output_tokens"]
     assert cut_line["output_tokens"] < 50
     _until(lambda: _admin_state(replicas[0], "tpm-tenant")["tokens"] == used + cut, "exact")
