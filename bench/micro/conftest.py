@@ -31,6 +31,7 @@ SPEEDUPS = (
 COSTS = (
     ("inspect-4KB", "inspect-no-count", "orjson.loads"),
     ("inspect-4KB", "inspect", "orjson.loads"),
+    ("inspect-4KB", "inspect-first-sight", "orjson.loads"),
 )
 
 

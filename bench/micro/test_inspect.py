@@ -48,7 +48,18 @@ def test_orjson_python_walk(measure: Measure) -> None:
 
 
 def test_inspect(measure: Measure) -> None:
+    """A body whose texts were seen before (system prompt, resent history): memo hits."""
     facts = measure("inspect-4KB", "inspect", inspect_request, BODY, "chat")
+    assert facts.prompt_tokens > 500
+
+
+def test_inspect_first_sight(measure: Measure) -> None:
+    """A body never seen before: every text is counted (the memo is off)."""
+    capacity = _native.set_prompt_memo_capacity(0)
+    try:
+        facts = measure("inspect-4KB", "inspect-first-sight", inspect_request, BODY, "chat")
+    finally:
+        _native.set_prompt_memo_capacity(capacity)
     assert facts.prompt_tokens > 500
 
 

@@ -13,6 +13,8 @@ __all__ = [
     "cache_key",
     "encoding_for_model",
     "inspect",
+    "prompt_memo_len",
+    "set_prompt_memo_capacity",
 ]
 
 class NativeError(ValueError):
@@ -123,6 +125,15 @@ def cache_key(body: bytes, endpoint: str) -> str:
 
 def encoding_for_model(model: str) -> str:
     """The encoding OpenAI uses for ``model``; unknown models get ``o200k_base``."""
+
+def set_prompt_memo_capacity(capacity: int) -> int:
+    """Bound the memo of long prompt texts' token counts to ``capacity`` texts (0: off).
+
+    What the memo holds is forgotten. Returns the previous bound.
+    """
+
+def prompt_memo_len() -> int:
+    """How many prompt texts' token counts the memo holds now."""
 
 @final
 class RequestFacts:

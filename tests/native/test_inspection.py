@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidegate import _native
 from sidegate.errors import InvalidRequestError
 from sidegate.inspection import RequestFacts, body_hash, inspect_request
 from sidegate.tokens import Tokenizer
@@ -184,3 +185,34 @@ def test_body_hash_alone_matches_inspection() -> None:
     assert body_hash(raw, "chat") == facts(raw).body_hash
     with pytest.raises(InvalidRequestError):
         body_hash(b"{", "chat")
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_crash() -> None:
+    with pytest.raises(InvalidRequestError, match="nested deeper"):
+        facts(b'{"model": "m", "messages": ' + b"[" * 100_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(max_size=400), min_size=1, max_size=6))
+def test_remembered_prompt_counts_equal_fresh_counts(texts: list[str]) -> None:
+    """Repeated prompts are counted from the memo; the counts must not change by it."""
+    body = chat_body(messages=[{"role": "user", "content": text} for text in texts])
+    first = facts(body).prompt_tokens
+    assert facts(body).prompt_tokens == first
+    capacity = _native.set_prompt_memo_capacity(0)
+    try:
+        assert facts(body).prompt_tokens == first
+        assert _native.prompt_memo_len() == 0
+    finally:
+        _native.set_prompt_memo_capacity(capacity)
+    assert first == Tokenizer("o200k_base").count_chat(body["messages"])
+
+
+def test_the_prompt_memo_is_bounded() -> None:
+    capacity = _native.set_prompt_memo_capacity(64)
+    try:
+        for index in range(1000):
+            facts(chat_body(messages=[{"role": "user", "content": f"message {index}"}]))
+            assert _native.prompt_memo_len() <= 64
+    finally:
+        _native.set_prompt_memo_capacity(capacity)

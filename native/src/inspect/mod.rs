@@ -195,7 +195,7 @@ fn input_tokens(
 ) -> Result<i64, CoreError> {
     let tokens = match payload.get(field) {
         Some(Json::String(text)) => Some(if count {
-            encoding.count(text) as i64
+            encoding.count_prompt(text) as i64
         } else {
             0
         }),
@@ -216,7 +216,7 @@ fn array_input_tokens(items: &[Json<'_>], encoding: Encoding, count: bool) -> Op
     if items.iter().all(|item| matches!(item, Json::String(_))) {
         let texts = items.iter().filter_map(Json::as_str);
         return Some(if count {
-            texts.map(|t| encoding.count(t) as i64).sum()
+            texts.map(|t| encoding.count_prompt(t) as i64).sum()
         } else {
             0
         });

@@ -2,7 +2,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::errors::to_py;
-use crate::tokens::Encoding;
+use crate::tokens::{Encoding, PROMPT_MEMO};
 
 /// Texts shorter than this are encoded without releasing the GIL: the release costs more.
 const DETACH_MIN_BYTES: usize = 4096;
@@ -90,4 +90,17 @@ impl PyTokenizer {
         }
         py.detach(|| encoding.encode(text))
     }
+}
+
+/// Bound the memo of long prompt texts' counts to `capacity` texts (0 turns it off); returns
+/// the previous bound.
+#[pyfunction(name = "set_prompt_memo_capacity")]
+pub(crate) fn py_set_prompt_memo_capacity(capacity: usize) -> usize {
+    PROMPT_MEMO.set_capacity(capacity)
+}
+
+/// How many prompt texts' counts the memo holds now.
+#[pyfunction(name = "prompt_memo_len")]
+pub(crate) fn py_prompt_memo_len() -> usize {
+    PROMPT_MEMO.len()
 }

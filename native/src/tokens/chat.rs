@@ -67,7 +67,7 @@ impl Encoding {
             push_text(function.get("name").unwrap_or(&Json::Null), &mut line);
             line.push(':');
             push_description(function, &mut line);
-            total += self.count(&line) as i64;
+            total += self.count_prompt(&line) as i64;
             let properties = function.get("parameters").and_then(|p| p.get("properties"));
             if let Some(Json::Object(properties)) = properties {
                 if !properties.is_empty() {
@@ -81,7 +81,7 @@ impl Encoding {
                     push_text(property.get("type").unwrap_or(&Json::Null), &mut line);
                     line.push(':');
                     push_description(property, &mut line);
-                    total += self.count(&line) as i64;
+                    total += self.count_prompt(&line) as i64;
                 }
             }
         }
@@ -128,11 +128,11 @@ impl Encoding {
 
     fn count_value(self, value: &Json<'_>, buffer: &mut String) -> i64 {
         if let Json::String(text) = value {
-            return self.count(text) as i64;
+            return self.count_prompt(text) as i64;
         }
         buffer.clear();
         let media = push_text(value, buffer);
-        self.count(buffer) as i64 + media
+        self.count_prompt(buffer) as i64 + media
     }
 }
 

@@ -4,12 +4,19 @@
 //! or fetched at run time.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use crate::CoreError;
 
 pub mod chat;
+pub mod memo;
+mod prehashed;
 mod split;
 mod whole;
+
+/// Counts of long prompt texts seen recently (system prompts, resent conversation history).
+pub static PROMPT_MEMO: LazyLock<memo::CountMemo> =
+    LazyLock::new(|| memo::CountMemo::new(memo::DEFAULT_CAPACITY));
 
 /// Model-name prefixes of the older cl100k_base family; everything newer uses o200k_base.
 const CL100K_PREFIXES: [&str; 7] = [
@@ -72,6 +79,12 @@ impl Encoding {
     /// Number of tokens `text` encodes to; equal to `len(tiktoken.encode_ordinary(text))`.
     pub fn count(self, text: &str) -> usize {
         self.pieces(text).map(|piece| self.count_piece(piece)).sum()
+    }
+
+    /// `count(text)` for a prompt text: long texts are remembered in `PROMPT_MEMO`, because
+    /// prompts repeat (system prompts, history resent with every turn).
+    pub fn count_prompt(self, text: &str) -> usize {
+        PROMPT_MEMO.count(self, text)
     }
 
     fn count_piece(self, piece: &str) -> usize {

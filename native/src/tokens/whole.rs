@@ -5,34 +5,15 @@
 //! answers them directly and leaves the rest to the encoder.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use bpe_openai::byte_pair_encoding::BytePairEncoding;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::prehashed::Prehashed;
 use super::Encoding;
 
-/// The keys are xxh3 hashes already; hashing them again would only cost time.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `u64` keys; this keeps the trait total anyway.
-        self.0 = xxh3_64(bytes);
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
-
-type Index = HashMap<u64, u32, BuildHasherDefault<PassThrough>>;
+type Index = HashMap<u64, u32, Prehashed>;
 
 pub(crate) struct WholeTokens {
     index: Index,
