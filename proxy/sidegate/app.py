@@ -35,7 +35,7 @@ from sidegate.pipeline import Pipeline, Seams
 from sidegate.routes import admin, chat, completions, embeddings, health, models
 from sidegate.routing import Router
 from sidegate.settings import Settings
-from sidegate.tokens import Tokenizer, encoding_for_model
+from sidegate.tokens import Tokenizer, encoding_for_model, release_vocabulary_pages
 from sidegate.upstream.guard import guard_upstreams
 from sidegate.upstream.pool import UpstreamPools
 
@@ -123,6 +123,7 @@ def _warm_tokenizers(settings: Settings, router: Router) -> None:
     encodings.update(c.encoding for name in settings.models for c in router.candidates(name))
     for encoding in sorted(encodings):
         Tokenizer(encoding).count("warm-up")
+    release_vocabulary_pages()
 
 
 async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sidegate.errors import AuthenticationError
-from sidegate.jwt_auth import JwtVerifier
 from sidegate.settings import PlanSettings, Settings
+
+if TYPE_CHECKING:
+    # PyJWT and cryptography load only when `auth.mode: jwt` needs them.
+    from sidegate.jwt_auth import JwtVerifier
 
 ANONYMOUS: Final = "anonymous"
 
@@ -50,7 +53,11 @@ class Authenticator:
             name: settings.plans.get(t.plan) if t.plan else None
             for name, t in settings.tenants.items()
         }
-        self._jwt = JwtVerifier(settings.auth, settings.plans) if self._mode == "jwt" else None
+        self._jwt: JwtVerifier | None = None
+        if self._mode == "jwt":
+            from sidegate.jwt_auth import JwtVerifier
+
+            self._jwt = JwtVerifier(settings.auth, settings.plans)
 
     @property
     def required(self) -> bool:

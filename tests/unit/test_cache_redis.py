@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from sidegate.cache import CachedAnswer
-from sidegate.caching import RedisStore
-from sidegate.caching.redis_store import decode, encode
+from sidegate.caching.redis_store import RedisStore, decode, encode
 
 
 def _answer(body: bytes) -> CachedAnswer:

@@ -8,14 +8,12 @@ from __future__ import annotations
 from sidegate.cache import NoCache, ResponseCache
 from sidegate.caching.memory import MemoryStore
 from sidegate.caching.policy import ExactCache, Store, cache_directives, cacheable, storable
-from sidegate.caching.redis_store import RedisStore
 from sidegate.observability.metrics import Metrics
 from sidegate.settings import Settings
 
 __all__ = [
     "ExactCache",
     "MemoryStore",
-    "RedisStore",
     "Store",
     "build_cache",
     "cache_directives",
@@ -31,6 +29,9 @@ def build_cache(settings: Settings, metrics: Metrics) -> ResponseCache:
         return NoCache()
     store: Store
     if config.backend == "redis":
+        # Imported here: redis-py (and the OpenTelemetry SDK it loads) only when used.
+        from sidegate.caching.redis_store import RedisStore
+
         errors = metrics.cache_requests.labels("exact", "error")
 
         def on_error(operation: str) -> None:

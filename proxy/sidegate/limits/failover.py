@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from sidegate.errors import UnavailableError
 from sidegate.limits.memory import MemoryState
-from sidegate.limits.model import Acquire, Decision, Release, TenantState
-from sidegate.limits.redis_state import RedisState, StateUnavailable
+from sidegate.limits.model import Acquire, Decision, Release, StateUnavailable, TenantState
 from sidegate.limits.telemetry import LimitMetrics
+
+if TYPE_CHECKING:
+    # redis-py (and the OpenTelemetry SDK it imports) load only when Redis is configured.
+    from sidegate.limits.redis_state import RedisState
 
 log = logging.getLogger("sidegate.ratelimit")
 

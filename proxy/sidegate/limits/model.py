@@ -95,3 +95,7 @@ def refill_ms(capacity: float, level: float, rate_per_ms: float) -> int:
     if level >= capacity or rate_per_ms <= 0:
         return 0
     return int(-(-(capacity - level) // rate_per_ms))
+
+
+class StateUnavailable(Exception):
+    """The shared state (Redis) could not be reached or did not answer in time."""

@@ -21,6 +21,7 @@ from sidegate.limits.model import (
     Level,
     Refusal,
     Release,
+    StateUnavailable,
     TenantState,
 )
 from sidegate.limits.scripts import ADMIT, SETTLE, STATE
@@ -28,10 +29,6 @@ from sidegate.settings import StateSettings
 
 LEASE_MS: Final = 15 * 60 * 1000  # longer than any stream we expect to relay
 _REFUSALS: Final[dict[str, Refusal]] = {"blocked": "blocked", "budget": "budget"}
-
-
-class StateUnavailable(Exception):
-    """Redis could not be reached or did not answer in time."""
 
 
 def _prefix(tenant: str) -> str:
