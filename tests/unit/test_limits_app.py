@@ -32,10 +32,14 @@ models:
 plans:
   small: {{rpm: 3, tpm: 1000, max_concurrent: 1}}
   gold: {{tpm: 1000}}
+  per-model: {{rpm: 100, models: {{mock-gpt: {{rpm: 2}}}}}}
+  budgeted: {{daily_budget_usd: 0.01}}
 tenants:
   acme: {{plan: small, keys: [sk-acme]}}
   gold: {{plan: gold, keys: [sk-gold]}}
   free: {{keys: [sk-free]}}
+  modelled: {{plan: per-model, keys: [sk-modelled]}}
+  thrifty: {{plan: budgeted, keys: [sk-thrifty]}}
 cache: {{enabled: true, backend: memory}}
 admin: {{token: admin-secret}}
 """
@@ -218,3 +222,30 @@ async def test_an_upstream_error_after_admission_still_carries_rate_limit_header
     assert headers["x-ratelimit-limit-requests"] == "3"
     assert headers["x-ratelimit-remaining-requests"] == "2"
     assert "error" in body
+
+
+async def test_the_tightest_limit_speaks_in_the_headers_and_refuses(gateway: Client) -> None:
+    seen = [await _chat(gateway, "sk-modelled", f"hi {i}") for i in range(3)]
+    assert [status for status, _, _ in seen] == [200, 200, 429]
+    # The plan allows 100 a minute; this model 2: the headers show the tighter one.
+    assert [h["x-ratelimit-limit-requests"] for _, h, _ in seen[:2]] == ["2", "2"]
+    assert [h["x-ratelimit-remaining-requests"] for _, h, _ in seen[:2]] == ["1", "0"]
+    assert seen[2][2]["error"]["type"] == "requests"
+    # Another model of the same plan is held by the plan's limit alone.
+    status, headers, _ = await _chat(gateway, "sk-modelled", "hi", model="slow-lane")
+    assert status == 200
+    assert headers["x-ratelimit-limit-requests"] == "100"
+
+
+async def test_spending_past_80_percent_alerts_once_and_the_budget_then_refuses(
+    gateway: Client,
+) -> None:
+    status, _, _ = await _chat(gateway, "sk-thrifty", "spend it all", max_tokens=5)
+    assert status == 200  # costs more than the whole $0.01 (prices are $1 per 1k tokens)
+    status, headers, body = await _chat(gateway, "sk-thrifty", "and more", max_tokens=5)
+    assert status == 429
+    assert body["error"]["code"] == "insufficient_quota"
+    assert headers["x-should-retry"] == "false"
+    metrics = await (await gateway.get("/metrics")).text()
+    assert 'llm_budget_remaining_usd{tenant="thrifty"} 0.0' in metrics
+    assert 'llm_budget_alerts_total{tenant="thrifty"} 1.0' in metrics

@@ -33,6 +33,8 @@ from sidegate.limits.headers import (
     refused_headers,
     retry_headers,
 )
+from sidegate.limits.local import LocalTicket, Shapes, spent_on
+from sidegate.limits.local import admitted_headers as local_headers
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, TenantState
 from sidegate.limits.telemetry import LimitMetrics
@@ -86,8 +88,7 @@ class LimitTicket:
         if self._settled:
             return
         self._settled = True
-        answered = exchange.upstream != "-" and exchange.cache != "hit"
-        used = exchange.input_tokens + exchange.output_tokens if answered else 0
+        used, cost = spent_on(exchange)
         delta = used - self._reserved
         backend = self._backend
         memory = type(backend) is MemoryState
@@ -108,13 +109,14 @@ class LimitTicket:
             exchange.request_id,
             trued,
             self._slots,
-            exchange.cost_usd if answered else 0.0,
+            cost,
             delta,
         )
         plan = exchange.tenant.plan
         budget = plan.daily_budget_usd if plan else None
         if type(backend) is MemoryState:
-            self._gate.settled(release, budget, backend.release_now(release))
+            spent = backend.release_now(release)
+            self._gate.settled(release.tenant, release.cost_usd, budget, spent)
         else:
             self._gate.settle_later(backend, release, budget)
 
@@ -134,28 +136,26 @@ class LimitAdmission:
         self._blocking = blocking  # an operator may block tenants: check even plan-less ones
         self._pending: set[asyncio.Task[None]] = set()
         self._budget_remaining = Children(metrics.budget_remaining)
-        # The memory backend answers without I/O: it is called directly, with no coroutine.
+        # The memory backend answers without I/O: it is called directly, with no coroutine,
+        # on its own path (`limits.local`).
         backend = client.backend if isinstance(client, Direct) else None
-        self._memory = backend if type(backend) is MemoryState else None
+        self._shapes = Shapes(backend) if type(backend) is MemoryState else None
 
     async def admit(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
-    ) -> LimitTicket | _Free:
+    ) -> LimitTicket | LocalTicket | _Free:
         tenant = exchange.tenant
         plan = tenant.plan
         if not (self._blocking or policy.limited(plan)):
             return _FREE
         reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
+        if self._shapes is not None:
+            return self._admit_locally(self._shapes, exchange, facts, reserve)
         buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
         slots = policy.slots(plan, facts.model) if plan else ()
         budget = plan.daily_budget_usd if plan else None
         request = Acquire(tenant.name, exchange.request_id, buckets, slots, budget, reserve)
-        memory = self._memory
-        backend: Backend
-        if memory is not None:
-            decision, backend = memory.acquire_now(request), memory
-        else:
-            decision, backend = await self._client.admit(request)
+        decision, backend = await self._client.admit(request)
         if budget is not None:
             self._budget_remaining(self._metrics.tenant(tenant.name)).set(
                 max(0.0, budget - decision.spent_usd)
@@ -167,23 +167,45 @@ class LimitAdmission:
         headers = admitted_headers(buckets, decision.levels)
         return LimitTicket(self, backend, buckets, slots, reserve, headers)
 
+    def _admit_locally(
+        self, shapes: Shapes, exchange: Exchange, facts: RequestFacts, reserve: int
+    ) -> LocalTicket:
+        """The memory backend's path (`limits.local`): the same decisions and headers, with
+        the plan's shape worked out once per plan and model."""
+        tenant, plan = exchange.tenant.name, exchange.tenant.plan
+        memory, shape = shapes.memory, shapes.get(plan, facts.model)
+        budget = plan.daily_budget_usd if plan else None
+        refusal, decisions = memory.charge(tenant, shape.charged, reserve, budget)
+        if refusal is not None:
+            buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
+            request = Acquire(tenant, exchange.request_id, buckets, shape.slots, budget, reserve)
+            label = self._metrics.tenant(tenant)
+            if budget is not None:
+                self._budget_remaining(label).set(max(0.0, budget - refusal.spent_usd))
+            self._metrics.rate_limited.labels(label, refusal.refused).inc()
+            raise _refusal(refusal, request, budget)
+        headers = local_headers(shape, decisions)
+        return LocalTicket(memory, shape, tenant, reserve, budget, headers, self.settled)
+
     def settle_later(self, backend: Backend, release: Release, budget: float | None) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(backend, release, budget))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _settle(self, backend: Backend, release: Release, budget: float | None) -> None:
-        self.settled(release, budget, await self._client.settle(backend, release))
+        spent = await self._client.settle(backend, release)
+        self.settled(release.tenant, release.cost_usd, budget, spent)
 
-    def settled(self, release: Release, budget: float | None, spent: float | None) -> None:
+    def settled(
+        self, tenant: str, cost_usd: float, budget: float | None, spent: float | None
+    ) -> None:
         """The budget gauge and the 80 % alert, once the backend has the real cost."""
         if spent is None or budget is None:
             return
-        tenant = release.tenant
         label = self._metrics.tenant(tenant)
         self._budget_remaining(label).set(max(0.0, budget - spent))
-        before = spent - release.cost_usd
-        if release.cost_usd > 0 and before < budget * ALERT_RATIO <= spent:
+        before = spent - cost_usd
+        if cost_usd > 0 and before < budget * ALERT_RATIO <= spent:
             self._limit_metrics.budget_alerts.labels(label).inc()
             log.warning(
                 "tenant has spent 80% of its daily budget",

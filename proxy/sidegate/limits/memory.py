@@ -28,6 +28,7 @@ from sidegate.limits.model import (
     Slot,
     TenantState,
 )
+from sidegate.ratelimit import Decision as NativeDecision
 from sidegate.ratelimit import Limits, RateLimiter
 
 _SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim we accept
@@ -35,7 +36,7 @@ _SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim w
 _MAX_LAYOUTS: Final = 1024
 
 
-class _Layout(NamedTuple):
+class Layout(NamedTuple):
     scopes: tuple[tuple[str, Limits, int], ...]  # scope, its limits, its tokens bucket or -1
     sources: tuple[tuple[int, bool], ...]  # per bucket: its scope's position, tokens or not
 
@@ -65,7 +66,7 @@ class MemoryState:
         self._table = RateLimiter()
         self._ledgers: dict[str, _Ledger] = {}
         self._limits: dict[tuple[int | None, ...], Limits] = {}
-        self._layouts: dict[tuple[object, ...], _Layout] = {}
+        self._layouts: dict[tuple[object, ...], Layout] = {}
 
     def _ledger(self, tenant: str) -> _Ledger:
         ledger = self._ledgers.get(tenant)
@@ -73,7 +74,7 @@ class MemoryState:
             ledger = self._ledgers[tenant] = _Ledger()
         return ledger.roll(int(time.time() * 1000 // DAY_MS))
 
-    def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> _Layout:
+    def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> Layout:
         """Each scope with its native limits and the index of its tokens bucket (-1: none),
         and where each bucket's level comes from in the table's answer.
 
@@ -104,26 +105,34 @@ class MemoryState:
         sources = tuple((positions[_scope(b.key)], b.kind == "tokens") for b in buckets)
         if len(self._layouts) >= _MAX_LAYOUTS:
             self._layouts.clear()
-        layout = self._layouts[key] = _Layout(tuple(built), sources)
+        layout = self._layouts[key] = Layout(tuple(built), sources)
         return layout
 
-    async def acquire(self, request: Acquire) -> Decision:
-        return self.acquire_now(request)
+    def layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> Layout:
+        """The native layout of a plan's shape (see `limits.local`, which keeps it)."""
+        return self._layout(buckets, slots)
 
-    def acquire_now(self, request: Acquire) -> Decision:
-        ledger = self._ledger(request.tenant)
+    def charge(
+        self,
+        tenant: str,
+        shape: tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]],
+        reserve: int,
+        budget: float | None,
+    ) -> tuple[Decision | None, list[NativeDecision]]:
+        """`acquire_now` for a plan shape already laid out (`limits.local`), the token
+        reservation given apart: the refusal (None when admitted) and the table's answers."""
+        layout, buckets, slots = shape
+        ledger = self._ledger(tenant)
         spent = ledger.spent_usd
         if ledger.blocked:
-            return Decision("blocked", 0, spent)
-        if request.budget_usd is not None and spent >= request.budget_usd:
-            return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent)
-        layout = self._layout(request.buckets, request.slots)
-        buckets, tenant = request.buckets, request.tenant
+            return Decision("blocked", 0, spent), []
+        if budget is not None and spent >= budget:
+            return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent), []
         asks = [
             (
                 tenant if not scope else tenant + _SEPARATOR + scope,
                 limits,
-                int(buckets[index].cost) if index >= 0 else 0,
+                reserve if index >= 0 else 0,
             )
             for scope, limits, index in layout.scopes
         ]
@@ -131,7 +140,34 @@ class MemoryState:
         if refused is not None:
             denied = decisions[refused]
             scope = layout.scopes[refused][0]
-            return _refused(request, scope, denied.denied_by, denied.retry_after, spent)
+            wait = denied.retry_after
+            return _refused(buckets, slots, scope, denied.denied_by, wait, spent), decisions
+        ledger.tokens += reserve
+        return None, decisions
+
+    def settle(self, tenant: str, layout: Layout, token_delta: int, cost_usd: float) -> float:
+        """`release_now` for a shape already laid out; returns today's spend after it."""
+        reserved, used = max(0, -token_delta), max(0, token_delta)
+        for scope, limits, _ in layout.scopes:
+            key = tenant if not scope else tenant + _SEPARATOR + scope
+            self._table.release(key, limits, reserved_tokens=reserved, used_tokens=used)
+        ledger = self._ledger(tenant)
+        ledger.spent_usd += cost_usd
+        ledger.tokens += token_delta
+        return ledger.spent_usd
+
+    async def acquire(self, request: Acquire) -> Decision:
+        return self.acquire_now(request)
+
+    def acquire_now(self, request: Acquire) -> Decision:
+        # A tokens bucket's cost at admission is the request's reservation (`limits.policy`).
+        layout = self._layout(request.buckets, request.slots)
+        shape = (layout, request.buckets, request.slots)
+        refusal, decisions = self.charge(
+            request.tenant, shape, request.reserved_tokens, request.budget_usd
+        )
+        if refusal is not None:
+            return refusal
         levels = []
         for position, tokens in layout.sources:
             decision = decisions[position]
@@ -139,23 +175,15 @@ class MemoryState:
             assert snapshot is not None  # the scope has this kind of bucket
             _, remaining, reset = snapshot
             levels.append(Level(float(remaining), int(reset * 1000)))
-        ledger.tokens += request.reserved_tokens
+        spent = self._ledger(request.tenant).spent_usd
         return Decision(None, 0, spent, tuple(levels))
 
     async def release(self, release: Release) -> float:
         return self.release_now(release)
 
     def release_now(self, release: Release) -> float:
-        delta = release.token_delta
-        for scope, limits, _ in self._layout(release.buckets, release.slots).scopes:
-            key = release.tenant if not scope else release.tenant + _SEPARATOR + scope
-            self._table.release(
-                key, limits, reserved_tokens=max(0, -delta), used_tokens=max(0, delta)
-            )
-        ledger = self._ledger(release.tenant)
-        ledger.spent_usd += release.cost_usd
-        ledger.tokens += delta
-        return ledger.spent_usd
+        layout = self._layout(release.buckets, release.slots)
+        return self.settle(release.tenant, layout, release.token_delta, release.cost_usd)
 
     async def set_blocked(self, tenant: str, blocked: bool) -> None:
         self._ledger(tenant).blocked = blocked
@@ -169,16 +197,21 @@ class MemoryState:
 
 
 def _refused(
-    request: Acquire, scope: str, denied_by: str | None, wait: float, spent: float
+    buckets: tuple[Bucket, ...],
+    slots: tuple[Slot, ...],
+    scope: str,
+    denied_by: str | None,
+    wait: float,
+    spent: float,
 ) -> Decision:
     if denied_by in ("requests", "tokens"):
-        for index, bucket in enumerate(request.buckets):
+        for index, bucket in enumerate(buckets):
             if bucket.kind == denied_by and _scope(bucket.key) == scope:
                 kind: Refusal = bucket.kind
                 return Decision(kind, int(wait * 1000), spent, refused_index=index)
-    for index, slot in enumerate(request.slots):
+    for index, slot in enumerate(slots):
         if _scope(slot.key) == scope:
-            position = len(request.buckets) + index
+            position = len(buckets) + index
             return Decision("concurrency", 1000, spent, refused_index=position)
     # The table is full of keys (`capacity`): refuse briefly rather than forget a limit.
-    return Decision("concurrency", 1000, spent, refused_index=len(request.buckets))
+    return Decision("concurrency", 1000, spent, refused_index=len(buckets))
