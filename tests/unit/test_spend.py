@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +37,8 @@ def row(tenant: str = "acme", cost: float = 0.01, *, at: float | None = None) ->
 
 class FlakyStore:
     """Refuses the first `failures` writes, like a database that is restarting."""
+
+    batch_limit = None
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
@@ -125,3 +130,44 @@ spend: {{database_url: "{url}"}}
 """
     with pytest.raises(ConfigError, match=r"spend\.database_url"):
         parse_settings(text, {})
+
+
+async def test_sqlite_rows_go_in_short_transactions_and_wait_out_another_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "spend.db"
+    spend = SpendLog(SqliteStore(str(path)), batch_size=500)
+    for index in range(100):  # more than one transaction's worth
+        spend.record(row(f"t{index}"))
+    assert await spend.flush()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another worker in the middle of its own write
+    spend.record(row("late"))
+    with caplog.at_level(logging.WARNING, logger="sidegate.spend"):
+        assert not await spend.flush()  # not waited for: the event loop is never held
+    assert not caplog.records  # a busy file is not an incident
+    assert spend.pending == 1
+    other.execute("COMMIT")
+    assert await spend.flush()
+    await spend.close()
+    tenants = [t for (t,) in other.execute("SELECT tenant FROM spend ORDER BY id")]
+    assert tenants == [f"t{index}" for index in range(100)] + ["late"]
+
+
+async def test_sqlite_checkpoints_run_on_their_own_thread_every_n_rows(tmp_path: Path) -> None:
+    path = tmp_path / "spend.db"
+    store = SqliteStore(str(path), checkpoint_rows=100)
+    spend = SpendLog(store, batch_size=500)
+    for index in range(250):
+        spend.record(row(f"t{index}"))
+    assert await spend.flush()
+    for _ in range(200):
+        if store.checkpoints:
+            break
+        await asyncio.sleep(0.01)
+    assert store.checkpoints >= 1
+    # The checkpoint copied the logged pages into the database file itself.
+    assert path.stat().st_size > 16 * 1024
+    await spend.close()
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT count(*) FROM spend").fetchone() == (250,)

@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sidegate.settings import SpendSettings
-from sidegate.spend.rows import SpendRow, SpendStore, SpendStoreError, sqlite_path
+from sidegate.spend.rows import SpendRow, SpendStore, SpendStoreBusy, SpendStoreError, sqlite_path
 
 log = logging.getLogger("sidegate.spend")
 
 # After a failed write, wait this long (doubling, capped) before trying again.
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
+# Another worker is writing the same SQLite file: try again this soon, with no warning.
+_BUSY_RETRY_S = 0.02
 # On shutdown, how long the last batches may take before the rest are given up (and logged).
 _CLOSE_TIMEOUT_S = 10.0
 _CLOSE_RETRY_S = 0.1
@@ -32,7 +34,9 @@ class SpendLog:
         max_pending: int = 100_000,
     ) -> None:
         self._store = store
-        self._batch_size = batch_size
+        self._batch_size = batch_size  # rows queued before the writer is woken early
+        limit = store.batch_limit
+        self._write_size = batch_size if limit is None else min(batch_size, limit)
         self._interval = flush_interval
         self._pending: deque[SpendRow] = deque(maxlen=max_pending)
         self._wake = asyncio.Event()
@@ -67,10 +71,14 @@ class SpendLog:
     async def flush(self) -> bool:
         """Write every queued row; False (rows kept) if the database refused."""
         while self._pending:
-            count = min(self._batch_size, len(self._pending))
+            count = min(self._write_size, len(self._pending))
             batch = [self._pending.popleft() for _ in range(count)]
             try:
                 await self._store.write(batch)
+            except SpendStoreBusy:
+                self._pending.extendleft(reversed(batch))
+                self._retry = _BUSY_RETRY_S
+                return False
             except SpendStoreError as exc:
                 self._pending.extendleft(reversed(batch))
                 self._retry = min(_RETRY_MAX_S, max(_RETRY_FIRST_S, self._retry * 2))
@@ -86,6 +94,7 @@ class SpendLog:
                 return False
             self.written += count
             self._retry = 0.0
+            await asyncio.sleep(0)  # requests run between two batches
         if self.dropped:
             log.error(
                 "spend log dropped rows (database unreachable, queue full)",

@@ -11,6 +11,10 @@ class SpendStoreError(Exception):
     """The spend database could not be reached or written."""
 
 
+class SpendStoreBusy(SpendStoreError):
+    """Another writer holds the database for a moment: try again shortly, nothing is wrong."""
+
+
 class SpendRow(NamedTuple):
     created_at: float  # time.time() when the request ended
     request_id: str
@@ -32,6 +36,11 @@ COLUMNS: Final = SpendRow._fields
 
 
 class SpendStore(Protocol):
+    @property
+    def batch_limit(self) -> int | None:
+        """Most rows one `write` may be given (None: any number)."""
+        ...
+
     async def write(self, rows: Sequence[SpendRow]) -> None:
         """Insert the rows in one transaction; raises `SpendStoreError`."""
         ...
