@@ -12,6 +12,7 @@ import uvloop
 from aiohttp import web
 
 from sidegate.app import build_app
+from sidegate.observability.metrics import use_loop_values
 from sidegate.observability.multiprocess import shared_metrics
 from sidegate.settings import Settings
 
@@ -29,6 +30,7 @@ def serve(settings: Settings) -> int:
 
 def _run_one(settings: Settings, *, reuse_port: bool) -> None:
     server = settings.server
+    use_loop_values()  # before any metric exists; a no-op in a worker of `--workers N`
     web.run_app(
         build_app(settings),
         host=server.host,

@@ -7,12 +7,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
 
 from sidegate.auth import Tenant
 from sidegate.errors import UpstreamConnectError
 from sidegate.exchange import Exchange
 from sidegate.observability.catalog import UNKNOWN_MODEL, Catalog
-from sidegate.observability.metrics import build_metrics
+from sidegate.observability.metrics import LoopHistogram, LoopValue, build_metrics
 from sidegate.observability.otel import OtelTracing, traces_url
 from sidegate.observability.tracing import NoTracing, client_trace_id
 from sidegate.settings import ConfigError, Settings, parse_settings
@@ -113,3 +115,33 @@ def test_spans_nest_and_the_attempt_context_goes_upstream() -> None:
     assert server.attributes["gen_ai.usage.input_tokens"] == 7
     assert server.attributes["gen_ai.response.model"] == "real-fast"
     assert record.trace_id == TRACE and record.span_id == format(server.context.span_id, "016x")
+
+
+@pytest.mark.parametrize("value_class", [None, LoopValue])
+def test_loop_histogram_exposes_what_prometheus_histogram_does(
+    value_class: type | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value_class is not None:
+        monkeypatch.setattr(prometheus_values, "ValueClass", value_class)
+    bounds = (0.005, 0.01, 0.1, 1.0)
+    observed = [0.0, 0.005, 0.0050001, 0.01, 0.05, 0.1, 1.0, 1.5, 1e9, -2.0]
+    texts = []
+    for kind in (Histogram, LoopHistogram):
+        registry = CollectorRegistry()
+        histogram = kind("latency_seconds", "doc", ("model",), buckets=bounds, registry=registry)
+        for amount in observed:
+            histogram.labels("m").observe(amount)
+        text = generate_latest(registry).decode()
+        texts.append("\n".join(line for line in text.splitlines() if "_created" not in line))
+    assert texts[0] == texts[1]
+    assert 'latency_seconds_bucket{le="0.005",model="m"} 3.0' in texts[1]
+    assert 'latency_seconds_bucket{le="+Inf",model="m"} 10.0' in texts[1]
+
+
+def test_loop_values_count_like_locked_ones() -> None:
+    value = LoopValue("counter", "x", "x_total", (), (), "doc")
+    for _ in range(3):
+        value.inc(1.5)
+    assert value.get() == 4.5
+    value.set(2.0)
+    assert value.get() == 2.0
