@@ -49,3 +49,29 @@ def test_crlf_delimited_streams() -> None:
     framer = SseFramer(hide_usage=False)
     assert framer.feed(stream) == stream
     assert framer.done
+
+
+def test_done_is_the_marker_event_not_the_text_in_a_delta() -> None:
+    framer = SseFramer(hide_usage=False)
+    framer.feed(_chunk("say [DONE] please"))
+    assert not framer.done
+    framer.feed(DONE)
+    assert framer.done
+    tight = SseFramer(hide_usage=False)
+    tight.feed(_chunk("x") + b"data:[DONE]\n\n")  # the space after the colon is optional
+    assert tight.done
+
+
+def test_payloads_are_the_content_events_only() -> None:
+    with_usage = _event({"choices": [{"index": 0, "delta": {}}], "usage": {"prompt_tokens": 1}})
+    framer = SseFramer(hide_usage=True)
+    relayed = framer.feed(_chunk("a") + b": keep-alive\n\n" + _chunk("b") + with_usage)
+    relayed += framer.feed(USAGE + DONE)
+    # The usage-only chunk is held back; a usage chunk with choices is content.
+    assert relayed == _chunk("a") + b": keep-alive\n\n" + _chunk("b") + with_usage + DONE
+    assert framer.payloads == [
+        _chunk("a")[6:-2],
+        _chunk("b")[6:-2],
+        with_usage[6:-2],
+    ]
+    assert framer.usage == {"prompt_tokens": 5, "completion_tokens": 2}

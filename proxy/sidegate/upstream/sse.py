@@ -2,8 +2,10 @@
 
 Events are forwarded as soon as they are complete. The framer notices the `[DONE]` marker and
 the usage chunk; when Sidegate asked for usage on its own behalf, that chunk is held back from the
-client. Event payloads are kept (not parsed) so the completion can be counted at the end when
-the upstream never reports usage.
+client. Only text that contains one of those two is split into events: the rest passes through
+with two substring searches, however many events it holds. The forwarded bytes are kept, and
+split into event payloads only when they are needed (counting a completion whose upstream
+reported no usage, or storing the answer in the cache).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ class SseFramer:
     __slots__ = (
         "_buffer",
         "_delimiter",
+        "_relayed",
         "done",
         "hide_usage",
-        "payloads",
         "usage",
     )
 
@@ -35,8 +37,8 @@ class SseFramer:
         self.done = False
         self._buffer = b""
         self._delimiter = b"\n\n"
-        # Data payloads of content events, unparsed, for counting and assembling at the end.
-        self.payloads: list[bytes] = []
+        # Complete events as they came, for `payloads` (held-back usage events included).
+        self._relayed: list[bytes] = []
 
     def feed(self, piece: bytes) -> bytes:
         """Complete events from `piece` (plus what was buffered), ready to send to the client."""
@@ -49,34 +51,56 @@ class SseFramer:
             return b""
         end += len(self._delimiter)
         complete, self._buffer = data[:end], data[end:]
-        if not self.hide_usage or _USAGE_OBJECT.search(complete) is None:
-            # The common case: nothing to hold back, so the events pass through as one write.
-            for event in complete.split(self._delimiter):
-                if event:
-                    self._note(event)
+        self._relayed.append(complete)
+        if not self.done:
+            self.done = _has_done_marker(complete)
+        usage = _USAGE_OBJECT.search(complete)
+        if usage is None:
+            # The common case: nothing to read or hold back; the events pass as one write.
             return complete
-        kept = [e for e in complete.split(self._delimiter) if e and not self._note(e)]
-        return self._delimiter.join(kept) + self._delimiter if kept else b""
+        return self._without_held_back(complete, usage)
 
-    def _note(self, event: bytes) -> bool:
-        """Record what accounting needs from one event; True when it must be held back."""
-        payload = _payload(event)
-        if payload is None:
+    def _without_held_back(self, complete: bytes, usage: re.Match[bytes] | None) -> bytes:
+        """`complete` less the usage events to hold back; only events with usage are read."""
+        delimiter = self._delimiter
+        kept: list[bytes] = []
+        position = 0
+        while usage is not None:
+            start = complete.rfind(delimiter, 0, usage.start())
+            start = 0 if start < 0 else start + len(delimiter)
+            end = complete.find(delimiter, usage.end())  # `complete` ends with one
+            if self._holds_back(complete[start:end]):
+                kept.append(complete[position:start])
+                position = end + len(delimiter)
+            usage = _USAGE_OBJECT.search(complete, end)
+        kept.append(complete[position:])
+        return b"".join(kept)
+
+    def _events(self, complete: bytes) -> list[bytes]:
+        return [event for event in complete.split(self._delimiter) if event]
+
+    def _holds_back(self, event: bytes) -> bool:
+        """Record the usage an event carries; True when the event must not reach the client."""
+        chunk = _usage_chunk(_payload(event))
+        if chunk is None:
             return False
-        if payload == _DONE:
-            self.done = True
-            return False
-        if _USAGE_OBJECT.search(payload) is not None:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                return False
-            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                self.usage = chunk["usage"]
-                if not chunk.get("choices"):
-                    return self.hide_usage
-        self.payloads.append(payload)
-        return False
+        self.usage = chunk["usage"]
+        return self.hide_usage and not chunk.get("choices")
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """Data payloads of the content events relayed so far (not `[DONE]`, not a chunk that
+        carries only usage), unparsed."""
+        payloads = []
+        for complete in self._relayed:
+            for event in self._events(complete):
+                payload = _payload(event)
+                if payload is None or payload == _DONE:
+                    continue
+                chunk = _usage_chunk(payload)
+                if chunk is None or chunk.get("choices"):
+                    payloads.append(payload)
+        return payloads
 
     def count_completion(self, tokenizer: Tokenizer) -> int:
         """Completion tokens from the content deltas seen (when no usage was reported)."""
@@ -94,6 +118,33 @@ class SseFramer:
                 if isinstance(text, str):
                     counter.add(text)
         return counter.count()
+
+
+def _has_done_marker(complete: bytes) -> bool:
+    """Whether a `data: [DONE]` line is among the events (searched from the end, where it
+    stands; `[DONE]` inside a delta's text is on a `data: {...}` line and does not count)."""
+    at = complete.rfind(_DONE)
+    while at >= 0:
+        start = complete.rfind(b"\n", 0, at) + 1
+        end = complete.find(b"\n", at)
+        line = complete[start : end if end >= 0 else len(complete)].rstrip(b"\r")
+        if line.startswith(b"data:") and line[5:].lstrip(b" ") == _DONE:
+            return True
+        at = complete.rfind(_DONE, 0, at)
+    return False
+
+
+def _usage_chunk(payload: bytes | None) -> dict[str, Any] | None:
+    """The parsed chunk, when `payload` is a chunk with a `usage` object."""
+    if payload is None or _USAGE_OBJECT.search(payload) is None:
+        return None
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+        return chunk
+    return None
 
 
 def _payload(event: bytes) -> bytes | None:
