@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from tests.unit.both_loops import on_both_loops
+from tests.unit.serving import serving
 
 from sidegate.errors import UpstreamConnectError, UpstreamTimeoutError
 from sidegate.upstream.lean import LeanTransport
@@ -40,16 +40,6 @@ def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
     return context
 
 
-@asynccontextmanager
-async def serve(app: web.Application, context: ssl.SSLContext) -> AsyncIterator[TestServer]:
-    server = TestServer(app)
-    await server.start_server(ssl=context)
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
 def hello_app() -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -74,7 +64,7 @@ async def lean(ca_bundle: Path | None) -> AsyncIterator[LeanTransport]:
 @on_both_loops
 async def test_trusted_certificate_round_trip_and_reuse(ca: trustme.CA, ca_bundle: Path) -> None:
     context = server_context(ca, "localhost")
-    async with serve(hello_app(), context) as server, lean(ca_bundle) as transport:
+    async with serving(hello_app(), context) as server, lean(ca_bundle) as transport:
         url = f"https://localhost:{server.port}/v1/chat/completions"
         peers = []
         for body in (b"one", b"two"):
@@ -96,7 +86,7 @@ async def test_sni_names_the_host(ca: trustme.CA, ca_bundle: Path) -> None:
         names.append(name)
 
     context.sni_callback = remember  # type: ignore[assignment]
-    async with serve(hello_app(), context) as server, lean(ca_bundle) as transport:
+    async with serving(hello_app(), context) as server, lean(ca_bundle) as transport:
         url = f"https://localhost:{server.port}/v1/chat/completions"
         response = await transport.send("POST", url, [], b"hi", TIMEOUTS)
         assert json.loads(await response.read())["body"] == "hi"
@@ -113,7 +103,7 @@ async def test_large_body_with_backpressure_over_tls(ca: trustme.CA, ca_bundle: 
     app = web.Application()
     app.router.add_get("/big", big)
     context = server_context(ca, "localhost")
-    async with serve(app, context) as server, lean(ca_bundle) as transport:
+    async with serving(app, context) as server, lean(ca_bundle) as transport:
         url = f"https://localhost:{server.port}/big"
         response = await transport.send("GET", url, [], b"", TIMEOUTS)
         pieces = response.iter_body()
@@ -129,7 +119,7 @@ async def test_large_body_with_backpressure_over_tls(ca: trustme.CA, ca_bundle: 
 @on_both_loops
 async def test_untrusted_certificate_is_refused(ca: trustme.CA) -> None:
     context = server_context(ca, "localhost")
-    async with serve(hello_app(), context) as server, lean(None) as transport:
+    async with serving(hello_app(), context) as server, lean(None) as transport:
         url = f"https://localhost:{server.port}/v1/chat/completions"
         with pytest.raises(
             UpstreamConnectError, match=r"certificate verify failed: unable to get local issuer"
@@ -141,7 +131,7 @@ async def test_untrusted_certificate_is_refused(ca: trustme.CA) -> None:
 @on_both_loops
 async def test_certificate_for_another_name_is_refused(ca: trustme.CA, ca_bundle: Path) -> None:
     context = server_context(ca, "upstream.example")
-    async with serve(hello_app(), context) as server, lean(ca_bundle) as transport:
+    async with serving(hello_app(), context) as server, lean(ca_bundle) as transport:
         url = f"https://localhost:{server.port}/v1/chat/completions"
         with pytest.raises(
             UpstreamConnectError, match=r"certificate verify failed: (Hostname|IP address) mismatch"

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from tests.unit.both_loops import on_both_loops
+from tests.unit.serving import serving
 
 from sidegate.errors import UpstreamTimeoutError
 from sidegate.upstream.lean import LeanTransport
@@ -35,12 +36,8 @@ async def lean(limit: int = 4) -> AsyncIterator[LeanTransport]:
 async def serve(*routes: web.RouteDef) -> AsyncIterator[TestServer]:
     app = web.Application()
     app.add_routes(routes)
-    server = TestServer(app)
-    await server.start_server()
-    try:
+    async with serving(app) as server:
         yield server
-    finally:
-        await server.close()
 
 
 def peer_port(request: web.Request) -> str:
