@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from bench.harness import systems, upstream, wrk
+from bench.harness import systems, wrk
 from bench.harness.systems import LOAD_CPUS, Kind
 
 TOOLS = systems.BENCH_DIR / ".peers" / "tools-venv" / "bin" / "py-spy"
@@ -53,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if spy is None or args.kind == Kind.PACED:
         print("profile: needs py-spy (make bench-peers) and kind chat or stream", file=sys.stderr)
         return 3
-    os.sched_setaffinity(0, {int(LOAD_CPUS)})
-    workdir = Path(tempfile.mkdtemp(prefix="sidegate-profile-"))
-    up = upstream.start_upstream(workdir, LOAD_CPUS, None)
-    env = systems.Env(workdir=workdir, upstream_port=up.port)
+    up, env = systems.start_alone("sidegate-profile-")
+    workdir = env.workdir
     running = systems.start(systems.SPEC_BY_NAME[args.system], env, systems.direct_running(up))
     try:
         if isinstance(running, str):

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -312,3 +313,12 @@ def stop_all(running: list[Running]) -> None:
     for system in running:
         with contextlib.suppress(OSError):
             system.stop()
+
+
+def start_alone(prefix: str) -> tuple[upstream.Upstream, Env]:
+    """For the one-system tools (profile, instructions): this process on the load core, and
+    the nginx upstream started in a fresh work directory."""
+    os.sched_setaffinity(0, {int(LOAD_CPUS)})
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    up = upstream.start_upstream(workdir, LOAD_CPUS, None)
+    return up, Env(workdir=workdir, upstream_port=up.port)
