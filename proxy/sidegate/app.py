@@ -9,8 +9,10 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from sidegate.auth import Authenticator
 from sidegate.caching import build_cache
@@ -39,6 +41,13 @@ from sidegate.tokens import Tokenizer, encoding_for_model, release_vocabulary_pa
 from sidegate.upstream.guard import guard_upstreams
 from sidegate.upstream.pool import UpstreamPools
 
+# The OpenAI endpoints: `POST` only, served by the lean server when it runs (server.http).
+HOT_ROUTES: Final[dict[str, Handler]] = {
+    "/v1/chat/completions": chat.chat_completions,
+    "/v1/completions": completions.completions,
+    "/v1/embeddings": embeddings.embeddings,
+}
+
 
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(
@@ -53,9 +62,8 @@ def build_app(settings: Settings) -> web.Application:
     app[REQUEST_IDS_KEY] = RequestIds()
     app.cleanup_ctx.append(upstreams_ctx)
     app.on_shutdown.append(_start_draining)
-    app.router.add_post("/v1/chat/completions", chat.chat_completions)
-    app.router.add_post("/v1/completions", completions.completions)
-    app.router.add_post("/v1/embeddings", embeddings.embeddings)
+    for path, handler in HOT_ROUTES.items():
+        app.router.add_post(path, handler)
     app.router.add_get("/v1/models", models.list_models)
     app.router.add_get("/v1/models/{model}", models.get_model)
     app.router.add_get("/health", health.health)

@@ -31,6 +31,7 @@ from sidegate.errors import (
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
+from sidegate.lean_server.messages import open_stream
 from sidegate.observability.metrics import Children, Metrics
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
@@ -265,8 +266,7 @@ class Pipeline:
         headers = client_response_headers(upstream.headers)
         headers["Cache-Control"] = "no-cache"
         self._stamp(headers, exchange, ticket)
-        response = web.StreamResponse(status=upstream.status, headers=headers)
-        await response.prepare(request)
+        response = await open_stream(request, upstream.status, headers)
         framer = SseFramer(hide_usage=hide_usage)
         body = upstream.iter_body()
         complete = False
@@ -339,8 +339,7 @@ class Pipeline:
             return web.Response(body=answer.body, headers=headers)
         headers["Content-Type"] = "text/event-stream"
         headers["Cache-Control"] = "no-cache"
-        response = web.StreamResponse(headers=headers)
-        await response.prepare(request)
+        response = await open_stream(request, 200, headers)
         exchange.first_byte_at = time.perf_counter()
         await response.write(replay_stream(answer, include_usage=facts.include_usage))
         await response.write_eof()

@@ -11,7 +11,8 @@ import sys
 import uvloop
 from aiohttp import web
 
-from sidegate.app import build_app
+from sidegate.app import HOT_ROUTES, build_app
+from sidegate.lean_server.front import run_lean
 from sidegate.observability.metrics import use_loop_values
 from sidegate.observability.multiprocess import shared_metrics
 from sidegate.settings import Settings
@@ -31,6 +32,18 @@ def serve(settings: Settings) -> int:
 def _run_one(settings: Settings, *, reuse_port: bool) -> None:
     server = settings.server
     use_loop_values()  # before any metric exists; a no-op in a worker of `--workers N`
+    if server.http == "lean":
+        run_lean(
+            build_app(settings),
+            HOT_ROUTES,
+            loop=uvloop.new_event_loop(),
+            host=server.host,
+            port=server.port,
+            reuse_port=reuse_port,
+            max_body_bytes=server.max_body_bytes,
+            shutdown_timeout=server.drain_timeout_seconds,
+        )
+        return
     web.run_app(
         build_app(settings),
         host=server.host,

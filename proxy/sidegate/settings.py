@@ -42,6 +42,9 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # How long in-flight requests (long streams included) may run after SIGTERM.
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    # `lean`: the OpenAI endpoints are served by a bare httptools protocol, everything else by
+    # aiohttp; `aiohttp`: aiohttp serves everything.
+    http: Literal["lean", "aiohttp"] = "lean"
 
 
 class UpstreamSettings(_Strict):

@@ -18,7 +18,7 @@ CLIENT_KEY = "sk-acme-client-key"
 UPSTREAM_KEY = "sk-upstream-secret-key"
 
 CONFIG = """
-server: {{max_body_bytes: 65536}}
+server: {{max_body_bytes: 65536, http: {transport}}}
 upstreams:
   local:
     provider: openai
@@ -44,7 +44,8 @@ tenants:
 def gateway(
     request: pytest.FixtureRequest, mock_upstream: Process, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    """The gateway, once per upstream transport: the whole suite runs against both."""
+    """The gateway, once all lean (server and upstream transport, the defaults) and once all
+    aiohttp: the whole suite runs against both servers and both transports."""
     directory = tmp_path_factory.mktemp("gateway")
     config = directory / "config.yaml"
     config.write_text(

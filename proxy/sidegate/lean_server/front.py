@@ -1,0 +1,178 @@
+"""Serving the application on the lean server (`server.http: lean`, the default).
+
+aiohttp's server spends ~195k instructions on a request whose handler does nothing; a bare
+httptools protocol ~29k. The lean server answers the hot routes (`POST /v1/chat/completions`,
+`/v1/completions`, `/v1/embeddings`) itself, through the application's own middlewares, and
+hands every other request to aiohttp (`connection.py`). The application's life cycle —
+start-up, cleanup contexts, `on_shutdown`, graceful drain — stays aiohttp's `AppRunner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from sidegate.lean_server.connection import LeanConnection
+
+_BACKLOG: Final = 512
+
+
+class Front:
+    """What every connection shares: the app, its hot routes wrapped in its middlewares, the
+    aiohttp server that takes the other requests, and the live connections (for shutdown)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        hot_routes: Mapping[str, Handler],
+        aiohttp_server: web.Server,
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        self.hot_routes = {
+            path.encode("ascii"): _with_middlewares(handler, app.middlewares)
+            for path, handler in hot_routes.items()
+        }
+        self.aiohttp_protocol = aiohttp_server
+        self.max_body_bytes = max_body_bytes
+        self.connections: set[LeanConnection] = set()
+        self.closing = False
+
+    def __call__(self) -> LeanConnection:
+        return LeanConnection(self)
+
+    async def shutdown(self, drain_seconds: float) -> None:
+        """Close idle connections now; let running requests finish within `drain_seconds`, then
+        cancel them. Connections handed to aiohttp are drained by aiohttp's server."""
+        self.closing = True
+        busy = []
+        for connection in list(self.connections):
+            task = connection.busy_task
+            if task is not None:
+                busy.append(task)
+            elif connection.idle:
+                connection.close()
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=drain_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+def _with_middlewares(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
+    """The handler as aiohttp calls it: the first middleware outermost."""
+    for middleware in reversed(middlewares):
+        handler = functools.partial(middleware, handler=handler)
+    return handler
+
+
+class LeanRunner(web.AppRunner):
+    """aiohttp's runner, with the lean connections drained after `on_shutdown` (so `/ready`
+    answers 503 while they finish) and before aiohttp drains its own."""
+
+    front: Front | None = None
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        if self.front is not None:
+            await self.front.shutdown(self.shutdown_timeout)
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return float(self._shutdown_timeout)
+
+
+class LeanSite(web.BaseSite):
+    __slots__ = ("_front", "_host", "_port", "_reuse_port")
+
+    def __init__(
+        self, runner: LeanRunner, front: Front, host: str, port: int, *, reuse_port: bool
+    ) -> None:
+        super().__init__(runner, backlog=_BACKLOG)
+        self._front = front
+        self._host = host
+        self._port = port
+        self._reuse_port = reuse_port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._front,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+            reuse_port=self._reuse_port or None,
+        )
+        for sock in self._server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def run_lean(
+    app: web.Application,
+    hot_routes: Mapping[str, Handler],
+    *,
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    reuse_port: bool,
+    max_body_bytes: int,
+    shutdown_timeout: float,
+) -> None:
+    """`web.run_app`, serving through the lean server; returns after SIGTERM/SIGINT and a
+    graceful shutdown."""
+    runner = LeanRunner(
+        app,
+        handle_signals=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        handler_cancellation=True,
+    )
+
+    async def main() -> None:
+        await runner.setup()
+        assert runner.server is not None
+        runner.front = Front(app, hot_routes, runner.server, max_body_bytes)
+        try:
+            await LeanSite(runner, runner.front, host, port, reuse_port=reuse_port).start()
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.set_event_loop(loop)
+    main_task = loop.create_task(main())
+    try:
+        loop.run_until_complete(main_task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not main_task.done():
+                main_task.cancel()
+                with suppress(asyncio.CancelledError):
+                    loop.run_until_complete(main_task)
+        finally:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

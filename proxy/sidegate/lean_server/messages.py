@@ -1,0 +1,215 @@
+"""The request a hot-route handler sees on the lean server, and the answers it writes.
+
+`LeanRequest` offers the parts of `aiohttp.web.Request` Sidegate's middlewares and pipeline use
+(headers, `read()`, per-request state, `path`, `app`, `remote`), over a request httptools parsed.
+Handlers answer with an ordinary `web.Response`, serialized here in one write, or stream
+through `open_stream`, which gives an aiohttp `StreamResponse` on aiohttp and a chunked
+`LeanStream` on the lean server: the pipeline does not know which server it runs under.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Mapping, MutableMapping
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from sidegate.lean_server.connection import LeanConnection
+
+_NOT_COPIED: Final = frozenset({"content-length", "transfer-encoding", "connection", "date"})
+
+
+class _DateLine:
+    """`Date: ...\\r\\n`, formatted once per second."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        return self._line
+
+
+date_line: Final = _DateLine()
+
+
+def head(status: int, reason: str, headers: Mapping[str, str], framing: bytes) -> bytes:
+    """Status line and header block; `framing` holds the length or chunking header(s)."""
+    lines = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
+    for name, value in headers.items():
+        if name.lower() in _NOT_COPIED:
+            continue
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}\r\n".encode())
+    lines.append(date_line())
+    lines.append(framing)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def encode_response(response: web.StreamResponse, *, keep_alive: bool) -> bytes:
+    """A whole `web.Response` as bytes on the wire."""
+    body = getattr(response, "body", None)
+    if body is None:
+        body = b""
+    if not isinstance(body, (bytes, bytearray)):
+        raise TypeError(f"the lean server sends bytes bodies, not {type(body).__name__}")
+    headers = response.headers
+    framing = b"Content-Length: %d\r\n" % len(body)
+    if body and "Content-Type" not in headers:
+        framing += b"Content-Type: application/octet-stream\r\n"
+    if not keep_alive:
+        framing += b"Connection: close\r\n"
+    return head(response.status, response.reason, headers, framing) + body
+
+
+class LeanRequest(MutableMapping[str, Any]):
+    """One parsed request; its body may still be arriving when the handler starts."""
+
+    __slots__ = (
+        "_body",
+        "_complete",
+        "_state",
+        "_waiter",
+        "app",
+        "connection",
+        "headers",
+        "method",
+        "path",
+        "remote",
+        "too_large",
+    )
+
+    def __init__(
+        self,
+        connection: LeanConnection,
+        app: web.Application,
+        method: str,
+        path: str,
+        headers: CIMultiDictProxy[str],
+        remote: str | None,
+    ) -> None:
+        self.connection = connection
+        self.app = app
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.remote = remote
+        self.too_large: tuple[int, int] | None = None  # (limit, size so far)
+        self._body: list[bytes] = []
+        self._complete = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._state: dict[str, Any] = {}
+
+    def add_body(self, piece: bytes) -> None:
+        self._body.append(piece)
+
+    def finish_body(self) -> None:
+        self._complete = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        if not self._complete and self.too_large is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        if self.too_large is not None:
+            limit, size = self.too_large
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        body = self._body
+        return body[0] if len(body) == 1 else b"".join(body)
+
+    def refuse_body(self, limit: int, size: int) -> None:
+        """The body outgrew the limit: `read()` raises 413, and the rest is never kept."""
+        self.too_large = (limit, size)
+        self._body.clear()
+        self.finish_body()
+
+    # Per-request state, as on aiohttp's request (`request[KEY]`).
+    def __getitem__(self, key: str) -> Any:
+        return self._state[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._state[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._state[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._state.get(key, default)
+
+
+class LeanStream(web.StreamResponse):
+    """A streamed answer written straight to the connection, chunked (close-delimited for an
+    HTTP/1.0 client). Already sent when the handler gets it, like a prepared StreamResponse."""
+
+    def __init__(self, connection: LeanConnection, status: int, headers: dict[str, str]) -> None:
+        super().__init__(status=status, headers=headers)
+        self._connection = connection
+        self._chunked = connection.http11
+        if self._chunked:
+            framing = b"Transfer-Encoding: chunked\r\n"
+        else:
+            connection.keep_alive = False
+            framing = b"Connection: close\r\n"
+        connection.send(head(status, self.reason, self.headers, framing))
+        self.finished = False
+
+    @property
+    def prepared(self) -> bool:
+        return True
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        piece = bytes(data)
+        if self._chunked:
+            piece = b"%x\r\n%b\r\n" % (len(piece), piece)
+        self._connection.send(piece)
+        await self._connection.drain()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self.finished:
+            return
+        if data:
+            await self.write(data)
+        self.finished = True
+        if self._chunked:
+            self._connection.send(b"0\r\n\r\n")
+        await self._connection.drain()
+
+
+async def open_stream(
+    request: web.Request, status: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Start a streamed answer on whichever server the request came in on."""
+    lean: object = request
+    if isinstance(lean, LeanRequest):
+        return LeanStream(lean.connection, status, headers)
+    response = web.StreamResponse(status=status, headers=headers)
+    await response.prepare(request)
+    return response

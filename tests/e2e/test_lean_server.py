@@ -1,0 +1,270 @@
+"""The lean server on the wire: what a client that is not the openai SDK may send it.
+
+Raw sockets against a real `sidegate serve` (the lean server is the default): keep-alive
+connections that mix hot and other routes, pipelining, chunked bodies, `Expect: 100-continue`,
+HTTP/1.0, malformed and oversized requests, and a client that leaves mid-stream.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httptools
+import orjson
+import pytest
+
+from tests.e2e.procs import Process, free_port, http_get, metric_value, start
+
+KEY = "sk-lean-server-key"
+
+CONFIG = """
+server: {{max_body_bytes: 4096}}
+upstreams:
+  local: {{provider: openai, endpoints: ["{upstream}/v1"]}}
+  paced: {{provider: openai, endpoints: ["{paced}/v1"]}}
+models:
+  gpt-4o-mini: {{upstream: local, upstream_model: mock-gpt}}
+  slow-gpt: {{upstream: paced, upstream_model: mock-gpt}}
+tenants:
+  acme: {{keys: ["{key}"]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    mock_upstream: Process, paced_upstream: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    directory: Path = tmp_path_factory.mktemp("lean-server")
+    config = directory / "config.yaml"
+    config.write_text(CONFIG.format(upstream=mock_upstream.url, paced=paced_upstream.url, key=KEY))
+    port = free_port()
+    process = start(
+        ["serve", "--config", str(config), "--port", str(port)], port, directory / "serve.log"
+    )
+    yield process
+    process.stop()
+
+
+class Answer:
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.complete = False
+
+    def json(self) -> dict[str, object]:
+        payload = orjson.loads(self.body)
+        assert isinstance(payload, dict)
+        return payload
+
+
+class Wire:
+    """A raw client connection that reads answers with llhttp."""
+
+    def __init__(self, gateway: Process) -> None:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.answers: list[Answer] = []
+        self._parser = httptools.HttpResponseParser(self)
+        self.closed = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self, count: int) -> list[Answer]:
+        """Read until `count` answers are complete (or the server closes)."""
+        while sum(a.complete for a in self.answers) < count and not self.closed:
+            data = self.sock.recv(65536)
+            if not data:
+                self.closed = True
+                last = self.answers[-1] if self.answers else None
+                if last is not None and not {"content-length", "transfer-encoding"} & set(
+                    last.headers
+                ):
+                    last.complete = True  # close-delimited: the end of the stream ends it
+                break
+            self._parser.feed_data(data)
+        done = [a for a in self.answers if a.complete]
+        self.answers = [a for a in self.answers if not a.complete]
+        return done
+
+    def closed_by_server(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def on_message_begin(self) -> None:
+        self.answers.append(Answer())
+
+    def on_status(self, _: bytes) -> None:
+        self.answers[-1].status = self._parser.get_status_code()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.answers[-1].headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.answers[-1].body += body
+
+    def on_message_complete(self) -> None:
+        self.answers[-1].complete = True
+
+
+def chat(
+    content: str, *, stream: bool = False, version: str = "1.1", model: str = "gpt-4o-mini"
+) -> bytes:
+    messages = [{"role": "user", "content": content}]
+    body = orjson.dumps({"model": model, "messages": messages, "stream": stream})
+    return (
+        f"POST /v1/chat/completions HTTP/{version}\r\nHost: gw\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n"
+MODELS = f"GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\n\r\n".encode()
+
+
+def reply_text(answer: Answer) -> object:
+    choices = answer.json()["choices"]
+    assert isinstance(choices, list)
+    return choices[0]["message"]["content"]
+
+
+@pytest.fixture
+def wire(gateway: Process) -> Iterator[Wire]:
+    connection = Wire(gateway)
+    yield connection
+    connection.sock.close()
+
+
+def test_one_connection_serves_hot_and_other_routes_in_turn(wire: Wire) -> None:
+    for request, expected in [
+        (chat("first"), "first"),
+        (HEALTH, None),
+        (chat("after health"), "after health"),
+        (MODELS, None),
+        (chat("last"), "last"),
+    ]:
+        wire.send(request)
+        (answer,) = wire.read(1)
+        assert answer.status == 200
+        if expected is not None:
+            assert reply_text(answer) == expected
+            assert answer.headers["x-request-id"].startswith("req_")
+    assert not wire.closed
+
+
+def test_pipelined_requests_are_answered_in_order(wire: Wire) -> None:
+    wire.send(chat("one") + chat("two") + HEALTH + chat("three") + MODELS)
+    answers = wire.read(5)
+    assert [a.status for a in answers] == [200] * 5
+    assert [reply_text(answers[i]) for i in (0, 1, 3)] == ["one", "two", "three"]
+    assert answers[2].json() == {"status": "ok"}
+    assert answers[4].json()["object"] == "list"
+
+
+def test_a_chunked_request_body_is_read_whole(wire: Wire) -> None:
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+        f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7)
+    )
+    wire.send(head + chunks + b"0\r\n\r\n")
+    (answer,) = wire.read(1)
+    assert answer.status == 200
+    assert reply_text(answer) == "hi"
+
+
+def test_expect_100_continue_gets_an_interim_answer(wire: Wire) -> None:
+    request = chat("continue")
+    head, _, body = request.partition(b"\r\n\r\n")
+    wire.send(head + b"\r\nExpect: 100-continue\r\n\r\n")
+    interim = wire.sock.recv(4096)
+    assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    wire.send(body)
+    (answer,) = wire.read(1)
+    assert answer.status == 200
+    assert reply_text(answer) == "continue"
+
+
+def test_http_10_stream_is_delimited_by_close(wire: Wire) -> None:
+    wire.send(chat("old client", stream=True, version="1.0"))
+    (answer,) = wire.read(1)
+    assert answer.status == 200
+    assert "transfer-encoding" not in answer.headers
+    assert answer.body.rstrip().endswith(b"data: [DONE]")
+    assert wire.closed
+
+
+def test_malformed_http_is_a_400_and_the_connection_closes(wire: Wire) -> None:
+    wire.send(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+    (answer,) = wire.read(1)
+    assert answer.status == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert answer.headers["connection"] == "close"
+    assert wire.closed_by_server()
+
+
+def test_an_oversized_header_block_is_a_431(wire: Wire) -> None:
+    wire.send(b"POST /v1/chat/completions HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+    (answer,) = wire.read(1)
+    assert answer.status == 431
+    assert wire.closed_by_server()
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(wire: Wire) -> None:
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+    wire.send(head)  # the 100 KB body is never sent: the answer must not wait for it
+    (answer,) = wire.read(1)
+    assert answer.status == 413
+    assert answer.json()["error"]["code"] == "request_too_large"  # type: ignore[index]
+    assert answer.headers["x-request-id"]
+    assert wire.closed_by_server()
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(wire: Wire) -> None:
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+        f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    wire.send(head + b"1000\r\n" + b"x" * 4096 + b"\r\n" + b"10\r\n" + b"y" * 16 + b"\r\n")
+    (answer,) = wire.read(1)
+    assert answer.status == 413
+
+
+def test_a_client_leaving_mid_stream_is_recorded_and_the_server_carries_on(
+    gateway: Process,
+) -> None:
+    def cancelled() -> float:
+        _, text = http_get(gateway.url + "/metrics")
+        found = metric_value(text.decode(), "llm_requests_total", tenant="acme", status="499")
+        return found or 0.0
+
+    before = cancelled()
+    leaving = Wire(gateway)
+    # The paced upstream streams 50 tokens a second: this answer takes about two seconds.
+    leaving.send(chat("word " * 100, stream=True, model="slow-gpt"))
+    assert leaving.sock.recv(100).startswith(b"HTTP/1.1 200")
+    leaving.sock.close()
+    deadline = time.monotonic() + 10
+    while cancelled() <= before:
+        assert time.monotonic() < deadline, "the departure was never recorded"
+        time.sleep(0.05)
+    staying = Wire(gateway)
+    try:
+        staying.send(chat("still here"))
+        (answer,) = staying.read(1)
+    finally:
+        staying.sock.close()
+    assert reply_text(answer) == "still here"
