@@ -61,7 +61,7 @@ class _Parsed:
         "version",
     )
 
-    def __init__(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, method: bytes, url: bytes, headers: list[tuple[str, str]]) -> None:
         self.method = method
         self.url = url
         self.headers = headers
@@ -76,8 +76,8 @@ class _Parsed:
         """The request as aiohttp should see it: its body de-chunked, with its length."""
         lines = [b"%s %s HTTP/%s\r\n" % (self.method, self.url, self.version.encode())]
         for name, value in self.headers:
-            if name.lower() not in (b"content-length", b"transfer-encoding", b"expect"):
-                lines.append(b"%s: %s\r\n" % (name, value))
+            if name.lower() not in ("content-length", "transfer-encoding", "expect"):
+                lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         body = b"".join(self.body)
         if body or self.method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
             lines.append(b"Content-Length: %d\r\n" % len(body))
@@ -116,7 +116,7 @@ class LeanConnection(asyncio.Protocol):
         self._current: asyncio.Task[None] | None = None
         self._aiohttp: asyncio.Protocol | None = None
         self._url = b""
-        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._raw_headers: list[tuple[str, str]] = []
         self._head_size = 0
         self._body_size = 0
         self._paused = False
@@ -193,7 +193,8 @@ class LeanConnection(asyncio.Protocol):
             raise _HeaderBlockTooLargeError
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw_headers.append((name, value))
+        # latin-1 keeps every byte as it came (and gives it back when re-serialized).
+        self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
         self._head_size += len(name) + len(value) + 4
         if self._head_size > HEADER_BLOCK_LIMIT:
             raise _HeaderBlockTooLargeError
@@ -209,8 +210,9 @@ class LeanConnection(asyncio.Protocol):
             parsed.handler = self._front.hot_routes.get(parsed.url.partition(b"?")[0])
         if parsed.handler is not None:
             self._start_lean(parsed)
-        else:
-            self._answer_continue(parsed)
+        elif parsed.version == "1.1":
+            expect = next((v for n, v in parsed.headers if n.lower() == "expect"), None)
+            self._answer_continue(expect)
         if len(self._queue) == 1:
             self._next()
         elif len(self._queue) > _PIPELINE_DEPTH and self.transport is not None:
@@ -250,11 +252,7 @@ class LeanConnection(asyncio.Protocol):
     # Serving
 
     def _start_lean(self, parsed: _Parsed) -> None:
-        headers = CIMultiDictProxy(
-            CIMultiDict(
-                (name.decode("latin-1"), value.decode("latin-1")) for name, value in parsed.headers
-            )
-        )
+        headers = CIMultiDictProxy(CIMultiDict(parsed.headers))
         path = parsed.url.partition(b"?")[0].decode("latin-1")
         parsed.lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
         declared = headers.get("Content-Length")
@@ -263,14 +261,12 @@ class LeanConnection(asyncio.Protocol):
                 parsed.lean.refuse_body(self._front.max_body_bytes, int(declared))
                 self.keep_alive = False
                 return
-        self._answer_continue(parsed)
+        if parsed.version == "1.1":
+            self._answer_continue(headers.get("Expect"))
 
-    def _answer_continue(self, parsed: _Parsed) -> None:
-        if self.transport is None or parsed.version != "1.1":
-            return
-        for name, value in parsed.headers:
-            if name.lower() == b"expect" and value.lower() == b"100-continue":
-                self.transport.write(_CONTINUE)
+    def _answer_continue(self, expect: str | None) -> None:
+        if expect is not None and expect.lower() == "100-continue" and self.transport is not None:
+            self.transport.write(_CONTINUE)
 
     def _next(self) -> None:
         """Start the request at the head of the queue, if it can start."""

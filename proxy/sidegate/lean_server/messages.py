@@ -46,17 +46,22 @@ date_line: Final = _DateLine()
 
 def head(status: int, reason: str, headers: Mapping[str, str], framing: bytes) -> bytes:
     """Status line and header block; `framing` holds the length or chunking header(s)."""
-    lines = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
-    for name, value in headers.items():
-        if name.lower() in _NOT_COPIED:
-            continue
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError(f"header {name!r} holds a line break")
-        lines.append(f"{name}: {value}\r\n".encode())
-    lines.append(date_line())
-    lines.append(framing)
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    lines = [
+        f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() not in _NOT_COPIED
+    ]
+    block = "".join(lines)
+    # One scan for a line break smuggled into a name or value (response splitting).
+    if block.count("\n") != len(lines) or block.count("\r") != len(lines):
+        raise ValueError("a response header holds a line break")
+    return b"".join(
+        (
+            f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1"),
+            block.encode(),
+            date_line(),
+            framing,
+            b"\r\n",
+        )
+    )
 
 
 def encode_response(response: web.StreamResponse, *, keep_alive: bool) -> bytes:

@@ -1,0 +1,64 @@
+"""Answers as the lean server writes them: framing, defaults and refused header values."""
+
+from __future__ import annotations
+
+import httptools
+import pytest
+from aiohttp import web
+
+from sidegate.lean_server.messages import encode_response, head
+
+
+class _Seen:
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode().lower()] = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def _parse(wire: bytes) -> tuple[int, _Seen]:
+    seen = _Seen()
+    parser = httptools.HttpResponseParser(seen)
+    parser.feed_data(wire)
+    return parser.get_status_code(), seen
+
+
+def test_a_response_is_framed_by_its_length_with_a_date() -> None:
+    response = web.Response(body=b'{"ok":true}', status=201, headers={"x-cache": "miss"})
+    status, seen = _parse(encode_response(response, keep_alive=True))
+    assert status == 201
+    assert seen.complete and seen.body == b'{"ok":true}'
+    assert seen.headers["content-length"] == "11"
+    assert seen.headers["content-type"] == "application/octet-stream"
+    assert seen.headers["x-cache"] == "miss"
+    assert seen.headers["date"].endswith(" GMT")
+    assert "connection" not in seen.headers
+
+
+def test_a_closing_response_says_so_and_keeps_its_content_type() -> None:
+    response = web.Response(body=b"{}", content_type="application/json")
+    _, seen = _parse(encode_response(response, keep_alive=False))
+    assert seen.headers["connection"] == "close"
+    assert seen.headers["content-type"].startswith("application/json")
+
+
+def test_framing_headers_from_the_handler_are_not_repeated() -> None:
+    response = web.Response(body=b"abc", headers={"Content-Length": "99", "Date": "then"})
+    wire = encode_response(response, keep_alive=True)
+    assert wire.count(b"Content-Length") == 1 and wire.count(b"Date:") == 1
+    assert _parse(wire)[1].body == b"abc"
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\nb", "a\rb"])
+def test_a_header_value_with_a_line_break_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="line break"):
+        head(200, "OK", {"x-upstream": value}, b"")
