@@ -149,6 +149,7 @@ class RequestFacts:
         temperature: float | None,
         prompt_tokens: int,
         body_hash: str,
+        model_span: tuple[int, int] | None = None,
     ) -> RequestFacts: ...
     @property
     def model(self) -> str: ...
@@ -168,6 +169,10 @@ class RequestFacts:
     @property
     def body_hash(self) -> str:
         """Hex xxh3-128 of the body's canonical form (the cache key's body part)."""
+    @property
+    def model_span(self) -> tuple[int, int] | None:
+        """``body[start:end]`` is the model name, between its quotes, when the body names the
+        model once and without escapes; None otherwise."""
 
 def inspect(
     body: bytes,

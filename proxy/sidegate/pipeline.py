@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -45,6 +45,9 @@ from sidegate.upstream.sse import SseFramer, error_event
 from sidegate.upstream.transport import UpstreamResponse
 
 log = logging.getLogger("sidegate.access")
+
+_STREAM_OPTIONS: Final = b'"stream_options"'
+_WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 
 _PATHS: dict[Endpoint, str] = {
     "chat": "/chat/completions",
@@ -152,7 +155,7 @@ class Pipeline:
         last_error: UpstreamError | None = None
         for candidate in candidates:
             pool = self._pools[candidate.upstream]
-            upstream_body = _rewrite(body, facts.model, candidate, add_usage=hide_usage)
+            upstream_body = _rewrite(body, facts, candidate, add_usage=hide_usage)
             for endpoint in pool.ordered():
                 exchange.attempts.append(endpoint.base_url)
                 with self._tracing.attempt(exchange, pool.name, endpoint.base_url) as trace:
@@ -367,10 +370,23 @@ def _account_usage(usage: dict[str, Any] | None, candidate: Candidate, exchange:
     ) / 1000.0
 
 
-def _rewrite(body: bytes, client_model: str, candidate: Candidate, *, add_usage: bool) -> bytes:
-    """The body the upstream gets: its own model name, and usage asked for when we need it."""
-    if not add_usage and candidate.upstream_model == client_model:
+def _rewrite(body: bytes, facts: RequestFacts, candidate: Candidate, *, add_usage: bool) -> bytes:
+    """The body the upstream gets: its own model name, and usage asked for when we need it.
+
+    Both edits are spliced into the client's bytes when that is safe (the model named once,
+    without escapes; no `stream_options` anywhere in the text); otherwise the body is parsed
+    and written again."""
+    renamed = candidate.upstream_model != facts.model
+    if not add_usage and not renamed:
         return body
+    span = facts.model_span
+    if span is not None and not (add_usage and _STREAM_OPTIONS in body):
+        start, end = span
+        name = orjson.dumps(candidate.upstream_model)[1:-1] if renamed else body[start:end]
+        if not add_usage:
+            return b"".join((body[:start], name, body[end:]))
+        brace = body.index(b"{") + 1  # the body is a JSON object: its first bracket opens it
+        return b"".join((body[:brace], _WANT_USAGE, body[brace:start], name, body[end:]))
     payload = orjson.loads(body)
     payload["model"] = candidate.upstream_model
     if add_usage:

@@ -2,6 +2,7 @@
 //! limits, prompt tokens and the cache key. A body the path cannot serve is an
 //! [`CoreError::InvalidBody`] naming the offending parameter.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use crate::cache_key::cache_key;
@@ -51,6 +52,9 @@ pub struct Facts {
     pub temperature: Option<f64>,
     pub prompt_tokens: i64,
     pub cache_key: u128,
+    /// Where the model name's characters sit in the body (between its quotes), when the body
+    /// names the model once and without escapes: a new name can be spliced in there.
+    pub model_span: Option<(usize, usize)>,
 }
 
 /// Options of [`inspect`].
@@ -91,7 +95,9 @@ pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Fact
         Some(value) => Some(value),
         None => positive_int(&payload, "max_tokens")?,
     };
+    let model_span = model_span(body, &payload, model);
     Ok(Facts {
+        model_span,
         model: model.to_string(),
         stream,
         include_usage,
@@ -101,6 +107,24 @@ pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Fact
         prompt_tokens,
         cache_key: cache_key(endpoint.name(), &payload),
     })
+}
+
+/// The byte range of `model`'s characters in `body`, when it borrows from the body (no escapes)
+/// and is the object's only `model` member (a duplicate would keep the other name upstream).
+fn model_span(body: &[u8], payload: &Json<'_>, model: &Cow<'_, str>) -> Option<(usize, usize)> {
+    let Cow::Borrowed(text) = model else {
+        return None;
+    };
+    let Json::Object(members) = payload else {
+        return None;
+    };
+    if members.iter().filter(|(key, _)| key == "model").count() != 1 {
+        return None;
+    }
+    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start + text.len();
+    let quoted = start > 0 && body.get(start - 1) == Some(&b'"') && body.get(end) == Some(&b'"');
+    quoted.then_some((start, end))
 }
 
 fn prompt_tokens(

@@ -171,3 +171,19 @@ fn counting_can_be_skipped() {
     );
     assert!("nope".parse::<Endpoint>().is_err());
 }
+
+#[test]
+fn the_model_span_covers_the_name_between_its_quotes() {
+    let body = r#"{ "messages":[{"role":"user","content":"hi"}], "model" : "gpt-4o-mini" }"#;
+    let (start, end) = chat(body).unwrap().model_span.unwrap();
+    assert_eq!(&body[start..end], "gpt-4o-mini");
+}
+
+#[test]
+fn no_model_span_for_an_escaped_or_repeated_model() {
+    let escaped = r#"{"model":"gpt\u002d4o","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(chat(escaped).unwrap().model, "gpt-4o");
+    assert_eq!(chat(escaped).unwrap().model_span, None);
+    let twice = r#"{"model":"a","model":"b","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(chat(twice).unwrap().model_span, None);
+}

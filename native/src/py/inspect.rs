@@ -20,6 +20,7 @@ pub(crate) struct PyRequestFacts {
     temperature: Option<f64>,
     prompt_tokens: i64,
     body_hash: Py<PyString>,
+    model_span: Option<(usize, usize)>,
 }
 
 impl PyRequestFacts {
@@ -33,6 +34,7 @@ impl PyRequestFacts {
             temperature: facts.temperature,
             prompt_tokens: facts.prompt_tokens,
             body_hash: PyString::new(py, &to_hex(facts.cache_key)).unbind(),
+            model_span: facts.model_span,
         }
     }
 }
@@ -41,6 +43,10 @@ impl PyRequestFacts {
 impl PyRequestFacts {
     #[new]
     #[allow(clippy::too_many_arguments)] // mirrors the fields, as a dataclass would
+    #[pyo3(signature = (
+        model, stream, include_usage, max_tokens, n, temperature, prompt_tokens, body_hash,
+        model_span=None
+    ))]
     fn py_new(
         model: Py<PyString>,
         stream: bool,
@@ -50,6 +56,7 @@ impl PyRequestFacts {
         temperature: Option<f64>,
         prompt_tokens: i64,
         body_hash: Py<PyString>,
+        model_span: Option<(usize, usize)>,
     ) -> Self {
         Self {
             model,
@@ -60,6 +67,7 @@ impl PyRequestFacts {
             temperature,
             prompt_tokens,
             body_hash,
+            model_span,
         }
     }
 
@@ -67,7 +75,7 @@ impl PyRequestFacts {
         let repr = |value: Bound<'_, PyAny>| -> PyResult<String> { Ok(value.repr()?.to_string()) };
         Ok(format!(
             "RequestFacts(model={}, stream={}, include_usage={}, max_tokens={}, n={}, \
-             temperature={}, prompt_tokens={}, body_hash={})",
+             temperature={}, prompt_tokens={}, body_hash={}, model_span={})",
             repr(self.model.bind(py).clone().into_any())?,
             repr(self.stream.into_pyobject(py)?.to_owned().into_any())?,
             repr(self.include_usage.into_pyobject(py)?.to_owned().into_any())?,
@@ -76,6 +84,7 @@ impl PyRequestFacts {
             repr(self.temperature.into_pyobject(py)?)?,
             self.prompt_tokens,
             repr(self.body_hash.bind(py).clone().into_any())?,
+            repr(self.model_span.into_pyobject(py)?.into_any())?,
         ))
     }
 }
