@@ -95,7 +95,7 @@ pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Fact
         Some(value) => Some(value),
         None => positive_int(&payload, "max_tokens")?,
     };
-    let model_span = model_span(body, &payload, model);
+    let model_span = model_span(body, &payload);
     Ok(Facts {
         model_span,
         model: model.to_string(),
@@ -111,8 +111,8 @@ pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Fact
 
 /// The byte range of `model`'s characters in `body`, when it borrows from the body (no escapes)
 /// and is the object's only `model` member (a duplicate would keep the other name upstream).
-fn model_span(body: &[u8], payload: &Json<'_>, model: &Cow<'_, str>) -> Option<(usize, usize)> {
-    let Cow::Borrowed(text) = model else {
+fn model_span(body: &[u8], payload: &Json<'_>) -> Option<(usize, usize)> {
+    let Some(Json::String(Cow::Borrowed(text))) = payload.get("model") else {
         return None;
     };
     let Json::Object(members) = payload else {

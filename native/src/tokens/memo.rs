@@ -58,7 +58,8 @@ impl CountMemo {
     /// Returns the previous capacity.
     pub fn set_capacity(&self, capacity: usize) -> usize {
         let per_generation = capacity / SHARDS / 2;
-        self.generation_size.store(per_generation, Ordering::Relaxed);
+        self.generation_size
+            .store(per_generation, Ordering::Relaxed);
         let previous = self.capacity.swap(capacity, Ordering::Relaxed);
         for shard in &self.shards {
             *shard.lock() = Generations::default();
