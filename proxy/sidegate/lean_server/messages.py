@@ -178,7 +178,7 @@ class LeanStream(web.StreamResponse):
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
-        connection.send(head(status, self.reason, self.headers, framing))
+        connection.send_soon(head(status, self.reason, self.headers, framing))
         self.finished = False
 
     @property
@@ -194,7 +194,7 @@ class LeanStream(web.StreamResponse):
         piece = bytes(data)
         if self._chunked:
             piece = b"%x\r\n%b\r\n" % (len(piece), piece)
-        self._connection.send(piece)
+        self._connection.send_soon(piece)
         await self._connection.drain()
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -204,7 +204,7 @@ class LeanStream(web.StreamResponse):
             await self.write(data)
         self.finished = True
         if self._chunked:
-            self._connection.send(b"0\r\n\r\n")
+            self._connection.send_soon(b"0\r\n\r\n")
         await self._connection.drain()
 
 
