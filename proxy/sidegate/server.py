@@ -42,6 +42,7 @@ def _run_one(settings: Settings, *, reuse_port: bool) -> None:
             reuse_port=reuse_port,
             max_body_bytes=server.max_body_bytes,
             shutdown_timeout=server.drain_timeout_seconds,
+            keepalive_timeout=server.keepalive_timeout_seconds,
         )
         return
     web.run_app(
@@ -50,6 +51,7 @@ def _run_one(settings: Settings, *, reuse_port: bool) -> None:
         port=server.port,
         loop=uvloop.new_event_loop(),
         shutdown_timeout=server.drain_timeout_seconds,
+        keepalive_timeout=server.keepalive_timeout_seconds,
         handler_cancellation=True,
         access_log=None,
         print=None,

@@ -45,6 +45,8 @@ class ServerSettings(_Strict):
     # `lean`: the OpenAI endpoints are served by a bare httptools protocol, everything else by
     # aiohttp; `aiohttp`: aiohttp serves everything.
     http: Literal["lean", "aiohttp"] = "lean"
+    # An idle keep-alive client connection is closed after this long.
+    keepalive_timeout_seconds: float = Field(default=75.0, gt=0)
 
 
 class UpstreamSettings(_Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httptools
@@ -268,3 +268,22 @@ def test_a_client_leaving_mid_stream_is_recorded_and_the_server_carries_on(
     finally:
         staying.sock.close()
     assert reply_text(answer) == "still here"
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
+    spawn: Callable[..., Process], write_config: Callable[[str], Path], mock_upstream: Process
+) -> None:
+    config = CONFIG.format(upstream=mock_upstream.url, paced=mock_upstream.url, key=KEY)
+    config = config.replace("max_body_bytes: 4096", "keepalive_timeout_seconds: 1")
+    gateway = spawn("serve", "--config", str(write_config(config)))
+    idle = Wire(gateway)
+    try:
+        idle.send(chat("then nothing"))
+        (answer,) = idle.read(1)
+        assert answer.status == 200
+        started = time.monotonic()
+        idle.sock.settimeout(10)
+        assert idle.closed_by_server()
+        assert time.monotonic() - started >= 0.9
+    finally:
+        idle.sock.close()

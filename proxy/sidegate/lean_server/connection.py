@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Final, cast
 
@@ -105,6 +106,7 @@ class LeanConnection(asyncio.Protocol):
         "_url",
         "closed",
         "http11",
+        "idle_since",
         "keep_alive",
         "transport",
     )
@@ -127,6 +129,7 @@ class LeanConnection(asyncio.Protocol):
         self._remote: str | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = time.monotonic()
         self.http11 = True
         self.keep_alive = True
 
@@ -315,6 +318,7 @@ class LeanConnection(asyncio.Protocol):
         if self.closed:
             return
         self._queue.popleft()
+        self.idle_since = time.monotonic()
         if not self.keep_alive or self._front.closing:
             self.flush()
             if self.transport is not None:

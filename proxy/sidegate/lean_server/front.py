@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Final
@@ -34,6 +35,7 @@ class Front:
         hot_routes: Mapping[str, Handler],
         aiohttp_server: web.Server,
         max_body_bytes: int,
+        keepalive_timeout: float,
     ) -> None:
         self.app = app
         self.hot_routes = {
@@ -44,14 +46,32 @@ class Front:
         self.max_body_bytes = max_body_bytes
         self.connections: set[LeanConnection] = set()
         self.closing = False
+        self.keepalive_timeout = keepalive_timeout
+        self._sweeper: asyncio.Task[None] | None = None
 
     def __call__(self) -> LeanConnection:
         return LeanConnection(self)
+
+    def start_sweeping(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
+
+    async def _sweep_idle(self) -> None:
+        """Close keep-alive connections idle for longer than the timeout (one timer for all
+        connections rather than one per connection and request)."""
+        period = min(self.keepalive_timeout / 4, 5.0)
+        while True:
+            await asyncio.sleep(period)
+            expired = time.monotonic() - self.keepalive_timeout
+            for connection in list(self.connections):
+                if connection.idle and connection.idle_since < expired:
+                    connection.close()
 
     async def shutdown(self, drain_seconds: float) -> None:
         """Close idle connections now; let running requests finish within `drain_seconds`, then
         cancel them. Connections handed to aiohttp are drained by aiohttp's server."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         busy = []
         for connection in list(self.connections):
             task = connection.busy_task
@@ -119,6 +139,7 @@ class LeanSite(web.BaseSite):
         )
         for sock in self._server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._front.start_sweeping()
 
 
 def run_lean(
@@ -131,6 +152,7 @@ def run_lean(
     reuse_port: bool,
     max_body_bytes: int,
     shutdown_timeout: float,
+    keepalive_timeout: float,
 ) -> None:
     """`web.run_app`, serving through the lean server; returns after SIGTERM/SIGINT and a
     graceful shutdown."""
@@ -139,13 +161,14 @@ def run_lean(
         handle_signals=True,
         access_log=None,
         shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=keepalive_timeout,
         handler_cancellation=True,
     )
 
     async def main() -> None:
         await runner.setup()
         assert runner.server is not None
-        runner.front = Front(app, hot_routes, runner.server, max_body_bytes)
+        runner.front = Front(app, hot_routes, runner.server, max_body_bytes, keepalive_timeout)
         try:
             await LeanSite(runner, runner.front, host, port, reuse_port=reuse_port).start()
             await asyncio.Event().wait()
