@@ -40,6 +40,7 @@ from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, Tena
 from sidegate.limits.telemetry import LimitMetrics
 from sidegate.observability.metrics import Children, Metrics
 from sidegate.routing import Candidate
+from sidegate.settings import PlanSettings
 
 log = logging.getLogger("sidegate.ratelimit")
 
@@ -140,13 +141,14 @@ class LimitAdmission:
         # on its own path (`limits.local`).
         backend = client.backend if isinstance(client, Direct) else None
         self._shapes = Shapes(backend) if type(backend) is MemoryState else None
+        self._limited: dict[int, tuple[PlanSettings | None, bool]] = {}
 
     async def admit(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
     ) -> LimitTicket | LocalTicket | _Free:
         tenant = exchange.tenant
         plan = tenant.plan
-        if not (self._blocking or policy.limited(plan)):
+        if not (self._blocking or self._limits_anything(plan)):
             return _FREE
         reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
         if self._shapes is not None:
@@ -166,6 +168,13 @@ class LimitAdmission:
             raise _refusal(decision, request, budget)
         headers = admitted_headers(buckets, decision.levels)
         return LimitTicket(self, backend, buckets, slots, reserve, headers)
+
+    def _limits_anything(self, plan: PlanSettings | None) -> bool:
+        """`policy.limited`, worked out once per plan (plans live as long as the app)."""
+        found = self._limited.get(id(plan))
+        if found is None or found[0] is not plan:
+            found = self._limited[id(plan)] = (plan, policy.limited(plan))
+        return found[1]
 
     def _admit_locally(
         self, shapes: Shapes, exchange: Exchange, facts: RequestFacts, reserve: int
