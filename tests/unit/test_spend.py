@@ -68,6 +68,34 @@ async def test_rows_wait_while_the_database_is_down_and_keep_their_order() -> No
     assert store.rows == rows
 
 
+class ShortTransactions(FlakyStore):
+    """A store that takes 10 rows a transaction (as SQLite on the loop does)."""
+
+    batch_limit = 10
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+        self.sizes: list[int] = []
+
+    async def write(self, rows: Sequence[SpendRow]) -> None:
+        self.sizes.append(len(rows))
+        await super().write(rows)
+
+
+async def test_the_writer_keeps_up_when_a_loop_turn_brings_more_rows_than_one_write() -> None:
+    store = ShortTransactions()
+    spend = SpendLog(store, batch_size=50, flush_interval=0.01)
+    spend.start()
+    for turn in range(300):  # 40 requests finish in every turn of the loop
+        for i in range(40):
+            spend.record(row(f"t{turn}-{i}"))
+        await asyncio.sleep(0)
+    assert spend.pending < 400  # not 300 x 30 rows behind
+    assert max(store.sizes) > 10 and min(store.sizes) >= 1
+    await spend.close()
+    assert len(store.rows) == 300 * 40
+
+
 async def test_close_writes_what_is_left_and_closes_the_store() -> None:
     store = FlakyStore(failures=0)
     spend = SpendLog(store, flush_interval=3600)

@@ -19,6 +19,8 @@ _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
 # Another worker is writing the same SQLite file: try again this soon, with no warning.
 _BUSY_RETRY_S = 0.02
+# A transaction under a backlog holds at most this many short transactions' rows.
+_CATCH_UP_FACTOR = 20
 # On shutdown, how long the last batches may take before the rest are given up (and logged).
 _CLOSE_TIMEOUT_S = 10.0
 _CLOSE_RETRY_S = 0.1
@@ -54,6 +56,17 @@ class SpendLog:
         if len(pending) >= self._batch_size:
             self._wake.set()
 
+    def _catch_up(self) -> int:
+        """Rows for the next transaction: the store's size, or more when a backlog builds.
+
+        Under saturation a turn of the loop may finish more requests than one short transaction
+        holds; the queue would then grow to `max_pending`. Transactions grow with the backlog
+        instead (a quarter of it, up to the wake-up batch and 20 short transactions' worth):
+        larger ones cost less per row (SQLite: ~20 us a row in 10-row transactions, ~14 in
+        50-row ones), so the writer catches up and the queue stays short."""
+        ceiling = min(self._batch_size, _CATCH_UP_FACTOR * self._write_size)
+        return max(self._write_size, min(len(self._pending) // 4, ceiling))
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -71,7 +84,7 @@ class SpendLog:
     async def flush(self) -> bool:
         """Write every queued row; False (rows kept) if the database refused."""
         while self._pending:
-            count = min(self._write_size, len(self._pending))
+            count = min(len(self._pending), self._catch_up())
             batch = [self._pending.popleft() for _ in range(count)]
             try:
                 await self._store.write(batch)
