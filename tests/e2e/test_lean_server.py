@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httptools
 import orjson
 import pytest
 
+from tests.answers import Answer, Answers
 from tests.e2e.procs import Process, free_port, http_get, metric_value, start
 
 KEY = "sk-lean-server-key"
@@ -48,27 +48,13 @@ def gateway(
     process.stop()
 
 
-class Answer:
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.body = b""
-        self.complete = False
-
-    def json(self) -> dict[str, object]:
-        payload = orjson.loads(self.body)
-        assert isinstance(payload, dict)
-        return payload
-
-
 class Wire:
     """A raw client connection that reads answers with llhttp."""
 
     def __init__(self, gateway: Process) -> None:
         host, port = gateway.url.removeprefix("http://").split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.answers: list[Answer] = []
-        self._parser = httptools.HttpResponseParser(self)
+        self._answers = Answers()
         self.closed = False
 
     def send(self, data: bytes) -> None:
@@ -76,19 +62,19 @@ class Wire:
 
     def read(self, count: int) -> list[Answer]:
         """Read until `count` answers are complete (or the server closes)."""
-        while sum(a.complete for a in self.answers) < count and not self.closed:
+        while self._answers.completed() < count and not self.closed:
             data = self.sock.recv(65536)
             if not data:
                 self.closed = True
-                last = self.answers[-1] if self.answers else None
+                last = self._answers.answers[-1] if self._answers.answers else None
                 if last is not None and not {"content-length", "transfer-encoding"} & set(
                     last.headers
                 ):
                     last.complete = True  # close-delimited: the end of the stream ends it
                 break
-            self._parser.feed_data(data)
-        done = [a for a in self.answers if a.complete]
-        self.answers = [a for a in self.answers if not a.complete]
+            self._answers.feed(data)
+        done = [a for a in self._answers.answers if a.complete]
+        self._answers.answers = [a for a in self._answers.answers if not a.complete]
         return done
 
     def closed_by_server(self) -> bool:
@@ -96,21 +82,6 @@ class Wire:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
-
-    def on_message_begin(self) -> None:
-        self.answers.append(Answer())
-
-    def on_status(self, _: bytes) -> None:
-        self.answers[-1].status = self._parser.get_status_code()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.answers[-1].headers[name.decode().lower()] = value.decode()
-
-    def on_body(self, body: bytes) -> None:
-        self.answers[-1].body += body
-
-    def on_message_complete(self) -> None:
-        self.answers[-1].complete = True
 
 
 def chat(

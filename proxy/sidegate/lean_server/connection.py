@@ -8,8 +8,10 @@ connection is handed to an aiohttp `RequestHandler`, fed each request re-seriali
 completes, so every route and error aiohttp serves behaves exactly as on the aiohttp server.
 
 Requests on one connection are answered in order: a pipelined request waits for the one
-before it. When the client goes away the running handler is cancelled (aiohttp's
-`handler_cancellation=True`), which the pipeline records as a 499.
+before it, and once a request for aiohttp has been read every later one goes to aiohttp too
+(it answers its requests in order; two servers writing to one socket would not). When the
+client goes away the running handler is cancelled (aiohttp's `handler_cancellation=True`),
+which the pipeline records as a 499.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ log = logging.getLogger("sidegate.server")
 HEADER_BLOCK_LIMIT: Final = 64 * 1024
 _PIPELINE_DEPTH: Final = 16  # requests queued on one connection before it stops reading
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Handed to aiohttp after the requests it holds, so that it answers 400 (in order) and closes.
+_UNREADABLE: Final = b"\x00 / HTTP/1.1\r\n\r\n"
 
 
 class _HeaderBlockTooLargeError(Exception):
@@ -53,6 +57,7 @@ class _Parsed:
     __slots__ = (
         "body",
         "complete",
+        "expects_continue",
         "handler",
         "headers",
         "keep_alive",
@@ -72,6 +77,7 @@ class _Parsed:
         self.handler: Handler | None = None
         self.body: list[bytes] = []
         self.complete = False
+        self.expects_continue = False
 
     def reserialized(self) -> bytes:
         """The request as aiohttp should see it: its body de-chunked, with its length."""
@@ -102,12 +108,16 @@ class LeanConnection(asyncio.Protocol):
         "_queue",
         "_raw_headers",
         "_reading_paused",
+        "_refusal",
         "_remote",
+        "_to_aiohttp",
+        "_upgrade_refused",
         "_url",
         "closed",
         "http11",
         "idle_since",
         "keep_alive",
+        "stream_started",
         "transport",
     )
 
@@ -126,12 +136,16 @@ class LeanConnection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._outgoing: list[bytes] | None = None
         self._reading_paused = False
+        self._to_aiohttp = False
+        self._upgrade_refused = False
+        self._refusal: bytes | None = None
         self._remote: str | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = time.monotonic()
         self.http11 = True
         self.keep_alive = True
+        self.stream_started = False  # a LeanStream's head went out for the running request
 
     # asyncio.Protocol
 
@@ -144,8 +158,16 @@ class LeanConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse("Protocol upgrades are not supported.", 400)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._incoming is not None or self._upgrade_refused:
+                self._refuse("Protocol upgrades are not supported on a request with a body.", 400)
+                return
+            # As on aiohttp: an `Upgrade` (h2c, websocket) is declined by answering the request
+            # as plain HTTP/1.1; what follows it is read as the next request.
+            self._parser = httptools.HttpRequestParser(self)
+            rest = data[upgrade.args[0] :]
+            if rest:
+                self.data_received(rest)
         except httptools.HttpParserError as exc:
             cause = exc.__context__ or exc.__cause__
             if isinstance(cause, _HeaderBlockTooLargeError):
@@ -206,18 +228,27 @@ class LeanConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        if parser.should_upgrade() and any(
+            (n.lower() == "content-length" and v.strip() != "0") or n.lower() == "transfer-encoding"
+            for n, v in self._raw_headers
+        ):
+            # llhttp would read the body as the upgraded protocol's bytes; it cannot be served.
+            self._upgrade_refused = True
+            return
         parsed = _Parsed(parser.get_method(), self._url, self._raw_headers)
         parsed.version = parser.get_http_version()
         parsed.keep_alive = parser.should_keep_alive()
         self._incoming = parsed
         self._queue.append(parsed)
-        if self._aiohttp is None and parsed.method == b"POST":
+        if not self._to_aiohttp and parsed.method == b"POST":
             parsed.handler = self._front.hot_routes.get(parsed.url.partition(b"?")[0])
+        if parsed.handler is None:
+            self._to_aiohttp = True
+        if parsed.version == "1.1":
+            expect = next((v for n, v in parsed.headers if n.lower() == "expect"), None)
+            parsed.expects_continue = expect is not None and expect.lower() == "100-continue"
         if parsed.handler is not None:
             self._start_lean(parsed)
-        elif parsed.version == "1.1":
-            expect = next((v for n, v in parsed.headers if n.lower() == "expect"), None)
-            self._answer_continue(expect)
         if len(self._queue) == 1:
             self._next()
         elif len(self._queue) > _PIPELINE_DEPTH and self.transport is not None:
@@ -264,38 +295,52 @@ class LeanConnection(asyncio.Protocol):
         if declared is not None and declared.isdigit():
             if int(declared) > self._front.max_body_bytes:
                 parsed.lean.refuse_body(self._front.max_body_bytes, int(declared))
+                parsed.expects_continue = False  # the answer is 413: the body is not wanted
                 self.keep_alive = False
-                return
-        if parsed.version == "1.1":
-            self._answer_continue(headers.get("Expect"))
-
-    def _answer_continue(self, expect: str | None) -> None:
-        if expect is not None and expect.lower() == "100-continue" and self.transport is not None:
-            self.transport.write(_CONTINUE)
 
     def _next(self) -> None:
         """Start the request at the head of the queue, if it can start."""
-        if self._current is not None or not self._queue or self.closed:
+        if self._current is not None or self.closed:
+            return
+        self._resume_reading()
+        if not self._queue:
+            if self._refusal is not None:
+                self._answer_refusal()
             return
         parsed = self._queue[0]
+        if parsed.expects_continue and not parsed.complete:
+            # Only now: an interim answer must not overtake the answers before it.
+            parsed.expects_continue = False
+            self.send(_CONTINUE)
         if parsed.lean is not None:
             self.http11 = parsed.version == "1.1"
             self.keep_alive = self.keep_alive and parsed.keep_alive
+            self.stream_started = False
             serving = self._serve(parsed.lean, cast("Handler", parsed.handler))
             self._current = asyncio.get_running_loop().create_task(serving)
             return
         if not parsed.complete:
             return  # handed over once its body is in
         self._queue.popleft()
-        self._hand_over(parsed)
+        self._hand_over(parsed.reserialized())
         self._next()
 
-    def _hand_over(self, parsed: _Parsed) -> None:
+    def _resume_reading(self) -> None:
+        if (
+            self._reading_paused
+            and self._refusal is None
+            and len(self._queue) <= _PIPELINE_DEPTH // 2
+            and self.transport is not None
+        ):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _hand_over(self, request: bytes) -> None:
         self.flush()  # a stream's last bytes go before anything aiohttp writes
         if self._aiohttp is None:
             self._aiohttp = self._front.aiohttp_protocol()
             self._aiohttp.connection_made(cast(asyncio.Transport, self.transport))
-        self._aiohttp.data_received(parsed.reserialized())
+        self._aiohttp.data_received(request)
 
     async def _serve(self, request: LeanRequest, handler: Handler) -> None:
         try:
@@ -303,9 +348,16 @@ class LeanConnection(asyncio.Protocol):
             if isinstance(response, LeanStream):
                 if not response.finished:
                     self.keep_alive = False  # cut short: the framing is broken
+            elif self.stream_started:
+                # An error after a stream's head went out cannot be a second answer inside
+                # the chunked body: the client sees the stream end without its last chunk.
+                self.keep_alive = False
             else:
-                self.send(encode_response(response, keep_alive=self.keep_alive))
+                keep_alive = self.keep_alive and not self.draining
+                self.send(encode_response(response, keep_alive=keep_alive))
         except asyncio.CancelledError:
+            self._current = None
+            self.close()  # cancelled by a shutdown's deadline (or the client left already)
             return
         except Exception:
             log.exception("the lean server could not answer", extra={"path": request.path})
@@ -320,25 +372,34 @@ class LeanConnection(asyncio.Protocol):
         self._queue.popleft()
         self.idle_since = time.monotonic()
         if not self.keep_alive or self._front.closing:
-            self.flush()
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
             return
-        if self._reading_paused and len(self._queue) <= _PIPELINE_DEPTH // 2:
-            self._reading_paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
         self._next()
 
     def _refuse(self, message: str, status: int) -> None:
-        """Answer a request the parser could not read, then close: the stream is lost."""
+        """Answer a request the parser could not read after the requests before it, then close:
+        the rest of the byte stream cannot be read."""
         if self.transport is None or self.closed:
             return
-        if self._aiohttp is None and self._current is None:
-            error = InvalidRequestError(message)
-            self.send(encode_response(render(error, None, status), keep_alive=False))
-        self.flush()
-        self.transport.close()
+        self.transport.pause_reading()
+        self._reading_paused = True
+        broken, self._incoming = self._incoming, None
+        if broken is not None and broken.lean is not None and self._queue[0] is broken:
+            self.close()  # its handler is reading a body that will never be whole
+            return
+        if broken is not None:
+            self._queue.remove(broken)
+        error = InvalidRequestError(message)
+        self._refusal = encode_response(render(error, None, status), keep_alive=False)
+        self._next()
+
+    def _answer_refusal(self) -> None:
+        if self._aiohttp is not None:
+            self._aiohttp.data_received(_UNREADABLE)  # answered after what aiohttp holds
+        elif self._refusal is not None:
+            self.send(self._refusal)
+            self.close()
+        self._refusal = None
 
     # Writing, for the answers and LeanStream
 
@@ -389,6 +450,11 @@ class LeanConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return self._aiohttp is None and self._current is None and not self._queue
+
+    @property
+    def draining(self) -> bool:
+        """The server is shutting down: answers say `Connection: close`."""
+        return self._front.closing
 
     @property
     def busy_task(self) -> asyncio.Task[None] | None:

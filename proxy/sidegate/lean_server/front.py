@@ -96,14 +96,19 @@ def _with_middlewares(handler: Handler, middlewares: Sequence[Middleware]) -> Ha
 
 class LeanRunner(web.AppRunner):
     """aiohttp's runner, with the lean connections drained after `on_shutdown` (so `/ready`
-    answers 503 while they finish) and before aiohttp drains its own."""
+    answers 503 while they finish), at the same time as aiohttp drains its own: a shutdown
+    takes at most one `drain_timeout_seconds`."""
 
     front: Front | None = None
 
     async def shutdown(self) -> None:
         await super().shutdown()
-        if self.front is not None:
-            await self.front.shutdown(self.shutdown_timeout)
+        server = self.server
+        if self.front is not None and server is not None:
+            # The runner's own `server.shutdown` call that follows finds nothing left to drain.
+            await asyncio.gather(
+                self.front.shutdown(self.shutdown_timeout), server.shutdown(self.shutdown_timeout)
+            )
 
     @property
     def shutdown_timeout(self) -> float:

@@ -175,10 +175,13 @@ class LeanStream(web.StreamResponse):
         self._chunked = connection.http11
         if self._chunked:
             framing = b"Transfer-Encoding: chunked\r\n"
+            if connection.draining:
+                framing += b"Connection: close\r\n"
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
         connection.send_soon(head(status, self.reason, self.headers, framing))
+        connection.stream_started = True
         self.finished = False
 
     @property
