@@ -374,13 +374,13 @@ def _rewrite(body: bytes, facts: RequestFacts, candidate: Candidate, *, add_usag
     """The body the upstream gets: its own model name, and usage asked for when we need it.
 
     Both edits are spliced into the client's bytes when that is safe (the model named once,
-    without escapes; no `stream_options` anywhere in the text); otherwise the body is parsed
-    and written again."""
+    without escapes; when usage is added, no `stream_options` and no `\\u` escape, which could
+    spell it, anywhere in the text); otherwise the body is parsed and written again."""
     renamed = candidate.upstream_model != facts.model
     if not add_usage and not renamed:
         return body
     span = facts.model_span
-    if span is not None and not (add_usage and _STREAM_OPTIONS in body):
+    if span is not None and not (add_usage and (_STREAM_OPTIONS in body or b"\\u" in body)):
         start, end = span
         name = orjson.dumps(candidate.upstream_model)[1:-1] if renamed else body[start:end]
         if not add_usage:

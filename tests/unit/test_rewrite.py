@@ -36,6 +36,8 @@ BODIES = [
     b'{"model":"x","model":"alias","messages":%s}' % orjson.dumps(MESSAGES),  # repeated
     b'{"model":"alias","stream_options":{"other":1},"messages":%s}' % orjson.dumps(MESSAGES),
     b'{"model":"alias","messages":[{"role":"user","content":"stream_options"}]}',
+    # The key itself escaped: a splice would leave two stream_options, the client's last.
+    b'{"model":"alias","stream\\u005foptions":{"other":1},"messages":%s}' % orjson.dumps(MESSAGES),
 ]
 
 

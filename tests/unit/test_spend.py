@@ -105,6 +105,48 @@ async def test_close_writes_what_is_left_and_closes_the_store() -> None:
     assert len(store.rows) == 1 and store.closed
 
 
+class SlowStore(FlakyStore):
+    """A database across the network: each write takes a while (Postgres)."""
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+        self.writing = asyncio.Event()
+
+    async def write(self, rows: Sequence[SpendRow]) -> None:
+        self.writing.set()
+        await asyncio.sleep(0.2)
+        await super().write(rows)
+
+
+async def test_close_lets_a_batch_on_its_way_to_the_database_arrive() -> None:
+    store = SlowStore()
+    spend = SpendLog(store, batch_size=2, flush_interval=3600)
+    spend.start()
+    spend.record(row("t0"))
+    spend.record(row("t1"))  # wakes the writer
+    await store.writing.wait()
+    spend.record(row("t2"))
+    await spend.close()
+    assert [r.tenant for r in store.rows] == ["t0", "t1", "t2"]
+
+
+async def test_a_refused_batch_that_no_longer_fits_the_queue_is_counted_as_dropped() -> None:
+    store = FlakyStore(failures=1)
+    spend = SpendLog(store, batch_size=100, max_pending=4)
+    for i in range(3):
+        spend.record(row(f"t{i}"))
+
+    async def write_while_rows_arrive(rows: Sequence[SpendRow]) -> None:
+        for i in range(3, 6):
+            spend.record(row(f"t{i}"))  # the queue fills while the batch is out
+        raise SpendStoreError("database is restarting")
+
+    store.write = write_while_rows_arrive  # type: ignore[method-assign]
+    assert not await spend.flush()
+    assert spend.pending == 4
+    assert spend.dropped == 2
+
+
 async def test_a_full_queue_drops_the_oldest_rows() -> None:
     store = FlakyStore(failures=0)
     spend = SpendLog(store, max_pending=3)

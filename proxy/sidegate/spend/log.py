@@ -43,6 +43,7 @@ class SpendLog:
         self._pending: deque[SpendRow] = deque(maxlen=max_pending)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._retry = 0.0
         self.dropped = 0
         self.written = 0
@@ -75,11 +76,22 @@ class SpendLog:
         self._task = asyncio.create_task(self._run(), name="sidegate-spend-writer")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._retry or self._interval)
             self._wake.clear()
             await self.flush()
+
+    def _put_back(self, batch: list[SpendRow]) -> None:
+        """Return a batch the database refused to the front of the queue; rows that no longer
+        fit (the queue filled meanwhile) are the newest, and are counted as dropped."""
+        pending = self._pending
+        room = (pending.maxlen or len(pending) + len(batch)) - len(pending)
+        if room < len(batch):
+            self.dropped += len(batch) - room
+            for _ in range(len(batch) - room):
+                pending.pop()
+        pending.extendleft(reversed(batch))
 
     async def flush(self) -> bool:
         """Write every queued row; False (rows kept) if the database refused."""
@@ -88,12 +100,15 @@ class SpendLog:
             batch = [self._pending.popleft() for _ in range(count)]
             try:
                 await self._store.write(batch)
+            except asyncio.CancelledError:
+                self._put_back(batch)  # counted as lost at shutdown rather than vanishing
+                raise
             except SpendStoreBusy:
-                self._pending.extendleft(reversed(batch))
+                self._put_back(batch)
                 self._retry = _BUSY_RETRY_S
                 return False
             except SpendStoreError as exc:
-                self._pending.extendleft(reversed(batch))
+                self._put_back(batch)
                 self._retry = min(_RETRY_MAX_S, max(_RETRY_FIRST_S, self._retry * 2))
                 log.warning(
                     "spend log write failed; rows kept for retry",
@@ -117,15 +132,18 @@ class SpendLog:
         return True
 
     async def close(self) -> None:
-        """Stop the writer and write what is left (a graceful shutdown loses no row)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the writer and write what is left (a graceful shutdown loses no row).
+
+        The writer is asked to stop, not cancelled: a batch it is sending (to Postgres, over
+        the network) would be lost between the queue and the database."""
         done = False
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                if self._task is not None:
+                    self._stopping = True
+                    self._wake.set()
+                    await self._task
+                    self._task = None
                 # Workers sharing one SQLite file all flush at once on shutdown; a refusal
                 # ("database is locked" while another opens it) is retried, not given up.
                 done = await self.flush()
@@ -134,6 +152,11 @@ class SpendLog:
                     done = await self.flush()
         except TimeoutError:
             done = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         if not done:
             log.error(
                 "spend rows not written at shutdown",
