@@ -96,6 +96,20 @@ async def test_the_writer_keeps_up_when_a_loop_turn_brings_more_rows_than_one_wr
     assert len(store.rows) == 300 * 40
 
 
+async def test_rows_arriving_during_a_write_wait_for_the_next_one() -> None:
+    store = ShortTransactions()
+    spend = SpendLog(store, batch_size=50, flush_interval=0.05)
+    spend.start()
+    for turn in range(400):  # a few requests finish in every turn of the loop
+        for i in range(3):
+            spend.record(row(f"t{turn}-{i}"))
+        await asyncio.sleep(0)
+    await spend.close()
+    assert len(store.rows) == 1200
+    # Chasing the queue would commit the 3 rows of each turn on their own (400 commits).
+    assert len(store.sizes) <= 1200 / 8
+
+
 async def test_close_writes_what_is_left_and_closes_the_store() -> None:
     store = FlakyStore(failures=0)
     spend = SpendLog(store, flush_interval=3600)

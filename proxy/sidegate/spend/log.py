@@ -77,8 +77,9 @@ class SpendLog:
 
     async def _run(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._retry or self._interval)
+            if self._retry or len(self._pending) < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._retry or self._interval)
             self._wake.clear()
             await self.flush()
 
@@ -94,9 +95,15 @@ class SpendLog:
         pending.extendleft(reversed(batch))
 
     async def flush(self) -> bool:
-        """Write every queued row; False (rows kept) if the database refused."""
-        while self._pending:
-            count = min(len(self._pending), self._catch_up())
+        """Write the rows queued now; False (rows kept) if the database refused.
+
+        Rows recorded while it writes wait for the next wake-up: chasing them would commit a
+        transaction for the two or three rows each turn of the loop brings, and a commit costs
+        more than the rows (SQLite: ~12 us a commit, ~3 us a row)."""
+        remaining = len(self._pending)
+        while remaining > 0 and self._pending:
+            count = min(remaining, len(self._pending), self._catch_up())
+            remaining -= count
             batch = [self._pending.popleft() for _ in range(count)]
             try:
                 await self._store.write(batch)
@@ -147,8 +154,9 @@ class SpendLog:
                 # Workers sharing one SQLite file all flush at once on shutdown; a refusal
                 # ("database is locked" while another opens it) is retried, not given up.
                 done = await self.flush()
-                while not done:
-                    await asyncio.sleep(_CLOSE_RETRY_S)
+                while not done or self._pending:
+                    if not done:
+                        await asyncio.sleep(_CLOSE_RETRY_S)
                     done = await self.flush()
         except TimeoutError:
             done = False

@@ -100,6 +100,7 @@ class SqliteStore:
         self._path = path
         self._connection: sqlite3.Connection | None = None
         self._checkpoint_rows = checkpoint_rows
+        self._stamp = _Timestamps()  # kept across batches: they mostly share their second
         self._unchecked = 0
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="sidegate-checkpoint")
         self._checkpointing: asyncio.Future[None] | None = None
@@ -107,7 +108,7 @@ class SqliteStore:
         self.checkpoints = 0
 
     async def write(self, rows: Sequence[SpendRow]) -> None:
-        stamp = _Timestamps()
+        stamp = self._stamp
         records = [(stamp(r.created_at), *r[1:]) for r in rows]
         try:
             if self._connection is None:
