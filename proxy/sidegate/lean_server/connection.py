@@ -356,7 +356,6 @@ class LeanConnection(asyncio.Protocol):
                 keep_alive = self.keep_alive and not self.draining
                 self.send(encode_response(response, keep_alive=keep_alive))
         except asyncio.CancelledError:
-            self._current = None
             self.close()  # cancelled by a shutdown's deadline (or the client left already)
             return
         except Exception:
@@ -371,7 +370,7 @@ class LeanConnection(asyncio.Protocol):
             return
         self._queue.popleft()
         self.idle_since = time.monotonic()
-        if not self.keep_alive or self._front.closing:
+        if not self.keep_alive or self.draining:
             self.close()
             return
         self._next()

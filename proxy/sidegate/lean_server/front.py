@@ -96,8 +96,9 @@ def _with_middlewares(handler: Handler, middlewares: Sequence[Middleware]) -> Ha
 
 class LeanRunner(web.AppRunner):
     """aiohttp's runner, with the lean connections drained after `on_shutdown` (so `/ready`
-    answers 503 while they finish), at the same time as aiohttp drains its own: a shutdown
-    takes at most one `drain_timeout_seconds`."""
+    answers 503 while they finish), at the same time as aiohttp drains its own rather than
+    after it (aiohttp's part alone may take up to twice `drain_timeout_seconds`: it waits for
+    its handlers, then as long again for them to cancel)."""
 
     front: Front | None = None
 

@@ -63,7 +63,6 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if second != self._second:  # the date part changes once a second
             self._prefix = _timestamp(second)[:-10].encode()  # 'YYYY-MM-DDTHH:MM:SS'
             self._second = second
-            self._tails.clear()
         # What follows the milliseconds is the same for every line of a logger, level and message:
         # encoded once, then only the fields are (one dict, one orjson call per line).
         tail = self._tails.get((level, logger, message))

@@ -85,13 +85,10 @@ class SpendLog:
 
     def _put_back(self, batch: list[SpendRow]) -> None:
         """Return a batch the database refused to the front of the queue; rows that no longer
-        fit (the queue filled meanwhile) are the newest, and are counted as dropped."""
+        fit (the queue filled meanwhile) are the newest, which the deque drops: counted here."""
         pending = self._pending
-        room = (pending.maxlen or len(pending) + len(batch)) - len(pending)
-        if room < len(batch):
-            self.dropped += len(batch) - room
-            for _ in range(len(batch) - room):
-                pending.pop()
+        if pending.maxlen is not None:
+            self.dropped += max(0, len(pending) + len(batch) - pending.maxlen)
         pending.extendleft(reversed(batch))
 
     async def flush(self) -> bool:
