@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from conftest import Measure
 from sidegate import _native
+from sidegate.limits.local import Shapes
+from sidegate.limits.memory import MemoryState
 from sidegate.ratelimit import Limits, RateLimiter
+from sidegate.settings import ModelLimitSettings, PlanSettings
 
 # Limits high enough that every acquire in the run is admitted (the common case).
 LIMITS = Limits(requests_per_minute=10**9, tokens_per_minute=10**12)
@@ -30,3 +33,21 @@ def test_acquire_with_explicit_clock(measure: Measure) -> None:
         "RateLimiter.acquire(now=)",
         lambda: limiter.acquire("t", LIMITS, 900, now=1.0),
     )
+
+
+def test_memory_backend_request(measure: Measure) -> None:
+    """What one request costs the memory backend: admit (headers included) and settle."""
+    huge = 10**9
+    plan = PlanSettings(
+        rpm=huge, tpm=huge, max_concurrent=huge, models={"gpt-4o": ModelLimitSettings(rpm=huge)}
+    )
+    shapes = Shapes(MemoryState())
+    memory, shape = shapes.memory, shapes.get(plan, "gpt-4o")
+
+    def one_request() -> None:
+        refusal, _ = memory.admit("acme", shape.charged, 900, None)
+        assert refusal is None
+        memory.settle_admitted("acme", shape.layout, 900, 700)
+        memory.spend("acme", -200, 0.001)
+
+    measure("limits-request", "memory admit+settle", one_request)

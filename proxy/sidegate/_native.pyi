@@ -5,6 +5,7 @@ from typing import final
 __all__ = [
     "Decision",
     "InvalidBodyError",
+    "LimitShape",
     "Limiter",
     "NativeError",
     "Policy",
@@ -84,6 +85,22 @@ class Decision:
     def tokens(self) -> tuple[int, int, float] | None: ...
 
 @final
+class LimitShape:
+    """A plan's limits on one model, laid out once (see ``sidegate.limits.local``).
+
+    ``scopes``: per key a request charges, ``(suffix after the tenant's name, policy,
+    reserves tokens)``. ``headers``: per kind of ``x-ratelimit-*`` header, ``(tokens kind,
+    [(scope position, its tokens limit, per-minute limit stated)])``; the tightest speaks.
+    """
+
+    def __new__(
+        cls,
+        scopes: list[tuple[str, Policy, bool]],
+        headers: list[tuple[bool, list[tuple[int, bool, int]]]],
+    ) -> LimitShape: ...
+    def __len__(self) -> int: ...
+
+@final
 class Limiter:
     """A thread-safe table of GCRA states keyed by string (see ``sidegate.ratelimit``)."""
 
@@ -100,6 +117,16 @@ class Limiter:
         Returns the index of the refused ask (None when every ask was admitted and charged)
         and one decision per ask up to and including the refused one.
         """
+    def admit_shape(
+        self, shape: LimitShape, tenant: str, reserve: int, now: float | None = None
+    ) -> tuple[None, dict[str, str]] | tuple[int, Decision]:
+        """Charge every scope of ``shape`` for ``tenant`` (``reserve`` tokens where it has a
+        tokens limit), or none: ``(None, x-ratelimit-* headers)``, or the position of the scope
+        that refused and its decision."""
+    def settle_shape(
+        self, shape: LimitShape, tenant: str, reserved: int, used: int, now: float | None = None
+    ) -> None:
+        """End a request ``admit_shape`` admitted: free its slots and true up its tokens."""
     def release(
         self,
         key: str,

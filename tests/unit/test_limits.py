@@ -13,12 +13,13 @@ import pytest
 from tests.e2e.procs import RedisServer
 
 from sidegate.limits.failover import Backend
-from sidegate.limits.headers import duration
+from sidegate.limits.headers import admitted_headers, duration
+from sidegate.limits.local import Shapes
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Release, Slot
 from sidegate.limits.policy import buckets, reservation, slots
 from sidegate.limits.redis_state import RedisState
-from sidegate.settings import PlanSettings, StateSettings
+from sidegate.settings import ModelLimitSettings, PlanSettings, StateSettings
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -188,3 +189,44 @@ def test_slots_per_tenant_and_per_model() -> None:
 )
 def test_durations_are_spelled_like_openai(ms: int, text: str) -> None:
     assert duration(ms) == text
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        PLAN,
+        PlanSettings(rpm=3),
+        PlanSettings(tpm=50, max_concurrent=1),
+        PlanSettings(rpm=6, tpm=200, models={"m": ModelLimitSettings(rpm=2, tpm=120)}),
+        PlanSettings(models={"m": ModelLimitSettings(max_concurrent=1)}, daily_budget_usd=0.5),
+    ],
+    ids=["tenant", "requests-only", "tokens-and-slots", "tenant-and-model", "model-slots"],
+)
+def test_the_one_call_path_answers_as_the_general_path(plan: PlanSettings) -> None:
+    """The memory backend charges a plan's shape and writes its headers in the table (the
+    request path's `limits.local`); every answer matches the general path's."""
+    shapes, general = Shapes(MemoryState()), MemoryState()
+    shape = shapes.get(plan, "m")
+    for index, used in enumerate([10, 0, 40, 5, 70, 1, 30, 2]):
+        reserve = 25
+        refusal, headers = shapes.memory.admit("t", shape.charged, reserve, plan.daily_budget_usd)
+        request = _acquire("t", f"r{index}", reserve, plan)
+        expected = general.acquire_now(request)
+        assert (refusal is None) == expected.admitted
+        if refusal is not None:
+            assert refusal.refused == expected.refused
+            assert refusal.refused_index == expected.refused_index
+            continue
+        wanted = admitted_headers(request.buckets, expected.levels)
+        assert _without_resets(headers) == _without_resets(wanted)
+        assert headers.keys() == wanted.keys()
+        if index % 2:  # every other request stays in flight
+            continue
+        shapes.memory.settle_admitted("t", shape.layout, reserve, used)
+        shapes.memory.spend("t", used - reserve, 0.3)
+        general.release_now(_release(request, used, 0.3, plan))
+
+
+def _without_resets(headers: dict[str, str]) -> dict[str, str]:
+    """Resets are read off each table's own clock, a few microseconds apart."""
+    return {name: value for name, value in headers.items() if "-reset-" not in name}

@@ -14,6 +14,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyPolicy>()?;
     m.add_class::<ratelimit::PyDecision>()?;
     m.add_class::<ratelimit::PyLimiter>()?;
+    m.add_class::<ratelimit::PyLimitShape>()?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;

@@ -1,8 +1,10 @@
 use std::time::Instant;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 
 use super::errors::to_py;
+use crate::ratelimit::shape::{Admission, HeaderBucket, HeaderKind, Scope, Shape};
 use crate::ratelimit::{Ask, Decision, Limiter, Policy, Rate, Snapshot};
 
 const NS_PER_SECOND: f64 = 1e9;
@@ -98,6 +100,50 @@ impl PyDecision {
     }
 }
 
+/// A plan's limits on one model, laid out once (`crate::ratelimit::shape`).
+#[pyclass(frozen, name = "LimitShape", module = "sidegate._native")]
+pub(crate) struct PyLimitShape {
+    inner: Shape,
+}
+
+type HeaderSpec = (bool, Vec<(usize, bool, u64)>);
+
+#[pymethods]
+impl PyLimitShape {
+    #[new]
+    fn py_new(scopes: Vec<(String, Bound<'_, PyPolicy>, bool)>, headers: Vec<HeaderSpec>) -> Self {
+        let scopes = scopes
+            .into_iter()
+            .map(|(suffix, policy, reserves_tokens)| Scope {
+                suffix,
+                policy: policy.get().inner,
+                reserves_tokens,
+            })
+            .collect();
+        let headers = headers
+            .into_iter()
+            .map(|(tokens, buckets)| HeaderKind {
+                tokens,
+                buckets: buckets
+                    .into_iter()
+                    .map(|(scope, tokens, per_minute)| HeaderBucket {
+                        scope,
+                        tokens,
+                        per_minute,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self {
+            inner: Shape { scopes, headers },
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.scopes.len()
+    }
+}
+
 #[pyclass(frozen, name = "Limiter", module = "sidegate._native")]
 pub(crate) struct PyLimiter {
     inner: Limiter,
@@ -159,6 +205,46 @@ impl PyLimiter {
             .into_iter()
             .map(|inner| PyDecision { inner });
         (outcome.refused, decisions.collect())
+    }
+
+    /// Charge a shape's scopes for `tenant`: `(None, headers)` or `(refused scope, decision)`.
+    #[pyo3(name = "admit_shape", signature = (shape, tenant, reserve, now=None))]
+    fn py_admit_shape<'py>(
+        &self,
+        py: Python<'py>,
+        shape: &PyLimitShape,
+        tenant: &str,
+        reserve: u64,
+        now: Option<f64>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        match shape
+            .inner
+            .admit(&self.inner, tenant, reserve, self.now_ns(now))
+        {
+            Admission::Admitted(headers) => {
+                let dict = PyDict::new(py);
+                for (name, value) in headers {
+                    dict.set_item(name, value)?;
+                }
+                (py.None(), dict).into_pyobject(py)
+            }
+            Admission::Refused(index, inner) => (index, PyDecision { inner }).into_pyobject(py),
+        }
+    }
+
+    /// End a request admitted by `admit_shape`: free its slots, true up `reserved` to `used`.
+    #[pyo3(name = "settle_shape", signature = (shape, tenant, reserved, used, now=None))]
+    fn py_settle_shape(
+        &self,
+        shape: &PyLimitShape,
+        tenant: &str,
+        reserved: u64,
+        used: u64,
+        now: Option<f64>,
+    ) {
+        shape
+            .inner
+            .settle(&self.inner, tenant, reserved, used, self.now_ns(now));
     }
 
     #[pyo3(name = "release", signature = (key, policy, reserved=0, used=None, now=None))]

@@ -34,7 +34,6 @@ from sidegate.limits.headers import (
     retry_headers,
 )
 from sidegate.limits.local import LocalTicket, Shapes, spent_on
-from sidegate.limits.local import admitted_headers as local_headers
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, TenantState
 from sidegate.limits.telemetry import LimitMetrics
@@ -184,7 +183,7 @@ class LimitAdmission:
         tenant, plan = exchange.tenant.name, exchange.tenant.plan
         memory, shape = shapes.memory, shapes.get(plan, facts.model)
         budget = plan.daily_budget_usd if plan else None
-        refusal, decisions = memory.charge(tenant, shape.charged, reserve, budget)
+        refusal, headers = memory.admit(tenant, shape.charged, reserve, budget)
         if refusal is not None:
             buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
             request = Acquire(tenant, exchange.request_id, buckets, shape.slots, budget, reserve)
@@ -193,7 +192,6 @@ class LimitAdmission:
                 self._budget_remaining(label).set(max(0.0, budget - refusal.spent_usd))
             self._metrics.rate_limited.labels(label, refusal.refused).inc()
             raise _refusal(refusal, request, budget)
-        headers = local_headers(shape, decisions)
         return LocalTicket(memory, shape, tenant, reserve, budget, headers, self.settled)
 
     def settle_later(self, backend: Backend, release: Release, budget: float | None) -> None:

@@ -3,22 +3,21 @@
 On `state.backend: memory` nothing is remote, so an admission costs only Python work. The
 buckets and slots a plan puts on a model, the native layout of their keys, and which of the
 table's answers feed each `x-ratelimit-*` header are the same for every request of that plan
-and model: a `Shape` keeps them, and a request only charges the table and writes its headers.
+and model: a `Shape` keeps them (the native table holds its own copy), and a request is one
+native call that charges every scope and writes the headers, and one that settles.
 Decisions, refusals and headers are the ones the general path gives (`limits.gate`); refusals,
 which are rare, go through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from sidegate.exchange import Exchange
 from sidegate.limits import policy
-from sidegate.limits.headers import duration
 from sidegate.limits.memory import Layout, MemoryState
 from sidegate.limits.model import Bucket, Slot
-from sidegate.ratelimit import Decision as NativeDecision
 from sidegate.settings import PlanSettings
 
 # Distinct plan x model shapes kept before the memo starts over.
@@ -28,18 +27,10 @@ _MAX_SHAPES: Final = 4096
 Settled = Callable[[str, float, float | None, float], None]
 
 
-class _HeaderSource(NamedTuple):
-    names: tuple[str, str, str]  # x-ratelimit-{limit,remaining,reset}-<kind>
-    # Per bucket of that kind: its scope's position in the table's answers, whether it is the
-    # scope's tokens bucket, and its per-minute limit as the header writes it.
-    buckets: tuple[tuple[int, bool, str], ...]
-
-
 class Shape(NamedTuple):
-    layout: Layout
+    layout: Layout  # with the table's own copy, which writes the headers
     buckets: tuple[Bucket, ...]  # tokens buckets with a cost of 0: the reservation varies
     slots: tuple[Slot, ...]
-    headers: tuple[_HeaderSource, ...]
 
     @property
     def charged(self) -> tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]]:
@@ -49,22 +40,7 @@ class Shape(NamedTuple):
 def build_shape(memory: MemoryState, plan: PlanSettings | None, model: str) -> Shape:
     buckets = policy.buckets(plan, model, 0) if plan else ()
     slots = policy.slots(plan, model) if plan else ()
-    layout = memory.layout(buckets, slots)
-    headers = []
-    for kind in ("requests", "tokens"):
-        sources = tuple(
-            (*layout.sources[index], str(int(bucket.per_minute)))
-            for index, bucket in enumerate(buckets)
-            if bucket.kind == kind
-        )
-        if sources:
-            names = (
-                f"x-ratelimit-limit-{kind}",
-                f"x-ratelimit-remaining-{kind}",
-                f"x-ratelimit-reset-{kind}",
-            )
-            headers.append(_HeaderSource(names, sources))
-    return Shape(layout, buckets, slots, tuple(headers))
+    return Shape(memory.layout(buckets, slots), buckets, slots)
 
 
 class Shapes:
@@ -85,25 +61,6 @@ class Shapes:
         shape = build_shape(self.memory, plan, model)
         self._shapes[(id(plan), model)] = (plan, shape)
         return shape
-
-
-def admitted_headers(shape: Shape, decisions: Sequence[NativeDecision]) -> dict[str, str]:
-    """The tightest requests and tokens limits, as `limits.headers.admitted_headers` picks."""
-    headers: dict[str, str] = {}
-    for source in shape.headers:
-        limit, tightest = "", None
-        for position, tokens, per_minute in source.buckets:
-            decision = decisions[position]
-            snapshot = decision.tokens if tokens else decision.requests
-            if snapshot is not None and (tightest is None or snapshot[1] < tightest[1]):
-                limit, tightest = per_minute, snapshot
-        if tightest is not None:
-            _, remaining, reset = tightest
-            limit_name, remaining_name, reset_name = source.names
-            headers[limit_name] = limit
-            headers[remaining_name] = str(max(0, remaining))
-            headers[reset_name] = duration(int(reset * 1000))
-    return headers
 
 
 def spent_on(exchange: Exchange) -> tuple[int, float]:
@@ -152,6 +109,7 @@ class LocalTicket:
             return
         self._settled = True
         used, cost = spent_on(exchange)
-        layout = self._shape.layout
-        spent = self._memory.settle(self._tenant, layout, used - self._reserved, cost)
-        self._on_settled(self._tenant, cost, self._budget, spent)
+        memory, tenant, reserved = self._memory, self._tenant, self._reserved
+        memory.settle_admitted(tenant, self._shape.layout, reserved, used)
+        spent = memory.spend(tenant, used - reserved, cost)
+        self._on_settled(tenant, cost, self._budget, spent)

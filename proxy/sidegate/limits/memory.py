@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from sidegate._native import LimitShape
 from sidegate.limits.model import (
     DAY_MS,
     Acquire,
@@ -39,6 +40,8 @@ _MAX_LAYOUTS: Final = 1024
 class Layout(NamedTuple):
     scopes: tuple[tuple[str, Limits, int], ...]  # scope, its limits, its tokens bucket or -1
     sources: tuple[tuple[int, bool], ...]  # per bucket: its scope's position, tokens or not
+    # The same, for the table to charge and answer the x-ratelimit-* headers in one call.
+    native: LimitShape
 
 
 @dataclass(slots=True)
@@ -105,29 +108,61 @@ class MemoryState:
         sources = tuple((positions[_scope(b.key)], b.kind == "tokens") for b in buckets)
         if len(self._layouts) >= _MAX_LAYOUTS:
             self._layouts.clear()
-        layout = self._layouts[key] = Layout(tuple(built), sources)
+        native = _native_shape(built, buckets, sources)
+        layout = self._layouts[key] = Layout(tuple(built), sources, native)
         return layout
 
     def layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> Layout:
         """The native layout of a plan's shape (see `limits.local`, which keeps it)."""
         return self._layout(buckets, slots)
 
-    def charge(
+    def admit(
+        self,
+        tenant: str,
+        shape: tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]],
+        reserve: int,
+        budget: float | None,
+    ) -> tuple[Decision | None, dict[str, str]]:
+        """`acquire_now` for a plan shape already laid out (`limits.local`), the token
+        reservation given apart: the refusal (None when admitted) and, when admitted, the
+        `x-ratelimit-*` headers, which the table writes as it charges."""
+        layout, buckets, slots = shape
+        ledger = self._ledger(tenant)
+        refusal = _ledger_refusal(ledger, budget)
+        if refusal is not None:
+            return refusal, {}
+        refused, answer = self._table.admit_shape(layout.native, tenant, reserve)
+        if isinstance(answer, dict):
+            ledger.tokens += reserve
+            return None, answer
+        scope = layout.scopes[refused or 0][0]
+        wait = answer.retry_after
+        return _refused(buckets, slots, scope, answer.denied_by, wait, ledger.spent_usd), {}
+
+    def settle_admitted(self, tenant: str, layout: Layout, reserved: int, used: int) -> None:
+        """Free what `admit` charged and true up its reservation to the tokens used."""
+        self._table.settle_shape(layout.native, tenant, reserved, used)
+
+    def spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
+        """Add an answer's cost to today's spend; returns the spend after it."""
+        ledger = self._ledger(tenant)
+        ledger.spent_usd += cost_usd
+        ledger.tokens += token_delta
+        return ledger.spent_usd
+
+    def _charge(
         self,
         tenant: str,
         shape: tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]],
         reserve: int,
         budget: float | None,
     ) -> tuple[Decision | None, list[NativeDecision]]:
-        """`acquire_now` for a plan shape already laid out (`limits.local`), the token
-        reservation given apart: the refusal (None when admitted) and the table's answers."""
         layout, buckets, slots = shape
         ledger = self._ledger(tenant)
         spent = ledger.spent_usd
-        if ledger.blocked:
-            return Decision("blocked", 0, spent), []
-        if budget is not None and spent >= budget:
-            return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent), []
+        refusal = _ledger_refusal(ledger, budget)
+        if refusal is not None:
+            return refusal, []
         asks = [
             (
                 tenant if not scope else tenant + _SEPARATOR + scope,
@@ -145,16 +180,12 @@ class MemoryState:
         ledger.tokens += reserve
         return None, decisions
 
-    def settle(self, tenant: str, layout: Layout, token_delta: int, cost_usd: float) -> float:
-        """`release_now` for a shape already laid out; returns today's spend after it."""
+    def _settle(self, tenant: str, layout: Layout, token_delta: int, cost_usd: float) -> float:
         reserved, used = max(0, -token_delta), max(0, token_delta)
         for scope, limits, _ in layout.scopes:
             key = tenant if not scope else tenant + _SEPARATOR + scope
             self._table.release(key, limits, reserved_tokens=reserved, used_tokens=used)
-        ledger = self._ledger(tenant)
-        ledger.spent_usd += cost_usd
-        ledger.tokens += token_delta
-        return ledger.spent_usd
+        return self.spend(tenant, token_delta, cost_usd)
 
     async def acquire(self, request: Acquire) -> Decision:
         return self.acquire_now(request)
@@ -163,7 +194,7 @@ class MemoryState:
         # A tokens bucket's cost at admission is the request's reservation (`limits.policy`).
         layout = self._layout(request.buckets, request.slots)
         shape = (layout, request.buckets, request.slots)
-        refusal, decisions = self.charge(
+        refusal, decisions = self._charge(
             request.tenant, shape, request.reserved_tokens, request.budget_usd
         )
         if refusal is not None:
@@ -183,7 +214,7 @@ class MemoryState:
 
     def release_now(self, release: Release) -> float:
         layout = self._layout(release.buckets, release.slots)
-        return self.settle(release.tenant, layout, release.token_delta, release.cost_usd)
+        return self._settle(release.tenant, layout, release.token_delta, release.cost_usd)
 
     async def set_blocked(self, tenant: str, blocked: bool) -> None:
         self._ledger(tenant).blocked = blocked
@@ -194,6 +225,39 @@ class MemoryState:
 
     async def close(self) -> None:
         return None
+
+
+def _ledger_refusal(ledger: _Ledger, budget: float | None) -> Decision | None:
+    """A blocked tenant, or one past its daily budget, is refused before any limit."""
+    if ledger.blocked:
+        return Decision("blocked", 0, ledger.spent_usd)
+    if budget is not None and ledger.spent_usd >= budget:
+        wait = int(DAY_MS - time.time() * 1000 % DAY_MS)
+        return Decision("budget", wait, ledger.spent_usd)
+    return None
+
+
+def _native_shape(
+    scopes: list[tuple[str, Limits, int]],
+    buckets: tuple[Bucket, ...],
+    sources: tuple[tuple[int, bool], ...],
+) -> LimitShape:
+    """The table's copy of a layout: each scope's key suffix, and which answers may speak
+    for the requests and for the tokens headers (`limits.headers.admitted_headers`)."""
+    keyed = [
+        (_SEPARATOR + scope if scope else "", limits.policy, index >= 0)
+        for scope, limits, index in scopes
+    ]
+    headers = []
+    for tokens in (False, True):
+        speakers = [
+            (position, is_tokens, int(bucket.per_minute))
+            for bucket, (position, is_tokens) in zip(buckets, sources, strict=True)
+            if (bucket.kind == "tokens") is tokens
+        ]
+        if speakers:
+            headers.append((tokens, speakers))
+    return LimitShape(keyed, headers)
 
 
 def _refused(
