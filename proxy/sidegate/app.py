@@ -25,7 +25,7 @@ from sidegate.keys import (
     ROUTER_KEY,
     SETTINGS_KEY,
 )
-from sidegate.lifecycle import Lifecycle
+from sidegate.lifecycle import Lifecycle, restore_collector, settle_collector
 from sidegate.limits import LIMITS_KEY, build_admission
 from sidegate.middleware.auth import auth_middleware
 from sidegate.middleware.errors import error_middleware
@@ -61,6 +61,8 @@ def build_app(settings: Settings) -> web.Application:
     app[LIFECYCLE_KEY] = Lifecycle()
     app[REQUEST_IDS_KEY] = RequestIds()
     app.cleanup_ctx.append(upstreams_ctx)
+    app.on_startup.append(settle_collector)  # runs after the cleanup contexts' start
+    app.on_cleanup.append(restore_collector)
     app.on_shutdown.append(_start_draining)
     for path, handler in HOT_ROUTES.items():
         app.router.add_post(path, handler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -10,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sidegate.app import build_app
+from sidegate.lifecycle import YOUNG_THRESHOLD
 from sidegate.mock_upstream import build_mock_app
 from sidegate.settings import parse_settings
 
@@ -93,3 +95,21 @@ async def test_ready_turns_503_while_draining(
 
     gateway.app[LIFECYCLE_KEY].draining = True
     assert (await gateway.get("/ready")).status == 503
+
+
+async def test_start_up_objects_are_frozen_while_serving(
+    gateway: TestClient[web.Request, web.Application],
+) -> None:
+    # A full collection would otherwise walk start-up's objects again, and young collections
+    # would catch requests in flight: both pause every request on the loop meanwhile.
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    answer = await gateway.post(
+        "/v1/chat/completions",
+        json={"model": "alias", "messages": [{"role": "user", "content": "hi"}]},
+        headers=AUTH,
+    )
+    assert answer.status == 200
+    await gateway.close()
+    assert gc.get_freeze_count() == 0  # given back at clean-up
+    assert gc.get_threshold()[0] != YOUNG_THRESHOLD
