@@ -9,8 +9,8 @@ import signal
 import sys
 
 import uvloop
-from aiohttp import web
 
+from sidegate.aiohttp_server import run_aiohttp
 from sidegate.app import HOT_ROUTES, build_app
 from sidegate.lean_server.front import run_lean
 from sidegate.observability.metrics import use_loop_values
@@ -45,18 +45,14 @@ def _run_one(settings: Settings, *, reuse_port: bool) -> None:
             keepalive_timeout=server.keepalive_timeout_seconds,
         )
         return
-    web.run_app(
+    run_aiohttp(
         build_app(settings),
+        loop=uvloop.new_event_loop(),
         host=server.host,
         port=server.port,
-        loop=uvloop.new_event_loop(),
+        reuse_port=reuse_port,
         shutdown_timeout=server.drain_timeout_seconds,
         keepalive_timeout=server.keepalive_timeout_seconds,
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-        reuse_port=reuse_port,
-        handle_signals=True,
     )
 
 

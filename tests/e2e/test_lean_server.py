@@ -37,15 +37,18 @@ tenants:
 def gateway(
     mock_upstream: Process, paced_upstream: Process, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    directory: Path = tmp_path_factory.mktemp("lean-server")
-    config = directory / "config.yaml"
-    config.write_text(CONFIG.format(upstream=mock_upstream.url, paced=paced_upstream.url, key=KEY))
-    port = free_port()
-    process = start(
-        ["serve", "--config", str(config), "--port", str(port)], port, directory / "serve.log"
-    )
+    process = _serve(CONFIG, tmp_path_factory.mktemp("lean-server"), mock_upstream, paced_upstream)
     yield process
     process.stop()
+
+
+def _serve(config_text: str, directory: Path, upstream: Process, paced: Process) -> Process:
+    config = directory / "config.yaml"
+    config.write_text(config_text.format(upstream=upstream.url, paced=paced.url, key=KEY))
+    port = free_port()
+    return start(
+        ["serve", "--config", str(config), "--port", str(port)], port, directory / "serve.log"
+    )
 
 
 class Wire:
@@ -184,6 +187,19 @@ def test_malformed_http_is_a_400_and_the_connection_closes(wire: Wire) -> None:
     assert wire.closed_by_server()
 
 
+def test_malformed_http_after_a_request_aiohttp_served_is_still_openai_shaped(
+    wire: Wire,
+) -> None:
+    # `/v1/models` is aiohttp's: the rest of the connection is then read by aiohttp as well.
+    wire.send(MODELS + b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+    first, second = wire.read(2)
+    assert first.status == 200
+    assert second.status == 400
+    assert second.headers["content-type"].startswith("application/json")
+    assert second.json()["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert wire.closed_by_server()
+
+
 def test_an_oversized_header_block_is_a_431(wire: Wire) -> None:
     wire.send(b"POST /v1/chat/completions HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
     (answer,) = wire.read(1)
@@ -258,3 +274,42 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
         assert time.monotonic() - started >= 0.9
     finally:
         idle.sock.close()
+
+
+@pytest.fixture(scope="module")
+def aiohttp_gateway(
+    mock_upstream: Process, paced_upstream: Process, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    """The same gateway on aiohttp's server alone (`server.http: aiohttp`)."""
+    text = CONFIG.replace("server: {{", "server: {{http: aiohttp, ")
+    directory = tmp_path_factory.mktemp("aiohttp-server")
+    process = _serve(text, directory, mock_upstream, paced_upstream)
+    yield process
+    process.stop()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: nope\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 / HTTP/1.1\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["bad-length", "not-http", "oversized-header"],
+)
+def test_aiohttps_server_answers_unreadable_requests_in_openai_shape(
+    aiohttp_gateway: Process, request_bytes: bytes
+) -> None:
+    wire = Wire(aiohttp_gateway)
+    try:
+        wire.send(request_bytes)
+        (answer,) = wire.read(1)
+        assert answer.status == 400
+        assert answer.headers["content-type"].startswith("application/json")
+        error = answer.json()["error"]
+        assert isinstance(error, dict)
+        assert error["type"] == "invalid_request_error"
+        assert "Traceback" not in str(error["message"])
+        assert wire.closed_by_server()
+    finally:
+        wire.sock.close()

@@ -14,12 +14,12 @@ import functools
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from sidegate.aiohttp_server import GatewayRunner, gateway_runner, serve_until_stopped
 from sidegate.lean_server.connection import LeanConnection
 
 _BACKLOG: Final = 512
@@ -94,7 +94,7 @@ def _with_middlewares(handler: Handler, middlewares: Sequence[Middleware]) -> Ha
     return handler
 
 
-class LeanRunner(web.AppRunner):
+class LeanRunner(GatewayRunner):
     """aiohttp's runner, with the lean connections drained after `on_shutdown` (so `/ready`
     answers 503 while they finish), at the same time as aiohttp drains its own rather than
     after it (aiohttp's part alone may take up to twice `drain_timeout_seconds`: it waits for
@@ -162,14 +162,7 @@ def run_lean(
 ) -> None:
     """`web.run_app`, serving through the lean server; returns after SIGTERM/SIGINT and a
     graceful shutdown."""
-    runner = LeanRunner(
-        app,
-        handle_signals=True,
-        access_log=None,
-        shutdown_timeout=shutdown_timeout,
-        keepalive_timeout=keepalive_timeout,
-        handler_cancellation=True,
-    )
+    runner = gateway_runner(LeanRunner, app, shutdown_timeout, keepalive_timeout)
 
     async def main() -> None:
         await runner.setup()
@@ -181,27 +174,4 @@ def run_lean(
         finally:
             await runner.cleanup()
 
-    asyncio.set_event_loop(loop)
-    main_task = loop.create_task(main())
-    try:
-        loop.run_until_complete(main_task)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
-    finally:
-        try:
-            if not main_task.done():
-                main_task.cancel()
-                with suppress(asyncio.CancelledError):
-                    loop.run_until_complete(main_task)
-        finally:
-            _cancel_all(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-
-def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = asyncio.all_tasks(loop)
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    serve_until_stopped(loop, main)
