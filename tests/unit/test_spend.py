@@ -255,3 +255,19 @@ async def test_sqlite_checkpoints_run_on_their_own_thread_every_n_rows(tmp_path:
     await spend.close()
     with sqlite3.connect(path) as reader:
         assert reader.execute("SELECT count(*) FROM spend").fetchone() == (250,)
+
+
+async def test_at_a_steady_rate_the_writer_keeps_its_transactions_short() -> None:
+    # A wake-up finds a full batch, but rows keep arriving slower than they are written: no
+    # request should wait behind a long transaction on the loop.
+    store = ShortTransactions()
+    spend = SpendLog(store, batch_size=500, flush_interval=0.05)
+    spend.start()
+    for i in range(500):
+        spend.record(row(f"burst-{i}"))
+    for turn in range(300):
+        spend.record(row(f"t{turn}"))
+        await asyncio.sleep(0)
+    await spend.close()
+    assert len(store.rows) == 800
+    assert max(store.sizes) == 10

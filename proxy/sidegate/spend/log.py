@@ -57,17 +57,6 @@ class SpendLog:
         if len(pending) >= self._batch_size:
             self._wake.set()
 
-    def _catch_up(self) -> int:
-        """Rows for the next transaction: the store's size, or more when a backlog builds.
-
-        Under saturation a turn of the loop may finish more requests than one short transaction
-        holds; the queue would then grow to `max_pending`. Transactions grow with the backlog
-        instead (a quarter of it, up to the wake-up batch and 20 short transactions' worth):
-        larger ones cost less per row (SQLite: ~20 us a row in 10-row transactions, ~14 in
-        50-row ones), so the writer catches up and the queue stays short."""
-        ceiling = min(self._batch_size, _CATCH_UP_FACTOR * self._write_size)
-        return max(self._write_size, min(len(self._pending) // 4, ceiling))
-
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -96,12 +85,21 @@ class SpendLog:
 
         Rows recorded while it writes wait for the next wake-up: chasing them would commit a
         transaction for the two or three rows each turn of the loop brings, and a commit costs
-        more than the rows (SQLite: ~12 us a commit, ~3 us a row)."""
+        more than the rows (SQLite: ~12 us a commit, ~3 us a row).
+
+        Transactions start at the store's size (short: the loop waits for each) and double,
+        up to the wake-up batch and 20 short transactions' worth, while the rows arriving
+        between two of them outnumber the rows written: under saturation the queue would
+        otherwise grow towards `max_pending`, and larger transactions cost less per row. At a
+        steady rate they stay short, so no request waits behind a long one."""
         remaining = len(self._pending)
+        size = self._write_size
+        ceiling = max(size, min(self._batch_size, _CATCH_UP_FACTOR * size))
         while remaining > 0 and self._pending:
-            count = min(remaining, len(self._pending), self._catch_up())
+            count = min(remaining, len(self._pending), size)
             remaining -= count
             batch = [self._pending.popleft() for _ in range(count)]
+            left = len(self._pending)
             try:
                 await self._store.write(batch)
             except asyncio.CancelledError:
@@ -127,6 +125,8 @@ class SpendLog:
             self.written += count
             self._retry = 0.0
             await asyncio.sleep(0)  # requests run between two batches
+            if len(self._pending) - left >= count:
+                size = min(ceiling, size * 2)  # a backlog is building
         if self.dropped:
             log.error(
                 "spend log dropped rows (database unreachable, queue full)",
