@@ -1,4 +1,9 @@
-"""Starting real `sidegate` processes on free loopback ports, and reading what they serve."""
+"""Starting real `sidegate` processes on free loopback ports, and reading what they serve.
+
+`tests.procs` has the general helpers (a free port, the `sidegate` command, a process run for
+the length of a `with` block); these are the end-to-end suite's: a gateway kept for a module,
+stopped with the signal a test chooses, and a `redis-server` a test can kill and restart.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,26 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-SIDEGATE = [sys.executable, "-m", "sidegate.cli"]
+from tests.procs import free_port, sidegate_command
 
+__all__ = [
+    "SIDEGATE",
+    "Process",
+    "RedisServer",
+    "free_port",
+    "http_get",
+    "http_status",
+    "metric_value",
+    "start",
+]
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SIDEGATE = sidegate_command()
 
 
 def http_status(url: str) -> int | None:
