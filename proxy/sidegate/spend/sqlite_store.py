@@ -53,6 +53,10 @@ SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 BATCH_LIMIT: Final = 10
 # Rows written between two checkpoints (a few MB of write-ahead log).
 CHECKPOINT_ROWS: Final = 10_000
+# Page cache of the writing connections (KiB). Rows are appended, so a write touches only the
+# right edge of the table and of its index; SQLite's default (2 MiB a connection) only filled
+# up with pages never read again, adding ~4 MB to the gateway's memory over its first minutes.
+_SMALL_CACHE: Final = "PRAGMA cache_size = -256"
 
 log = logging.getLogger("sidegate.spend")
 
@@ -116,6 +120,7 @@ class SqliteStore:
                 self._connection = connect(self._path)
                 self._connection.execute("PRAGMA busy_timeout = 0")
                 self._connection.execute("PRAGMA wal_autocheckpoint = 0")
+                self._connection.execute(_SMALL_CACHE)
             with self._connection:
                 self._connection.executemany(_INSERT, records)
         except sqlite3.OperationalError as exc:
@@ -137,6 +142,7 @@ class SqliteStore:
         try:
             if self._checkpoint_connection is None:
                 self._checkpoint_connection = sqlite3.connect(self._path, timeout=10.0)
+                self._checkpoint_connection.execute(_SMALL_CACHE)
             self._checkpoint_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
         except sqlite3.Error as exc:
