@@ -1,7 +1,7 @@
 """Process lifecycle: draining flips readiness to 503, and the garbage collector is set for
 serving once the app has started.
 
-Two things made CPython's collector cost ~20 µs per request under load (measured with
+Two things made CPython's collector cost ~26 µs per request under load (measured with
 `gc.callbacks` on the benchmark's chat lane, c=64), with pauses of ~45 ms:
 
 - Everything start-up builds (modules, settings, metrics, pools: ~53,000 objects) lives as
@@ -10,7 +10,7 @@ Two things made CPython's collector cost ~20 µs per request under load (measure
 - With the default young-generation threshold (700 container allocations), the objects of
   the requests in flight are caught alive several times a second, then walked again in the
   older generations. At `YOUNG_THRESHOLD` almost all of them are freed by reference counting
-  first: collections drop from ~190 a second to one every few seconds.
+  first: collections drop from ~190 a second to almost none.
 
 Both are undone at clean-up, so a process that builds many apps (tests, an embedding
 program) collects their cycles as usual.

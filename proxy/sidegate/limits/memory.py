@@ -181,10 +181,7 @@ class MemoryState:
         return None, decisions
 
     def _settle(self, tenant: str, layout: Layout, token_delta: int, cost_usd: float) -> float:
-        reserved, used = max(0, -token_delta), max(0, token_delta)
-        for scope, limits, _ in layout.scopes:
-            key = tenant if not scope else tenant + _SEPARATOR + scope
-            self._table.release(key, limits, reserved_tokens=reserved, used_tokens=used)
+        self.settle_admitted(tenant, layout, max(0, -token_delta), max(0, token_delta))
         return self.spend(tenant, token_delta, cost_usd)
 
     async def acquire(self, request: Acquire) -> Decision:
