@@ -31,7 +31,7 @@ from sidegate.errors import (
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
-from sidegate.lean_server.messages import open_stream
+from sidegate.lean_server.messages import open_stream, whole_answer
 from sidegate.observability.metrics import Children, Metrics
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
@@ -185,7 +185,9 @@ class Pipeline:
                             return await self._relay_stream(
                                 request, upstream, candidate, exchange, ticket, hide_usage, keep
                             )
-                        return await self._relay_whole(upstream, candidate, exchange, ticket, keep)
+                        return await self._relay_whole(
+                            request, upstream, candidate, exchange, ticket, keep
+                        )
                     finally:
                         upstream.close()
                         endpoint.outstanding -= 1
@@ -232,12 +234,13 @@ class Pipeline:
 
     async def _relay_whole(
         self,
+        request: web.Request,
         upstream: UpstreamResponse,
         candidate: Candidate,
         exchange: Exchange,
         ticket: Ticket,
         store: CacheKey | None,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         started = time.perf_counter()
         try:
             body = await upstream.read()
@@ -254,7 +257,7 @@ class Pipeline:
                 )
         headers = client_response_headers(upstream.headers)
         self._stamp(headers, exchange, ticket)
-        return web.Response(body=body, status=upstream.status, headers=headers)
+        return whole_answer(request, upstream.status, headers, body)
 
     async def _relay_stream(
         self,
@@ -339,7 +342,7 @@ class Pipeline:
         self._stamp(headers, exchange, ticket)
         if not facts.stream or answer.kind == "embeddings":
             headers["Content-Type"] = "application/json"
-            return web.Response(body=answer.body, headers=headers)
+            return whole_answer(request, 200, headers, answer.body)
         headers["Content-Type"] = "text/event-stream"
         headers["Cache-Control"] = "no-cache"
         response = await open_stream(request, 200, headers)

@@ -6,7 +6,7 @@ import httptools
 import pytest
 from aiohttp import web
 
-from sidegate.lean_server.messages import encode_response, head
+from sidegate.lean_server.messages import LeanAnswer, encode_response, head
 
 
 class _Seen:
@@ -62,3 +62,33 @@ def test_framing_headers_from_the_handler_are_not_repeated() -> None:
 def test_a_header_value_with_a_line_break_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="line break"):
         head(200, "OK", {"x-upstream": value}, b"")
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\nb"])
+def test_a_relayed_header_value_with_a_line_break_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="line break"):
+        encode_response(LeanAnswer(200, {"x-upstream": value}, b"{}"), keep_alive=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "keep_alive"),
+    [
+        (200, {"Content-Type": "application/json", "x-cache": "miss"}, True),
+        (429, {"content-type": "application/json", "x-request-id": "req_1"}, False),
+        (200, {"x-cache": "hit"}, True),
+        (599, {"Content-Type": "text/plain"}, True),
+    ],
+)
+def test_a_relayed_answer_reads_as_the_same_response_would(
+    status: int, headers: dict[str, str], keep_alive: bool
+) -> None:
+    body = b'{"id":"chatcmpl-1"}'
+    relayed = LeanAnswer(status, dict(headers), body)
+    answer = _parse(encode_response(relayed, keep_alive=keep_alive))  # type: ignore[arg-type]
+    general = web.Response(body=body, status=status, headers=headers)
+    expected = _parse(encode_response(general, keep_alive=keep_alive))
+    assert answer[0] == expected[0] == status
+    assert answer[1].body == expected[1].body == body
+    # Both carry a date; the second may turn between the two encodings.
+    assert answer[1].headers.pop("date") and expected[1].headers.pop("date")
+    assert answer[1].headers == expected[1].headers

@@ -13,7 +13,8 @@ import asyncio
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Final
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -44,18 +45,26 @@ class _DateLine:
 date_line: Final = _DateLine()
 
 
+def _status_line(status: int, reason: str) -> bytes:
+    return f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+
+
+def _check_block(block: str, lines: int) -> None:
+    # One scan for a line break smuggled into a name or value (response splitting).
+    if block.count("\n") != lines or block.count("\r") != lines:
+        raise ValueError("a response header holds a line break")
+
+
 def head(status: int, reason: str, headers: Mapping[str, str], framing: bytes) -> bytes:
     """Status line and header block; `framing` holds the length or chunking header(s)."""
     lines = [
         f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() not in _NOT_COPIED
     ]
     block = "".join(lines)
-    # One scan for a line break smuggled into a name or value (response splitting).
-    if block.count("\n") != len(lines) or block.count("\r") != len(lines):
-        raise ValueError("a response header holds a line break")
+    _check_block(block, len(lines))
     return b"".join(
         (
-            f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1"),
+            _status_line(status, reason),
             block.encode(),
             date_line(),
             framing,
@@ -65,7 +74,9 @@ def head(status: int, reason: str, headers: Mapping[str, str], framing: bytes) -
 
 
 def encode_response(response: web.StreamResponse, *, keep_alive: bool) -> bytes:
-    """A whole `web.Response` as bytes on the wire."""
+    """A whole `web.Response` (or `LeanAnswer`) as bytes on the wire."""
+    if type(response) is LeanAnswer:  # type: ignore[comparison-overlap]
+        return cast(LeanAnswer, response).encode(keep_alive=keep_alive)
     body = getattr(response, "body", None)
     if body is None:
         body = b""
@@ -78,6 +89,63 @@ def encode_response(response: web.StreamResponse, *, keep_alive: bool) -> bytes:
     if not keep_alive:
         framing += b"Connection: close\r\n"
     return head(response.status, response.reason, headers, framing) + body
+
+
+class LeanAnswer:
+    """A whole relayed answer on the lean server, without `web.Response`'s machinery: its
+    headers stay the plain dict the pipeline built (names as the upstream spelled them, already
+    stripped of what the server itself frames), encoded once by the connection.
+
+    It offers what the middlewares use of a response (`status`, `headers`, `prepared`)."""
+
+    __slots__ = ("body", "headers", "status")
+    prepared: Final = False
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def reason(self) -> str:
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return ""
+
+    def encode(self, *, keep_alive: bool) -> bytes:
+        headers = self.headers
+        lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
+        block = "".join(lines)
+        _check_block(block, len(lines))
+        framing = b"Content-Length: %d\r\n" % len(self.body)
+        if self.body and not _names_content_type(headers):
+            framing += b"Content-Type: application/octet-stream\r\n"
+        if not keep_alive:
+            framing += b"Connection: close\r\n"
+        status = self.status
+        line = _OK_LINE if status == 200 else _status_line(status, self.reason)
+        return b"".join((line, block.encode(), date_line(), framing, b"\r\n", self.body))
+
+
+_OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
+
+
+def _names_content_type(headers: dict[str, str]) -> bool:
+    if "Content-Type" in headers or "content-type" in headers:
+        return True
+    return any(name.lower() == "content-type" for name in headers)
+
+
+def whole_answer(
+    request: web.Request, status: int, headers: dict[str, str], body: bytes
+) -> web.StreamResponse:
+    """A whole answer for whichever server the request came in on. `headers` must hold none
+    of the framing headers (length, chunking, connection, date): the server writes those."""
+    lean: object = request
+    if isinstance(lean, LeanRequest):
+        return cast(web.StreamResponse, LeanAnswer(status, headers, body))
+    return web.Response(body=body, status=status, headers=headers)
 
 
 class LeanRequest(MutableMapping[str, Any]):
