@@ -7,12 +7,82 @@ spend log, whose writer runs in the background), so accounting never waits on I/
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 from sidegate.exchange import Exchange
+from sidegate.inspection import Endpoint
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
-from sidegate.observability.metrics import Children, Metrics
+from sidegate.observability.metrics import Metrics
 from sidegate.spend import SpendLog, SpendRow
+
+# Label sets whose instruments are kept resolved before the cache starts over (labels are
+# bounded anyway: configured models and tenants, HTTP statuses).
+_MAX_SERIES: Final = 4096
+
+Add = Callable[[float], None]
+
+
+class _Series:
+    """The instruments one label set updates, resolved once: the label children (dict
+    lookups), and for counters their values' `inc` (prometheus-client's `Counter.inc` checks
+    the amount and the child on every call, ~1 µs for four counters a request)."""
+
+    __slots__ = (
+        "cost",
+        "genai_duration",
+        "genai_first_chunk",
+        "genai_input",
+        "genai_output",
+        "input_tokens",
+        "output_tokens",
+        "request_duration",
+        "requests",
+        "time_to_first_token",
+        "upstream_duration",
+    )
+
+    def __init__(self, metrics: Metrics, key: _SeriesKey, catalog: Catalog | None) -> None:
+        model_name, upstream, tenant_name, status, served_model, kind = key
+        tenant = metrics.tenant(tenant_name)
+        model = catalog.model_label(model_name) if catalog is not None else model_name
+        self.requests = _adder(metrics.requests.labels(model, upstream, tenant, str(status)))
+        self.input_tokens = _adder(metrics.tokens.labels(model, tenant, "input"))
+        self.output_tokens = _adder(metrics.tokens.labels(model, tenant, "output"))
+        self.cost = _adder(metrics.cost.labels(model, tenant))
+        self.upstream_duration = metrics.upstream_duration.labels(model, upstream).observer()
+        self.request_duration = metrics.request_duration.labels(model).observer()
+        self.time_to_first_token = metrics.time_to_first_token.labels(model).observer()
+        self.genai_duration: Add | None = None
+        self.genai_input: Add = _ignore
+        self.genai_output: Add = _ignore
+        self.genai_first_chunk: Add = _ignore
+        if catalog is not None and served_model != "-":
+            labels = (
+                OPERATIONS.get(kind, kind),
+                catalog.provider(upstream, served_model),
+                model,
+                catalog.response_model(served_model),
+            )
+            error_type = str(status) if status >= 400 else ""
+            self.genai_duration = metrics.genai_duration.labels(*labels, error_type).observer()
+            self.genai_input = metrics.genai_token_usage.labels(*labels, "input").observer()
+            self.genai_output = metrics.genai_token_usage.labels(*labels, "output").observer()
+            self.genai_first_chunk = metrics.genai_first_chunk.labels(*labels).observer()
+
+
+_SeriesKey = tuple[str, str, str, int, str, Endpoint]
+
+
+def _adder(child: Any) -> Add:
+    value = getattr(child, "_value", None)
+    inc = getattr(value, "inc", None)
+    return cast(Add, inc) if inc is not None else cast(Add, child.inc)
+
+
+def _ignore(amount: float) -> None:
+    return None
 
 
 class Recorder:
@@ -27,42 +97,53 @@ class Recorder:
         self._access = access
         self._catalog = catalog
         self._spend = spend
-        self._requests = Children(metrics.requests)
-        self._tokens = Children(metrics.tokens)
-        self._cost = Children(metrics.cost)
-        self._upstream_duration = Children(metrics.upstream_duration)
-        self._request_duration = Children(metrics.request_duration)
-        self._time_to_first_token = Children(metrics.time_to_first_token)
-        self._genai_duration = Children(metrics.genai_duration)
-        self._genai_token_usage = Children(metrics.genai_token_usage)
-        self._genai_first_chunk = Children(metrics.genai_first_chunk)
+        self._series: dict[_SeriesKey, _Series] = {}
+        self._overhead = metrics.proxy_overhead.observer()
 
     def finish(self, exchange: Exchange) -> None:
         now = time.perf_counter()
-        metrics = self._metrics
-        tenant = metrics.tenant(exchange.tenant.name)
-        catalog = self._catalog
-        model = catalog.model_label(exchange.model) if catalog is not None else exchange.model
-        status_code = exchange.status or 500
-        status = str(status_code)
+        status = exchange.status or 500
+        key = (
+            exchange.model,
+            exchange.upstream,
+            exchange.tenant.name,
+            status,
+            exchange.served_model,
+            exchange.kind,
+        )
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= _MAX_SERIES:
+                self._series.clear()
+            series = self._series[key] = _Series(self._metrics, key, self._catalog)
         latency = now - exchange.started
-        self._requests(model, exchange.upstream, tenant, status).inc()
+        series.requests(1)
         answered = exchange.upstream != "-" or exchange.cache == "hit"
-        if answered and exchange.input_tokens:
-            self._tokens(model, tenant, "input").inc(exchange.input_tokens)
-        if answered and exchange.output_tokens:
-            self._tokens(model, tenant, "output").inc(exchange.output_tokens)
+        input_tokens = exchange.input_tokens if answered else 0
+        output_tokens = exchange.output_tokens if answered else 0
+        if input_tokens:
+            series.input_tokens(input_tokens)
+        if output_tokens:
+            series.output_tokens(output_tokens)
         if exchange.cost_usd:
-            self._cost(model, tenant).inc(exchange.cost_usd)
+            series.cost(exchange.cost_usd)
         if exchange.upstream != "-":
-            self._upstream_duration(model, exchange.upstream).observe(exchange.upstream_seconds)
+            series.upstream_duration(exchange.upstream_seconds)
         if exchange.model != "-":
-            self._request_duration(model).observe(latency)
-        if exchange.first_byte_at is not None:
-            self._time_to_first_token(model).observe(exchange.first_byte_at - exchange.started)
-        metrics.proxy_overhead.observe(exchange.overhead_seconds(now))
-        if catalog is not None and exchange.served_model != "-":
-            self._genai(exchange, model, status_code, latency, catalog)
+            series.request_duration(latency)
+        first_byte_at = exchange.first_byte_at
+        if first_byte_at is not None:
+            series.time_to_first_token(first_byte_at - exchange.started)
+        self._overhead(exchange.overhead_seconds(now))
+        if series.genai_duration is not None:
+            # The OpenTelemetry GenAI client instruments, for operations a model answered.
+            series.genai_duration(latency)
+            if exchange.input_tokens:
+                series.genai_input(exchange.input_tokens)
+            if exchange.output_tokens:
+                series.genai_output(exchange.output_tokens)
+            if exchange.stream and first_byte_at is not None:
+                series.genai_first_chunk(first_byte_at - exchange.started)
         self._access.request(exchange, latency_seconds=latency)
         if self._spend is not None:
             self._spend.record(
@@ -74,30 +155,12 @@ class Recorder:
                     exchange.model[:200],  # the name asked for, bounded (client text)
                     exchange.served_model,
                     exchange.upstream,
-                    exchange.input_tokens if answered else 0,
-                    exchange.output_tokens if answered else 0,
+                    input_tokens,
+                    output_tokens,
                     exchange.cost_usd,
                     round(latency * 1000, 3),
-                    status_code,
+                    status,
                     exchange.cache,
                     exchange.trace_id,
                 )
             )
-
-    def _genai(
-        self, exchange: Exchange, model: str, status: int, latency: float, catalog: Catalog
-    ) -> None:
-        """The OpenTelemetry GenAI client instruments, for operations a model answered."""
-        labels = (
-            OPERATIONS.get(exchange.kind, exchange.kind),
-            catalog.provider(exchange.upstream, exchange.served_model),
-            model,
-            catalog.response_model(exchange.served_model),
-        )
-        self._genai_duration(*labels, str(status) if status >= 400 else "").observe(latency)
-        if exchange.input_tokens:
-            self._genai_token_usage(*labels, "input").observe(exchange.input_tokens)
-        if exchange.output_tokens:
-            self._genai_token_usage(*labels, "output").observe(exchange.output_tokens)
-        if exchange.stream and exchange.first_byte_at is not None:
-            self._genai_first_chunk(*labels).observe(exchange.first_byte_at - exchange.started)
