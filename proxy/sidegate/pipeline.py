@@ -32,7 +32,7 @@ from sidegate.errors import (
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
 from sidegate.lean_server.messages import open_stream, whole_answer
-from sidegate.observability.metrics import Children, Metrics
+from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
 from sidegate.replay import assemble_stream, replay_stream
@@ -75,7 +75,7 @@ class Pipeline:
         self._cache = seams.cache
         self._tracing = seams.tracing
         self._recorder = seams.recorder
-        self._active = Children(metrics.active_requests)  # labels() per request costs more
+        self._active = Values(metrics.active_requests)  # labels() per request costs more
 
     async def handle(self, request: web.Request, kind: Endpoint) -> web.StreamResponse:
         exchange = Exchange(
@@ -113,7 +113,7 @@ class Pipeline:
         exchange.input_tokens = facts.prompt_tokens
         ticket = await self._admission.admit(exchange, facts, primary)
         active = self._active(facts.model)
-        active.inc()
+        active.inc(1)
         try:
             key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
             if key is not None and key.lookup:
@@ -137,7 +137,7 @@ class Pipeline:
                 error.headers.setdefault(name, value)
             raise
         finally:
-            active.dec()
+            active.inc(-1)
             await ticket.settle(exchange)
 
     async def _forward(

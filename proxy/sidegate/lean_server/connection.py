@@ -20,10 +20,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import httptools
-from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -316,7 +315,8 @@ class LeanConnection(asyncio.Protocol):
             self.http11 = parsed.version == "1.1"
             self.keep_alive = self.keep_alive and parsed.keep_alive
             self.stream_started = False
-            serving = self._serve(parsed.lean, cast("Handler", parsed.handler))
+            handler: Any = parsed.handler  # set for every lean request
+            serving = self._serve(parsed.lean, handler)
             self._current = asyncio.get_running_loop().create_task(serving)
             return
         if not parsed.complete:
@@ -343,8 +343,9 @@ class LeanConnection(asyncio.Protocol):
         self._aiohttp.data_received(request)
 
     async def _serve(self, request: LeanRequest, handler: Handler) -> None:
+        offered: Any = request  # the parts of web.Request the middlewares and pipeline use
         try:
-            response = await handler(cast(web.Request, request))
+            response = await handler(offered)
             if isinstance(response, LeanStream):
                 if not response.finished:
                     self.keep_alive = False  # cut short: the framing is broken

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -75,8 +75,9 @@ def head(status: int, reason: str, headers: Mapping[str, str], framing: bytes) -
 
 def encode_response(response: web.StreamResponse, *, keep_alive: bool) -> bytes:
     """A whole `web.Response` (or `LeanAnswer`) as bytes on the wire."""
-    if type(response) is LeanAnswer:  # type: ignore[comparison-overlap]
-        return cast(LeanAnswer, response).encode(keep_alive=keep_alive)
+    answer: object = response  # (typing.cast is a call, on every request)
+    if type(answer) is LeanAnswer:
+        return answer.encode(keep_alive=keep_alive)
     body = getattr(response, "body", None)
     if body is None:
         body = b""
@@ -108,16 +109,10 @@ class LeanAnswer:
 
     @property
     def reason(self) -> str:
-        try:
-            return HTTPStatus(self.status).phrase
-        except ValueError:
-            return ""
+        return _reason(self.status)
 
     def encode(self, *, keep_alive: bool) -> bytes:
         headers = self.headers
-        lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
-        block = "".join(lines)
-        _check_block(block, len(lines))
         framing = b"Content-Length: %d\r\n" % len(self.body)
         if self.body and not _names_content_type(headers):
             framing += b"Content-Type: application/octet-stream\r\n"
@@ -125,10 +120,25 @@ class LeanAnswer:
             framing += b"Connection: close\r\n"
         status = self.status
         line = _OK_LINE if status == 200 else _status_line(status, self.reason)
-        return b"".join((line, block.encode(), date_line(), framing, b"\r\n", self.body))
+        return b"".join((line, _block(headers), date_line(), framing, b"\r\n", self.body))
 
 
 _OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
+
+
+def _block(headers: dict[str, str]) -> bytes:
+    """The header lines of a dict the pipeline built: no framing header in it to filter."""
+    lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
+    block = "".join(lines)
+    _check_block(block, len(lines))
+    return block.encode()
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _names_content_type(headers: dict[str, str]) -> bool:
@@ -144,7 +154,9 @@ def whole_answer(
     of the framing headers (length, chunking, connection, date): the server writes those."""
     lean: object = request
     if isinstance(lean, LeanRequest):
-        return cast(web.StreamResponse, LeanAnswer(status, headers, body))
+        # It has the parts of a response the middlewares and the lean server use.
+        answer: web.StreamResponse = LeanAnswer(status, headers, body)  # type: ignore[assignment]
+        return answer
     return web.Response(body=body, status=status, headers=headers)
 
 
@@ -238,7 +250,9 @@ class LeanStream(web.StreamResponse):
     HTTP/1.0 client). Already sent when the handler gets it, like a prepared StreamResponse."""
 
     def __init__(self, connection: LeanConnection, status: int, headers: dict[str, str]) -> None:
-        super().__init__(status=status, headers=headers)
+        # The head is written now, from the pipeline's dict (see `whole_answer`): the
+        # response's own header multidict would only be built to be read once.
+        super().__init__(status=status)
         self._connection = connection
         self._chunked = connection.http11
         if self._chunked:
@@ -248,7 +262,8 @@ class LeanStream(web.StreamResponse):
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
-        connection.send_soon(head(status, self.reason, self.headers, framing))
+        line = _OK_LINE if status == 200 else _status_line(status, _reason(status))
+        connection.send_soon(b"".join((line, _block(headers), date_line(), framing, b"\r\n")))
         connection.stream_started = True
         self.finished = False
 
@@ -282,7 +297,8 @@ class LeanStream(web.StreamResponse):
 async def open_stream(
     request: web.Request, status: int, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """Start a streamed answer on whichever server the request came in on."""
+    """Start a streamed answer on whichever server the request came in on (`headers` as for
+    `whole_answer`: without framing headers)."""
     lean: object = request
     if isinstance(lean, LeanRequest):
         return LeanStream(lean.connection, status, headers)

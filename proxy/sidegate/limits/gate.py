@@ -37,7 +37,7 @@ from sidegate.limits.local import LocalTicket, Shapes, spent_on
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, TenantState
 from sidegate.limits.telemetry import LimitMetrics
-from sidegate.observability.metrics import Children, Metrics
+from sidegate.observability.metrics import Metrics, Values
 from sidegate.routing import Candidate
 from sidegate.settings import PlanSettings
 
@@ -135,7 +135,7 @@ class LimitAdmission:
         self._limit_metrics = limit_metrics
         self._blocking = blocking  # an operator may block tenants: check even plan-less ones
         self._pending: set[asyncio.Task[None]] = set()
-        self._budget_remaining = Children(metrics.budget_remaining)
+        self._budget_remaining = Values(metrics.budget_remaining)
         # The memory backend answers without I/O: it is called directly, with no coroutine,
         # on its own path (`limits.local`).
         backend = client.backend if isinstance(client, Direct) else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -110,23 +110,38 @@ METRIC_NAMES: Final = (
 _MAX_CHILDREN: Final = 4096
 
 
-class Children:
-    """A metric's children by label values: `labels()` validates and locks on every call, a
-    dict lookup does not. The child is the same object `labels()` returns."""
+class Value(Protocol):
+    """A metric child's value: what `Counter.inc`, `Gauge.inc/dec/set` update after their
+    per-call checks (the amount's sign, the child's labels), which a resolved child never
+    needs again."""
+
+    def inc(self, amount: float) -> None: ...
+
+    def set(self, value: float, timestamp: float | None = None) -> None: ...
+
+
+def value_of(child: Any) -> Value:
+    value: Value = child._value
+    return value
+
+
+class Values:
+    """A metric's children's values by label values: `labels()` validates and locks on every
+    call, a dict lookup does not."""
 
     __slots__ = ("_children", "_metric")
 
     def __init__(self, metric: Any) -> None:
         self._metric = metric
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[str, ...], Value] = {}
 
-    def __call__(self, *labels: str) -> Any:
-        child = self._children.get(labels)
-        if child is None:
+    def __call__(self, *labels: str) -> Value:
+        value = self._children.get(labels)
+        if value is None:
             if len(self._children) >= _MAX_CHILDREN:
                 self._children.clear()
-            child = self._children[labels] = self._metric.labels(*labels)
-        return child
+            value = self._children[labels] = value_of(self._metric.labels(*labels))
+        return value
 
 
 class LoopValue:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
-from sidegate.observability.metrics import Metrics
+from sidegate.observability.metrics import Metrics, value_of
 from sidegate.spend import SpendLog, SpendRow
 
 # Label sets whose instruments are kept resolved before the cache starts over (labels are
@@ -76,9 +76,7 @@ _SeriesKey = tuple[str, str, str, int, str, Endpoint]
 
 
 def _adder(child: Any) -> Add:
-    value = getattr(child, "_value", None)
-    inc = getattr(value, "inc", None)
-    return cast(Add, inc) if inc is not None else cast(Add, child.inc)
+    return value_of(child).inc
 
 
 def _ignore(amount: float) -> None:
