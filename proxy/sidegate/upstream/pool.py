@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -57,20 +57,22 @@ class UpstreamPool:
         auth = [("Authorization", f"Bearer {settings.api_key}")] if settings.api_key else []
         self.auth_headers: tuple[tuple[str, str], ...] = tuple(auth)
 
-    def ordered(self) -> Iterator[Endpoint]:
-        """Endpoints to try, best first: healthy by fewest outstanding, rotating among ties."""
-        if len(self.endpoints) == 1:
-            yield self.endpoints[0]  # the common sidecar case: nothing to choose
-            return
+    def ordered(self) -> Sequence[Endpoint]:
+        """Endpoints to try, best first: healthy by fewest outstanding, rotating among ties.
+
+        A sequence, not a generator: the caller stops at the first endpoint that answers, and
+        closing a generator part-way raises GeneratorExit inside it (on every request)."""
+        endpoints = self.endpoints
+        if len(endpoints) == 1:
+            return endpoints  # the common sidecar case: nothing to choose
         now = time.monotonic()
-        count = len(self.endpoints)
+        count = len(endpoints)
         start = self._next
         self._next = (start + 1) % count if count else 0
-        rotated = [self.endpoints[(start + i) % count] for i in range(count)]
+        rotated = [endpoints[(start + i) % count] for i in range(count)]
         healthy = sorted((e for e in rotated if e.is_up(now)), key=lambda e: e.outstanding)
         down = sorted((e for e in rotated if not e.is_up(now)), key=lambda e: e.down_until)
-        yield from healthy
-        yield from down
+        return healthy + down
 
     def mark_failed(self, endpoint: Endpoint) -> None:
         was_up = endpoint.is_up(time.monotonic())
