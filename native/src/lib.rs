@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod json;
 pub mod ratelimit;
 pub mod tokens;
+pub mod usage;
 
 #[cfg(feature = "python")]
 mod py;

@@ -16,6 +16,7 @@ __all__ = [
     "inspect",
     "prompt_memo_len",
     "set_prompt_memo_capacity",
+    "usage_counts",
 ]
 
 class NativeError(ValueError):
@@ -149,6 +150,10 @@ def cache_key(body: bytes, endpoint: str) -> str:
 
     Raises ``InvalidBodyError`` when ``body`` is not JSON.
     """
+
+def usage_counts(body: bytes) -> tuple[int | None, int | None]:
+    """``(prompt_tokens, completion_tokens)`` from an answer's top-level ``usage`` object,
+    skip-scanned rather than parsed; a count is ``None`` when missing or not an integer."""
 
 def encoding_for_model(model: str) -> str:
     """The encoding OpenAI uses for ``model``; unknown models get ``o200k_base``."""

@@ -14,11 +14,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from aiohttp import web
 
+from sidegate._native import usage_counts
 from sidegate.admission import Admission, Ticket
 from sidegate.cache import CachedAnswer, CacheKey, ResponseCache
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
@@ -247,7 +248,8 @@ class Pipeline:
         finally:
             exchange.upstream_seconds += time.perf_counter() - started
         if upstream.status < 300:
-            _account_usage(_usage_of(body), candidate, exchange)
+            prompt, completion = usage_counts(body)
+            _account_usage(prompt, completion, candidate, exchange)
             if store is not None:
                 await self._cache.put(
                     store.value,
@@ -311,7 +313,8 @@ class Pipeline:
             if usage is None:
                 counted = framer.count_completion(Tokenizer(candidate.encoding))
                 usage = {"prompt_tokens": exchange.input_tokens, "completion_tokens": counted}
-            _account_usage(usage, candidate, exchange)
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            _account_usage(prompt, completion, candidate, exchange)
         if complete and store is not None and upstream.status < 300:
             # `usage` is counted here when the upstream sent none: a whole-answer hit needs it.
             assembled = assemble_stream(exchange.kind, framer.payloads, usage)
@@ -359,14 +362,14 @@ class Pipeline:
         headers["x-sidegate-overhead-ms"] = f"{overhead * 1000:.3f}"
 
 
-def _account_usage(usage: dict[str, Any] | None, candidate: Candidate, exchange: Exchange) -> None:
-    if usage:
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        if isinstance(prompt, int):
-            exchange.input_tokens = prompt
-        if isinstance(completion, int):
-            exchange.output_tokens = completion
+def _account_usage(
+    prompt: object, completion: object, candidate: Candidate, exchange: Exchange
+) -> None:
+    """The answer's own token counts where it reported them (integers only), and its cost."""
+    if type(prompt) is int:
+        exchange.input_tokens = prompt
+    if type(completion) is int:
+        exchange.output_tokens = completion
     exchange.cost_usd = (
         exchange.input_tokens * candidate.price.input
         + exchange.output_tokens * candidate.price.output
@@ -400,12 +403,3 @@ def _rewrite(body: bytes, facts: RequestFacts, candidate: Candidate, *, add_usag
 
 def _is_sse(upstream: UpstreamResponse) -> bool:
     return upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-
-
-def _usage_of(body: bytes) -> dict[str, Any] | None:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    return usage if isinstance(usage, dict) else None

@@ -138,3 +138,10 @@ pub(crate) fn py_cache_key(py: Python<'_>, body: &[u8], endpoint: &str) -> PyRes
 pub(crate) fn py_encoding_for_model(model: &str) -> &'static str {
     Encoding::for_model(model).name()
 }
+
+/// `(prompt_tokens, completion_tokens)` from an answer's top-level `usage` object.
+#[pyfunction]
+#[pyo3(name = "usage_counts")]
+pub(crate) fn py_usage_counts(body: &[u8]) -> (Option<i64>, Option<i64>) {
+    crate::usage::usage_counts(body)
+}
