@@ -271,3 +271,22 @@ async def test_at_a_steady_rate_the_writer_keeps_its_transactions_short() -> Non
     await spend.close()
     assert len(store.rows) == 800
     assert max(store.sizes) == 10
+
+
+async def test_a_large_sqlite_write_keeps_every_row_and_its_values_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "spend.db"
+    store = SqliteStore(str(path))
+    rows = [row(f"t{index}", cost=index / 1000, at=1_700_000_000 + index) for index in range(150)]
+    rows[7] = rows[7]._replace(key_id=None, trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    await store.write(rows)
+    await store.write(rows[:1])
+    await store.close()
+    with sqlite3.connect(path) as reader:
+        stored = reader.execute(
+            "SELECT created_at, tenant, key_id, cost_usd, trace_id FROM spend ORDER BY id"
+        ).fetchall()
+    assert len(stored) == 151
+    assert stored[0] == ("2023-11-14 22:13:20.000000", "t0", "abc123", 0.0, None)
+    assert stored[7][1:] == ("t7", None, 0.007, "4bf92f3577b34da6a3ce929d0e0e4736")
+    assert [tenant for _, tenant, *_ in stored] == [f"t{i}" for i in range(150)] + ["t0"]
+    assert stored[149][0] == "2023-11-14 22:15:49.000000"
