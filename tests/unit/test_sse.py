@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidegate.tokens import Tokenizer
-from sidegate.upstream.sse import SseFramer
+from sidegate.upstream.sse import _USAGE_OBJECT, SseFramer, _usage_at
 
 
 def _event(payload: object) -> bytes:
@@ -75,3 +77,17 @@ def test_payloads_are_the_content_events_only() -> None:
         with_usage[6:-2],
     ]
     assert framer.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+
+
+PIECES = st.sampled_from(
+    [b'"usage"', b"usage", b'"usage":', b" ", b"\n", b":", b"{", b"null", b'"', b"x", b"data: "]
+)
+
+
+@given(pieces=st.lists(PIECES, max_size=12), start=st.integers(0, 40))
+def test_the_usage_object_is_found_where_the_pattern_search_finds_it(
+    pieces: list[bytes], start: int
+) -> None:
+    data = b"".join(pieces)
+    found, expected = _usage_at(data, start), _USAGE_OBJECT.search(data, start)
+    assert (found and found.span()) == (expected and expected.span())
