@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -41,9 +42,19 @@ _NOT_RETURNED: Final = HOP_BY_HOP | {
 }
 
 
-def _named_in_connection(headers: Mapping[str, str]) -> set[str]:
-    value = headers.get("Connection") or headers.get("connection") or ""
-    return {token.strip().lower() for token in value.split(",") if token.strip()}
+_NONE_NAMED: Final[frozenset[str]] = frozenset()
+
+
+def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
+    value = headers.get("Connection") or headers.get("connection")
+    return _connection_tokens(value) if value else _NONE_NAMED
+
+
+@functools.lru_cache(maxsize=256)
+def _connection_tokens(value: str) -> frozenset[str]:
+    """The header names a `Connection` value lists: the same few values (`keep-alive`) on
+    almost every message, parsed once each."""
+    return frozenset(token.strip().lower() for token in value.split(",") if token.strip())
 
 
 def upstream_request_headers(
