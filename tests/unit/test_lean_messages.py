@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import httptools
 import pytest
 from aiohttp import web
 
-from sidegate.lean_server.messages import LeanAnswer, encode_response, head
+from sidegate.lean_server.messages import LeanAnswer, LeanStream, encode_response, head
 
 
 class _Seen:
@@ -92,3 +94,36 @@ def test_a_relayed_answer_reads_as_the_same_response_would(
     # Both carry a date; the second may turn between the two encodings.
     assert answer[1].headers.pop("date") and expected[1].headers.pop("date")
     assert answer[1].headers == expected[1].headers
+
+
+@dataclass
+class _Connection:
+    """What a LeanStream writes through; `writing_paused` as the transport last said."""
+
+    http11: bool = True
+    draining: bool = False
+    closed: bool = False
+    stream_started: bool = False
+    keep_alive: bool = True
+    writing_paused: bool = False
+    sent: list[bytes] = field(default_factory=list)
+    drains: int = 0
+
+    def send_soon(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def drain(self) -> None:
+        self.drains += 1
+
+
+async def test_a_stream_waits_for_the_client_only_while_writing_is_paused() -> None:
+    connection = _Connection()
+    stream = LeanStream(connection, 200, {"Content-Type": "text/event-stream"})  # type: ignore[arg-type]
+    await stream.write(b"data: 1\n\n")
+    assert connection.drains == 0
+    connection.writing_paused = True  # the client stopped reading: its buffer filled up
+    await stream.write(b"data: 2\n\n")
+    await stream.write_eof()
+    assert connection.drains == 2
+    assert connection.sent[1:] == [b"9\r\ndata: 1\n\n\r\n", b"9\r\ndata: 2\n\n\r\n", b"0\r\n\r\n"]
+    assert connection.sent[0].startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")

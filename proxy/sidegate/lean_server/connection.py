@@ -103,7 +103,6 @@ class LeanConnection(asyncio.Protocol):
         "_incoming",
         "_outgoing",
         "_parser",
-        "_paused",
         "_queue",
         "_raw_headers",
         "_reading_paused",
@@ -118,6 +117,7 @@ class LeanConnection(asyncio.Protocol):
         "keep_alive",
         "stream_started",
         "transport",
+        "writing_paused",
     )
 
     def __init__(self, front: Front) -> None:
@@ -131,7 +131,7 @@ class LeanConnection(asyncio.Protocol):
         self._raw_headers: list[tuple[str, str]] = []
         self._head_size = 0
         self._body_size = 0
-        self._paused = False
+        self.writing_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._outgoing: list[bytes] | None = None
         self._reading_paused = False
@@ -192,12 +192,12 @@ class LeanConnection(asyncio.Protocol):
             self._aiohttp.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self.writing_paused = True
         if self._aiohttp is not None:
             self._aiohttp.pause_writing()
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self.writing_paused = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         self._drained = None
@@ -439,7 +439,7 @@ class LeanConnection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.closed:
             raise ConnectionResetError("Cannot write to closing transport")
-        if not self._paused:
+        if not self.writing_paused:
             return
         if self._drained is None:
             self._drained = asyncio.get_running_loop().create_future()

@@ -280,8 +280,10 @@ class LeanStream(web.StreamResponse):
         piece = bytes(data)
         if self._chunked:
             piece = b"%x\r\n%b\r\n" % (len(piece), piece)
-        self._connection.send_soon(piece)
-        await self._connection.drain()
+        connection = self._connection
+        connection.send_soon(piece)  # raises once the client has gone
+        if connection.writing_paused:  # only then: each drain() call creates a coroutine
+            await connection.drain()
 
     async def write_eof(self, data: bytes = b"") -> None:
         if self.finished:
@@ -289,9 +291,11 @@ class LeanStream(web.StreamResponse):
         if data:
             await self.write(data)
         self.finished = True
+        connection = self._connection
         if self._chunked:
-            self._connection.send_soon(b"0\r\n\r\n")
-        await self._connection.drain()
+            connection.send_soon(b"0\r\n\r\n")
+        if connection.writing_paused or connection.closed:
+            await connection.drain()
 
 
 async def open_stream(
