@@ -18,10 +18,12 @@ from prometheus_client import values as prometheus_values
 from sidegate.auth import Tenant
 from sidegate.errors import UpstreamConnectError
 from sidegate.exchange import Exchange
+from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import UNKNOWN_MODEL, Catalog
 from sidegate.observability.logging import JsonFormatter, JsonLineHandler
 from sidegate.observability.metrics import LoopHistogram, LoopValue, build_metrics
 from sidegate.observability.otel import OtelTracing, traces_url
+from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing, client_trace_id
 from sidegate.settings import ConfigError, Settings, parse_settings
 
@@ -132,14 +134,19 @@ def test_loop_histogram_exposes_what_prometheus_histogram_does(
     bounds = (0.005, 0.01, 0.1, 1.0)
     observed = [0.0, 0.005, 0.0050001, 0.01, 0.05, 0.1, 1.0, 1.5, 1e9, -2.0]
     texts = []
-    for kind in (Histogram, LoopHistogram):
+    for kind, resolved in ((Histogram, False), (LoopHistogram, False), (LoopHistogram, True)):
         registry = CollectorRegistry()
         histogram = kind("latency_seconds", "doc", ("model",), buckets=bounds, registry=registry)
+        child = histogram.labels("m")
+        # `observer()`: the one-call form the recorder keeps per label set.
+        observe = (
+            child.observer() if resolved and isinstance(child, LoopHistogram) else child.observe
+        )
         for amount in observed:
-            histogram.labels("m").observe(amount)
+            observe(amount)
         text = generate_latest(registry).decode()
         texts.append("\n".join(line for line in text.splitlines() if "_created" not in line))
-    assert texts[0] == texts[1]
+    assert texts[0] == texts[1] == texts[2]
     assert 'latency_seconds_bucket{le="0.005",model="m"} 3.0' in texts[1]
     assert 'latency_seconds_bucket{le="+Inf",model="m"} 10.0' in texts[1]
 
@@ -173,3 +180,31 @@ def test_the_fast_access_line_is_the_line_the_json_formatter_writes(
     }
     assert fast["timestamp"][:16] == formatted["timestamp"][:16]  # same clock, same format
     assert fast["timestamp"].endswith("+00:00") and len(fast["timestamp"]) == 29
+
+
+def test_a_request_adds_only_the_series_it_updates() -> None:
+    metrics = build_metrics(CollectorRegistry())
+    recorder = Recorder(metrics, AccessLog(), Catalog.from_settings(settings()))
+    refused = exchange()
+    refused.model, refused.status = "nope", 404  # no upstream answered it
+    recorder.finish(refused)
+    text = generate_latest(metrics.registry).decode()
+    assert 'llm_requests_total{model="nope",status="404",tenant="acme",upstream="-"} 1.0' in text
+    for absent in ("llm_upstream_duration_seconds_count", "llm_time_to_first_token_seconds_count"):
+        assert absent not in text
+    assert "gen_ai_client_operation_duration_seconds_count" not in text
+    assert "llm_tokens_total{" not in text
+    streamed = exchange()
+    streamed.upstream, streamed.served_model, streamed.status = "up", "fast", 200
+    streamed.stream, streamed.first_byte_at = True, 0.25
+    streamed.input_tokens, streamed.output_tokens, streamed.cost_usd = 7, 3, 0.5
+    for _ in range(2):
+        recorder.finish(streamed)
+    text = generate_latest(metrics.registry).decode()
+    assert 'llm_requests_total{model="fast",status="200",tenant="acme",upstream="up"} 2.0' in text
+    assert 'llm_tokens_total{model="fast",tenant="acme",token_type="output"} 6.0' in text
+    assert 'llm_cost_usd_total{model="fast",tenant="acme"} 1.0' in text
+    assert 'llm_time_to_first_token_seconds_count{model="fast"} 2.0' in text
+    assert 'llm_upstream_duration_seconds_count{model="fast",upstream="up"} 2.0' in text
+    first_chunk = "gen_ai_client_operation_time_to_first_chunk_seconds_count"
+    assert f'{first_chunk}{{gen_ai_operation_name="chat"' in text

@@ -14,7 +14,7 @@ from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
-from sidegate.observability.metrics import Metrics, value_of
+from sidegate.observability.metrics import LoopHistogram, Metrics, value_of
 from sidegate.spend import SpendLog, SpendRow
 
 # Label sets whose instruments are kept resolved before the cache starts over (labels are
@@ -27,10 +27,15 @@ Add = Callable[[float], None]
 class _Series:
     """The instruments one label set updates, resolved once: the label children (dict
     lookups), and for counters their values' `inc` (prometheus-client's `Counter.inc` checks
-    the amount and the child on every call, ~1 µs for four counters a request)."""
+    the amount and the child on every call, ~1 µs for four counters a request).
+
+    A child is made on its first update, as `labels()` at that update would: a series a
+    request never touches (a time to first token without a stream, an upstream duration with
+    no upstream) must not appear in /metrics."""
 
     __slots__ = (
         "cost",
+        "genai",
         "genai_duration",
         "genai_first_chunk",
         "genai_input",
@@ -47,18 +52,24 @@ class _Series:
         model_name, upstream, tenant_name, status, served_model, kind = key
         tenant = metrics.tenant(tenant_name)
         model = catalog.model_label(model_name) if catalog is not None else model_name
-        self.requests = _adder(metrics.requests.labels(model, upstream, tenant, str(status)))
-        self.input_tokens = _adder(metrics.tokens.labels(model, tenant, "input"))
-        self.output_tokens = _adder(metrics.tokens.labels(model, tenant, "output"))
-        self.cost = _adder(metrics.cost.labels(model, tenant))
-        self.upstream_duration = metrics.upstream_duration.labels(model, upstream).observer()
-        self.request_duration = metrics.request_duration.labels(model).observer()
-        self.time_to_first_token = metrics.time_to_first_token.labels(model).observer()
-        self.genai_duration: Add | None = None
-        self.genai_input: Add = _ignore
-        self.genai_output: Add = _ignore
-        self.genai_first_chunk: Add = _ignore
-        if catalog is not None and served_model != "-":
+        counter, histogram = self._counter, self._histogram
+        self.requests = counter("requests", metrics.requests, model, upstream, tenant, str(status))
+        self.input_tokens = counter("input_tokens", metrics.tokens, model, tenant, "input")
+        self.output_tokens = counter("output_tokens", metrics.tokens, model, tenant, "output")
+        self.cost = counter("cost", metrics.cost, model, tenant)
+        self.upstream_duration = histogram(
+            "upstream_duration", metrics.upstream_duration, model, upstream
+        )
+        self.request_duration = histogram("request_duration", metrics.request_duration, model)
+        self.time_to_first_token = histogram(
+            "time_to_first_token", metrics.time_to_first_token, model
+        )
+        # The OpenTelemetry GenAI client instruments, for operations a model answered.
+        self.genai = catalog is not None and served_model != "-"
+        ignore: Add = _ignore
+        self.genai_duration = self.genai_input = self.genai_output = ignore
+        self.genai_first_chunk = ignore
+        if catalog is not None and self.genai:
             labels = (
                 OPERATIONS.get(kind, kind),
                 catalog.provider(upstream, served_model),
@@ -66,17 +77,32 @@ class _Series:
                 catalog.response_model(served_model),
             )
             error_type = str(status) if status >= 400 else ""
-            self.genai_duration = metrics.genai_duration.labels(*labels, error_type).observer()
-            self.genai_input = metrics.genai_token_usage.labels(*labels, "input").observer()
-            self.genai_output = metrics.genai_token_usage.labels(*labels, "output").observer()
-            self.genai_first_chunk = metrics.genai_first_chunk.labels(*labels).observer()
+            usage = metrics.genai_token_usage
+            self.genai_duration = histogram(
+                "genai_duration", metrics.genai_duration, *labels, error_type
+            )
+            self.genai_input = histogram("genai_input", usage, *labels, "input")
+            self.genai_output = histogram("genai_output", usage, *labels, "output")
+            self.genai_first_chunk = histogram(
+                "genai_first_chunk", metrics.genai_first_chunk, *labels
+            )
+
+    def _counter(self, name: str, metric: Any, *labels: str) -> Add:
+        return self._on_first_update(name, lambda: value_of(metric.labels(*labels)).inc)
+
+    def _histogram(self, name: str, metric: LoopHistogram, *labels: str) -> Add:
+        return self._on_first_update(name, lambda: metric.labels(*labels).observer())
+
+    def _on_first_update(self, name: str, resolve: Callable[[], Add]) -> Add:
+        def first(amount: float) -> None:
+            update = resolve()
+            setattr(self, name, update)
+            update(amount)
+
+        return first
 
 
 _SeriesKey = tuple[str, str, str, int, str, Endpoint]
-
-
-def _adder(child: Any) -> Add:
-    return value_of(child).inc
 
 
 def _ignore(amount: float) -> None:
@@ -133,8 +159,7 @@ class Recorder:
         if first_byte_at is not None:
             series.time_to_first_token(first_byte_at - exchange.started)
         self._overhead(exchange.overhead_seconds(now))
-        if series.genai_duration is not None:
-            # The OpenTelemetry GenAI client instruments, for operations a model answered.
+        if series.genai:
             series.genai_duration(latency)
             if exchange.input_tokens:
                 series.genai_input(exchange.input_tokens)
