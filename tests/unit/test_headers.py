@@ -50,3 +50,9 @@ def test_the_client_gets_the_upstreams_headers_without_hops_or_framing() -> None
 def test_without_a_connection_header_only_the_fixed_hops_are_dropped() -> None:
     upstream = {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked", "X-A": "1"}
     assert client_response_headers(upstream) == {"Content-Type": "text/event-stream", "X-A": "1"}
+
+
+def test_a_long_connection_value_is_honoured_too() -> None:
+    hops = [f"x-hop-{index}" for index in range(40)]
+    upstream = {"Connection": ", ".join(hops), **{name: "1" for name in hops}, "X-Kept": "1"}
+    assert client_response_headers(upstream) == {"X-Kept": "1"}

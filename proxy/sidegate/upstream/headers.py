@@ -43,18 +43,26 @@ _NOT_RETURNED: Final = HOP_BY_HOP | {
 
 
 _NONE_NAMED: Final[frozenset[str]] = frozenset()
+# Connection values at most this long are remembered once parsed: a client's value is its own
+# text, and the cache must not hold its (up to 64 KiB) header lines.
+_REMEMBERED_LENGTH: Final = 64
 
 
 def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
     value = headers.get("Connection") or headers.get("connection")
-    return _connection_tokens(value) if value else _NONE_NAMED
+    if not value:
+        return _NONE_NAMED
+    if len(value) > _REMEMBERED_LENGTH:
+        return _connection_tokens(value)
+    return _remembered_tokens(value)
 
 
-@functools.lru_cache(maxsize=256)
 def _connection_tokens(value: str) -> frozenset[str]:
-    """The header names a `Connection` value lists: the same few values (`keep-alive`) on
-    almost every message, parsed once each."""
     return frozenset(token.strip().lower() for token in value.split(",") if token.strip())
+
+
+# The same few values (`keep-alive`) on almost every message: each is parsed once.
+_remembered_tokens: Final = functools.lru_cache(maxsize=256)(_connection_tokens)
 
 
 def upstream_request_headers(
