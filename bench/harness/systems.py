@@ -277,7 +277,7 @@ def _litellm(env: Env, port: int) -> tuple[list[str], dict[str, str]] | str:
     return argv, quiet
 
 
-SPECS = (
+SPECS: tuple[Spec, ...] = (
     Spec("direct", "ceiling: straight to the upstream", None),
     Spec("nginx", "practical limit: nginx reverse proxy", _nginx),
     Spec("aiohttp-floor", "Python floor: bare aiohttp+uvloop relay", _script(FLOOR)),
