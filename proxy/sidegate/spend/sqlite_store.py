@@ -9,8 +9,12 @@ between them. A file another worker is writing is not waited for (busy timeout 0
 `SpendStoreBusy` makes the spend log try again a moment later instead of blocking the loop.
 SQLite's automatic checkpoint (copying the write-ahead log into the database, with an fsync)
 would run inside a commit, on the loop, for tens of milliseconds: it is off, and a thread
-checkpoints every `CHECKPOINT_ROWS` rows instead (PASSIVE: it never blocks a writer; one GIL
-hand-over per checkpoint, not per row).
+checkpoints every `CHECKPOINT_ROWS` rows instead (one GIL hand-over per checkpoint, not per
+row). It is a RESTART checkpoint: a PASSIVE one never blocks a writer, but under steady writes
+it never finds the log fully copied either, so the log never started over: 400 MB on disk
+after 200,000 rows, and its memory-mapped index growing the process's RSS. RESTART holds
+writers off while it copies (the loop's writer gets `SpendStoreBusy` and tries again 20 ms
+later) and the next transaction starts the log from its beginning.
 """
 
 from __future__ import annotations
@@ -162,7 +166,7 @@ class SqliteStore:
             if self._checkpoint_connection is None:
                 self._checkpoint_connection = sqlite3.connect(self._path, timeout=10.0)
                 self._checkpoint_connection.execute(_SMALL_CACHE)
-            self._checkpoint_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._checkpoint_connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
             self.checkpoints += 1
         except sqlite3.Error as exc:
             log.warning(
