@@ -118,12 +118,15 @@ class LeanAnswer:
             framing += b"Content-Type: application/octet-stream\r\n"
         if not keep_alive:
             framing += b"Connection: close\r\n"
-        status = self.status
-        line = _OK_LINE if status == 200 else _status_line(status, self.reason)
+        line = _answer_line(self.status)
         return b"".join((line, _block(headers), date_line(), framing, b"\r\n", self.body))
 
 
 _OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
+
+
+def _answer_line(status: int) -> bytes:
+    return _OK_LINE if status == 200 else _status_line(status, _reason(status))
 
 
 def _block(headers: dict[str, str]) -> bytes:
@@ -262,8 +265,8 @@ class LeanStream(web.StreamResponse):
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
-        line = _OK_LINE if status == 200 else _status_line(status, _reason(status))
-        connection.send_soon(b"".join((line, _block(headers), date_line(), framing, b"\r\n")))
+        head = (_answer_line(status), _block(headers), date_line(), framing, b"\r\n")
+        connection.send_soon(b"".join(head))
         connection.stream_started = True
         self.finished = False
 
