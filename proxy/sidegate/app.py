@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from sidegate.auth import Authenticator
 from sidegate.caching import build_cache
+from sidegate.inspection import Endpoint
 from sidegate.keys import (
     AUTH_KEY,
     LIFECYCLE_KEY,
@@ -42,11 +43,17 @@ from sidegate.upstream.guard import guard_upstreams
 from sidegate.upstream.pool import UpstreamPools
 
 # The OpenAI endpoints: `POST` only, served by the lean server when it runs (server.http).
-HOT_ROUTES: Final[dict[str, Handler]] = {
-    "/v1/chat/completions": chat.chat_completions,
-    "/v1/completions": completions.completions,
-    "/v1/embeddings": embeddings.embeddings,
+HOT_KINDS: Final[dict[str, Endpoint]] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
 }
+_ROUTE_OF_KIND: Final[dict[Endpoint, Handler]] = {
+    "chat": chat.chat_completions,
+    "completions": completions.completions,
+    "embeddings": embeddings.embeddings,
+}
+HOT_ROUTES: Final = {path: _ROUTE_OF_KIND[kind] for path, kind in HOT_KINDS.items()}
 
 
 def build_app(settings: Settings) -> web.Application:

@@ -63,6 +63,11 @@ class Authenticator:
     def required(self) -> bool:
         return self._mode != "none"
 
+    @property
+    def verifies_locally(self) -> bool:
+        """`authenticate` alone decides (no JWT keys to fetch): no coroutine is needed."""
+        return self._jwt is None
+
     async def authenticate_request(
         self, authorization: str | None, api_key_header: str | None
     ) -> Tenant:

@@ -11,8 +11,9 @@ import sys
 import uvloop
 
 from sidegate.aiohttp_server import run_aiohttp
-from sidegate.app import HOT_ROUTES, build_app
+from sidegate.app import HOT_KINDS, build_app
 from sidegate.lean_server.front import run_lean
+from sidegate.middleware.door import hot_doors
 from sidegate.observability.metrics import use_loop_values
 from sidegate.observability.multiprocess import shared_metrics
 from sidegate.settings import Settings
@@ -35,7 +36,7 @@ def _run_one(settings: Settings, *, reuse_port: bool) -> None:
     if server.http == "lean":
         run_lean(
             build_app(settings),
-            HOT_ROUTES,
+            lambda app: hot_doors(app, HOT_KINDS),
             loop=uvloop.new_event_loop(),
             host=server.host,
             port=server.port,

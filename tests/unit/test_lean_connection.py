@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from tests.answers import Answer, Answers
 from tests.procs import free_port
 
-from sidegate.lean_server.front import Front, LeanRunner, LeanSite
+from sidegate.lean_server.front import Front, LeanRunner, LeanSite, with_middlewares
 from sidegate.lean_server.messages import open_stream
 
 
@@ -88,7 +88,8 @@ async def lean_server(drain_seconds: float = 5.0) -> AsyncIterator[Served]:
     )
     await runner.setup()
     assert runner.server is not None
-    runner.front = Front(app, HOT_ROUTES, runner.server, 4096, keepalive_timeout=75)
+    routes = with_middlewares(app, HOT_ROUTES)
+    runner.front = Front(app, routes, runner.server, 4096, keepalive_timeout=75)
     port = free_port()
     await LeanSite(runner, runner.front, "127.0.0.1", port, reuse_port=False).start()
     served = Served(port, runner)

@@ -2,9 +2,11 @@
 
 aiohttp's server spends ~195k instructions on a request whose handler does nothing; a bare
 httptools protocol ~29k. The lean server answers the hot routes (`POST /v1/chat/completions`,
-`/v1/completions`, `/v1/embeddings`) itself, through the application's own middlewares, and
-hands every other request to aiohttp (`connection.py`). The application's life cycle —
-start-up, cleanup contexts, `on_shutdown`, graceful drain — stays aiohttp's `AppRunner`.
+`/v1/completions`, `/v1/embeddings`) itself and hands every other request to aiohttp
+(`connection.py`). The hot routes' handlers come with their middlewares' work included:
+Sidegate's behind one door (`middleware/door.py`), another app's wrapped by `with_middlewares`.
+The application's life cycle — start-up, cleanup contexts, `on_shutdown`, graceful drain —
+stays aiohttp's `AppRunner`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import functools
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -26,8 +28,9 @@ _BACKLOG: Final = 512
 
 
 class Front:
-    """What every connection shares: the app, its hot routes wrapped in its middlewares, the
-    aiohttp server that takes the other requests, and the live connections (for shutdown)."""
+    """What every connection shares: the app, its hot routes' handlers (their middlewares'
+    work included), the aiohttp server that takes the other requests, and the live
+    connections (for shutdown)."""
 
     def __init__(
         self,
@@ -38,10 +41,7 @@ class Front:
         keepalive_timeout: float,
     ) -> None:
         self.app = app
-        self.hot_routes = {
-            path.encode("ascii"): _with_middlewares(handler, app.middlewares)
-            for path, handler in hot_routes.items()
-        }
+        self.hot_routes = {path.encode("ascii"): handler for path, handler in hot_routes.items()}
         self.aiohttp_protocol = aiohttp_server
         self.max_body_bytes = max_body_bytes
         self.connections: set[LeanConnection] = set()
@@ -87,8 +87,12 @@ class Front:
                 await asyncio.wait(pending)
 
 
-def _with_middlewares(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
-    """The handler as aiohttp calls it: the first middleware outermost."""
+def with_middlewares(app: web.Application, routes: Mapping[str, Handler]) -> dict[str, Handler]:
+    """The handlers as aiohttp calls them: the app's first middleware outermost."""
+    return {path: _wrapped(handler, app.middlewares) for path, handler in routes.items()}
+
+
+def _wrapped(handler: Handler, middlewares: Sequence[Middleware]) -> Handler:
     for middleware in reversed(middlewares):
         handler = functools.partial(middleware, handler=handler)
     return handler
@@ -150,7 +154,7 @@ class LeanSite(web.BaseSite):
 
 def run_lean(
     app: web.Application,
-    hot_routes: Mapping[str, Handler],
+    hot_routes: Callable[[web.Application], Mapping[str, Handler]],
     *,
     loop: asyncio.AbstractEventLoop,
     host: str,
@@ -161,13 +165,14 @@ def run_lean(
     keepalive_timeout: float,
 ) -> None:
     """`web.run_app`, serving through the lean server; returns after SIGTERM/SIGINT and a
-    graceful shutdown."""
+    graceful shutdown. `hot_routes` gives the hot routes' handlers of the started app."""
     runner = gateway_runner(LeanRunner, app, shutdown_timeout, keepalive_timeout)
 
     async def main() -> None:
         await runner.setup()
         assert runner.server is not None
-        runner.front = Front(app, hot_routes, runner.server, max_body_bytes, keepalive_timeout)
+        routes = hot_routes(app)
+        runner.front = Front(app, routes, runner.server, max_body_bytes, keepalive_timeout)
         try:
             await LeanSite(runner, runner.front, host, port, reuse_port=reuse_port).start()
             await asyncio.Event().wait()

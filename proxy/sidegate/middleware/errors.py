@@ -68,21 +68,30 @@ def _from_http(exc: web.HTTPException) -> ProxyError:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ProxyError as error:
-        log.log(error.level, "request failed: %s", error.message, extra=_ids(request))
-        return render(error, request.get(REQUEST_ID_KEY))
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except Exception as exc:
+        answer = error_answer(request, exc)
+        if answer is None:
             raise
+        return answer
+
+
+def error_answer(request: web.Request, exc: Exception) -> web.Response | None:
+    """The answer to a request that raised `exc`; None when it is not an error (an aiohttp
+    redirect, say), which the caller raises on."""
+    if isinstance(exc, ProxyError):
+        log.log(exc.level, "request failed: %s", exc.message, extra=_ids(request))
+        return render(exc, request.get(REQUEST_ID_KEY))
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            return None
         translated = _from_http(exc)
         status = exc.status if type(translated) is InvalidRequestError else None
         return render(translated, request.get(REQUEST_ID_KEY), status)
-    except Exception:
-        log.exception("unhandled error", extra=_ids(request))
-        return render(
-            InternalError("The server had an error while processing your request."),
-            request.get(REQUEST_ID_KEY),
-        )
+    log.exception("unhandled error", extra=_ids(request))
+    return render(
+        InternalError("The server had an error while processing your request."),
+        request.get(REQUEST_ID_KEY),
+    )
 
 
 def _ids(request: web.Request) -> dict[str, object]:

@@ -40,6 +40,15 @@ REQUEST_IDS_KEY = web.AppKey("request_ids", RequestIds)
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = assign_request_id(request)
+    response = await handler(request)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def assign_request_id(request: web.Request) -> str:
+    """The request's id (the client's when sane), kept on the request and in the context."""
     offered = request.headers.get(REQUEST_ID_HEADER)
     if offered and _SANE.match(offered):
         request_id = offered
@@ -47,7 +56,4 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         request_id = request.app[REQUEST_IDS_KEY].next()
     request[REQUEST_ID_KEY] = request_id
     current_request_id.set(request_id)
-    response = await handler(request)
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    return response
+    return request_id

@@ -39,14 +39,18 @@ def key_id(authorization: str | None, api_key: str | None) -> str | None:
 async def events_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except AuthenticationError as error:
-        # Refused by API-key authentication (not /metrics or admin tokens, not further in).
-        if TENANT_KEY not in request and request.path.startswith("/v1/"):
-            _key_rejected(request, error)
+    except (AuthenticationError, RateLimitError) as error:
+        note_refusal(request, error)
         raise
-    except RateLimitError as error:
+
+
+def note_refusal(request: web.Request, error: AuthenticationError | RateLimitError) -> None:
+    """The event (and, for a refused key, the count) of a request refused with `error`."""
+    if isinstance(error, RateLimitError):
         _rate_limited(request, error)
-        raise
+    elif TENANT_KEY not in request and request.path.startswith("/v1/"):
+        # Refused by API-key authentication (not /metrics or admin tokens, not further in).
+        _key_rejected(request, error)
 
 
 def _key_rejected(request: web.Request, error: AuthenticationError) -> None:
