@@ -112,8 +112,8 @@ def throughput_table(rows: list[Row], layout: Layout, roles: dict[str, str]) -> 
 
 
 def latency_table(rows: list[Row], layout: Layout) -> list[str]:
-    sweep = " | ".join(f"p50 @{lane.split('-')[-1]}" for lane in layout.chat[1:])
-    head = f"| system | p50 @c1 | p99 @c1 | {sweep} | TTFB p50 | gap p99 |"
+    sweep = "".join(f" p50 @{lane.split('-')[-1]} |" for lane in layout.chat[1:])
+    head = f"| system | p50 @c1 | p99 @c1 |{sweep} TTFB p50 | gap p99 |"
     lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
     for system in systems_in(rows):
         if system == "direct" or not _rows(rows, layout.single, system):
