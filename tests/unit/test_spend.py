@@ -308,8 +308,9 @@ async def test_under_steady_writes_the_write_ahead_log_starts_over(tmp_path: Pat
         except SpendStoreBusy:
             await asyncio.sleep(0.005)  # the checkpoint holds writers off while it copies
         await asyncio.sleep(0)
-    # 20,000 rows leave ~40 MB of log when it never starts over; a few checkpoints' worth here.
-    assert (tmp_path / "spend.db-wal").stat().st_size < 8_000_000
+    # 20,000 rows leave ~40 MB of log when it never starts over; a few checkpoints' worth
+    # (~2 MB each) here, more when the checkpoint thread is slow to get its turn.
+    assert (tmp_path / "spend.db-wal").stat().st_size < 20_000_000
     await store.close()
     with sqlite3.connect(path) as reader:
         assert reader.execute("SELECT count(*) FROM spend").fetchone() == (20_000,)
