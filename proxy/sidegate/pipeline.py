@@ -94,7 +94,7 @@ class Pipeline:
             exchange.status = status_of(error)
             error.headers.setdefault("x-cache", exchange.cache)  # errors answer it too
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionResetError):
             exchange.status = 499  # the client went away
             raise
         finally:

@@ -9,10 +9,13 @@ shutdown can be checked where the real gateway's routes answer too fast to show 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from tests.answers import Answer, Answers
@@ -35,6 +38,27 @@ async def stream_then_fail(request: web.Request) -> web.StreamResponse:
     raise RuntimeError("the upstream broke mid-stream")
 
 
+def _client_leaves(request: web.Request) -> None:
+    """The client's departure as the server meets it when it comes after the handler's last
+    wait: the transport is closing, and the task is no longer there to be cancelled."""
+    lean: Any = request
+    lean.connection.transport.abort()
+
+
+async def answer_after_leaving(request: web.Request) -> web.Response:
+    await request.read()
+    _client_leaves(request)
+    return web.Response(text="nobody reads this")
+
+
+async def stream_after_leaving(request: web.Request) -> web.StreamResponse:
+    response = await open_stream(request, 200, {"Content-Type": "text/event-stream"})
+    await response.write(b"data: first\n\n")
+    _client_leaves(request)
+    await response.write_eof()
+    return response
+
+
 async def slow(request: web.Request) -> web.Response:
     await asyncio.sleep(float(request.query.get("s", "0.3")))
     return web.Response(text="slow")
@@ -53,7 +77,12 @@ async def errors_as_answers(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response({"error": {"message": "broken"}}, status=500)
 
 
-HOT_ROUTES: dict[str, Handler] = {"/hot": hot, "/stream": stream_then_fail}
+HOT_ROUTES: dict[str, Handler] = {
+    "/hot": hot,
+    "/stream": stream_then_fail,
+    "/answer-after-leaving": answer_after_leaving,
+    "/stream-after-leaving": stream_after_leaving,
+}
 
 
 class Served:
@@ -251,3 +280,19 @@ async def test_an_error_after_a_stream_started_ends_the_connection_not_a_second_
         assert b"data: first" in raw
         assert b"HTTP/1.1 500" not in raw
         assert not raw.endswith(b"0\r\n\r\n")  # no last chunk: the client sees it cut short
+
+
+async def test_a_client_that_left_before_its_answer_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with lean_server() as served:
+        for path in ("/answer-after-leaving", "/stream-after-leaving"):
+            client = await served.connect()
+            with caplog.at_level(logging.INFO, logger="sidegate.server"):
+                client.send(post(path, ""))
+                await client.read_to_end()
+            assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        fresh = await served.connect()
+        fresh.send(post("/hot", "sleep 0 after"))
+        (answer,) = await fresh.read(1)
+        assert answer.body == b"hot after"

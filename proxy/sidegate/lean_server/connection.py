@@ -359,6 +359,10 @@ class LeanConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self.close()  # cancelled by a shutdown's deadline (or the client left already)
             return
+        except ConnectionResetError:
+            # The client left after the handler had its answer (or its stream's last chunk):
+            # nobody is there to tell, and nothing went wrong here.
+            self.keep_alive = False
         except Exception:
             log.exception("the lean server could not answer", extra={"path": request.path})
             self.keep_alive = False
