@@ -116,7 +116,9 @@ def latency_table(rows: list[Row], layout: Layout) -> list[str]:
     head = f"| system | p50 @c1 | p99 @c1 |{sweep} TTFB p50 | gap p99 |"
     lines = [head, "|---|" + "--:|" * (head.count("|") - 2)]
     for system in systems_in(rows):
-        if system == "direct" or not _rows(rows, layout.single, system):
+        if system == "direct" or not any(
+            _rows(rows, lane, system) for lane in (*layout.chat, layout.paced)
+        ):
             continue
         cells = [
             added(rows, layout.single, system, "p50_ms"),
@@ -164,8 +166,9 @@ def soak_lines(rows: list[Row]) -> list[str]:
 
 
 def target_rows(rows: list[Row], layout: Layout) -> list[tuple[str, str, bool | None]]:
-    """(target, measured, met) for Sidegate; met is None when it could not be measured."""
-    if not _rows(rows, layout.top, SUT):
+    """(target, measured, met) for Sidegate; met is None when it could not be measured (a lane
+    left out of this run, or a system it is compared with)."""
+    if not any(r.get("system") == SUT and r.get("lane") != "skip" for r in rows):
         return []
 
     def check(value: float, ok: bool) -> bool | None:

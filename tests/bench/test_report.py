@@ -1,8 +1,9 @@
-"""The summary's latency table keeps one cell under each heading, whatever the chat sweep."""
+"""The summary: one cell under each heading whatever the chat sweep, and a run of some lanes
+reports what it measured."""
 
 from __future__ import annotations
 
-from bench.harness.report import Layout, latency_table
+from bench.harness.report import Layout, latency_table, target_rows
 
 
 def _rows(lanes: list[str]) -> list[dict[str, object]]:
@@ -32,3 +33,14 @@ def test_headings_and_cells_line_up_with_one_concurrency_or_many() -> None:
         assert [h for h in headings if h.startswith("p50 @")] == [
             f"p50 @{lane.split('-')[-1]}" for lane in lanes
         ]
+
+
+def test_a_run_of_the_paced_lane_alone_still_reports_sidegate_against_its_targets() -> None:
+    layout = Layout(chat=["chat-c1", "chat-c64"], stream="stream", paced="paced")
+    rows = [r for r in _rows(["chat-c1"]) if r["lane"] == "paced"]
+    _head, _rule, sidegate, _direct = latency_table(rows, layout)
+    assert _cells(sidegate)[0] == "sidegate"
+    assert _cells(sidegate)[-2] == "0.250"
+    checks = {target: (measured, met) for target, measured, met in target_rows(rows, layout)}
+    assert checks["added TTFB ≤ 0.3 ms"] == ("0.250 ms", True)
+    assert checks["chat ≥ 0.8x floor"][1] is None
