@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds per lane, one round, no peers"
     )
+    parser.add_argument("--sdk-headers", action="store_true", help=wrk.SDK_HEADERS_HELP)
     return parser
 
 
@@ -292,6 +293,8 @@ def _meta(args: argparse.Namespace, argv: list[str], stamp: str) -> dict[str, An
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     args = _parser().parse_args(argv)
+    if args.sdk_headers:
+        wrk.send_sdk_headers()
     if args.report_only:
         out = args.report_only
         rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="chat", choices=[Kind.CHAT, Kind.STREAM])
     parser.add_argument("--seconds", type=float, default=12.0, help="counted load per variant")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sdk-headers", action="store_true", help=wrk.SDK_HEADERS_HELP)
     args = parser.parse_args(argv)
+    if args.sdk_headers:
+        wrk.send_sdk_headers()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("instructions: needs valgrind (Debian package valgrind)", file=sys.stderr)
         return 3

@@ -9,6 +9,21 @@ function init(args)
   if args[2] ~= nil and args[2] ~= "" then
     wrk.headers["Authorization"] = "Bearer " .. args[2]
   end
+  if os.getenv("BENCH_SDK_HEADERS") == "1" then
+    -- What the openai Python SDK sends besides those (wrk adds Host and Content-Length).
+    local sdk = {
+      ["Accept-Encoding"] = "gzip, deflate", ["Connection"] = "keep-alive",
+      ["Accept"] = "application/json", ["User-Agent"] = "OpenAI/Python 1.109.1",
+      ["X-Stainless-Lang"] = "python", ["X-Stainless-Package-Version"] = "1.109.1",
+      ["X-Stainless-OS"] = "Linux", ["X-Stainless-Arch"] = "x64",
+      ["X-Stainless-Runtime"] = "CPython", ["X-Stainless-Runtime-Version"] = "3.11.7",
+      ["X-Stainless-Async"] = "false", ["x-stainless-retry-count"] = "0",
+      ["x-stainless-read-timeout"] = "600",
+    }
+    for name, value in pairs(sdk) do
+      wrk.headers[name] = value
+    end
+  end
 end
 
 function done(summary, latency, requests)

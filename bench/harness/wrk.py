@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -13,6 +14,16 @@ from bench.harness.systems import LOAD_CPUS, Target
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 SCRIPT = Path(__file__).with_name("post.lua")
+# Set to "1", post.lua adds the headers the openai Python SDK sends (about seventeen in all,
+# against wrk's four): what a gateway parses, filters and forwards for a real client.
+SDK_HEADERS_ENV = "BENCH_SDK_HEADERS"
+SDK_HEADERS_HELP = "send the openai SDK's request headers (default: wrk's four)"
+
+
+def send_sdk_headers() -> None:
+    os.environ[SDK_HEADERS_ENV] = "1"  # wrk inherits it
+
+
 MARK = "WRKJSON "
 
 
