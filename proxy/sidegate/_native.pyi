@@ -15,6 +15,7 @@ __all__ = [
     "encoding_for_model",
     "inspect",
     "prompt_memo_len",
+    "request_head",
     "set_prompt_memo_capacity",
     "usage_counts",
 ]
@@ -218,3 +219,11 @@ def inspect(
     defaults to the model's. Raises ``InvalidBodyError`` for a body the proxy cannot serve and
     ``NativeError`` for an unknown endpoint or encoding.
     """
+
+def request_head(
+    data: bytes, head_limit: int
+) -> tuple[bytes, bool, list[tuple[str, str]], int, int] | None:
+    """``(target, keep_alive, headers, head_len, content_length)`` for a whole plain POST over
+    HTTP/1.1 at the start of ``data`` (headers decoded as latin-1), or None when llhttp should
+    read the bytes instead: a partial request, chunked framing, ``Expect``, an upgrade, HTTP/1.0,
+    a repeated ``Content-Length``, bare LF line ends, or a head over ``head_limit`` bytes."""

@@ -1,6 +1,8 @@
 """One client connection on the lean server: the socket's `asyncio.Protocol`.
 
-Requests are parsed by httptools (llhttp). A request for a hot route (`POST` to the OpenAI
+Requests are parsed by httptools (llhttp), except the common one: a whole `POST` with a
+`Content-Length` body, already in hand, is read in one native call (`_native.request_head`,
+which declines anything llhttp should judge). A request for a hot route (`POST` to the OpenAI
 endpoints) runs its handler, wrapped in the application's middlewares, as soon as its headers
 are in; its answer is written by this module. Any other request (health, metrics, models,
 admin, a wrong method, a path we do not know) goes to aiohttp: from that request on the
@@ -26,6 +28,7 @@ import httptools
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from sidegate._native import request_head
 from sidegate.errors import InvalidRequestError
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.middleware.errors import render
@@ -95,6 +98,7 @@ class _Parsed:
 class LeanConnection(asyncio.Protocol):
     __slots__ = (
         "_aiohttp",
+        "_between_messages",
         "_body_size",
         "_current",
         "_drained",
@@ -127,6 +131,7 @@ class LeanConnection(asyncio.Protocol):
         self._incoming: _Parsed | None = None
         self._current: asyncio.Task[None] | None = None
         self._aiohttp: asyncio.Protocol | None = None
+        self._between_messages = True  # llhttp holds no part of a request
         self._url = b""
         self._raw_headers: list[tuple[str, str]] = []
         self._head_size = 0
@@ -155,6 +160,10 @@ class LeanConnection(asyncio.Protocol):
         self._front.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._between_messages and not self._to_aiohttp and self._refusal is None:
+            data = self._take_plain(data)
+            if not data:
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -164,6 +173,7 @@ class LeanConnection(asyncio.Protocol):
             # As on aiohttp: an `Upgrade` (h2c, websocket) is declined by answering the request
             # as plain HTTP/1.1; what follows it is read as the next request.
             self._parser = httptools.HttpRequestParser(self)
+            self._between_messages = True
             rest = data[upgrade.args[0] :]
             if rest:
                 self.data_received(rest)
@@ -206,7 +216,33 @@ class LeanConnection(asyncio.Protocol):
 
     # Parser callbacks
 
+    def _take_plain(self, data: bytes) -> bytes:
+        """Serve the whole plain requests for hot routes at the front of `data`, as the parser
+        callbacks would; the rest is llhttp's."""
+        front = self._front
+        while data:
+            plain = request_head(data, HEADER_BLOCK_LIMIT)
+            if plain is None:
+                return data
+            url, keep_alive, headers, head_len, length = plain
+            handler = front.hot_routes.get(url.partition(b"?")[0])
+            if handler is None or length > front.max_body_bytes:
+                return data
+            parsed = _Parsed(b"POST", url, headers)
+            parsed.keep_alive = keep_alive
+            self._take(parsed, handler)
+            end = head_len + length
+            if length:
+                self._body_size = 0
+                self.on_body(data[head_len:end])
+            self.on_message_complete()
+            data = data[end:]
+            if self.closed or self._refusal is not None:
+                return b""
+        return data
+
     def on_message_begin(self) -> None:
+        self._between_messages = False
         self._url = b""
         self._raw_headers = []
         self._head_size = 0
@@ -237,16 +273,22 @@ class LeanConnection(asyncio.Protocol):
         parsed = _Parsed(parser.get_method(), self._url, self._raw_headers)
         parsed.version = parser.get_http_version()
         parsed.keep_alive = parser.should_keep_alive()
-        self._incoming = parsed
-        self._queue.append(parsed)
+        handler = None
         if not self._to_aiohttp and parsed.method == b"POST":
-            parsed.handler = self._front.hot_routes.get(parsed.url.partition(b"?")[0])
-        if parsed.handler is None:
-            self._to_aiohttp = True
+            handler = self._front.hot_routes.get(parsed.url.partition(b"?")[0])
         if parsed.version == "1.1":
             expect = next((v for n, v in parsed.headers if n.lower() == "expect"), None)
             parsed.expects_continue = expect is not None and expect.lower() == "100-continue"
-        if parsed.handler is not None:
+        self._take(parsed, handler)
+
+    def _take(self, parsed: _Parsed, handler: Handler | None) -> None:
+        """A request whose head is in: queue it, and start it when it is a hot route's."""
+        self._incoming = parsed
+        self._queue.append(parsed)
+        parsed.handler = handler
+        if handler is None:
+            self._to_aiohttp = True
+        else:
             self._start_lean(parsed)
         if len(self._queue) == 1:
             self._next()
@@ -274,6 +316,7 @@ class LeanConnection(asyncio.Protocol):
             self.keep_alive = False  # the rest of the body is never read
 
     def on_message_complete(self) -> None:
+        self._between_messages = True
         parsed = self._incoming
         if parsed is None:
             return

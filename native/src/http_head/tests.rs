@@ -1,0 +1,105 @@
+use super::{plain_request, PlainRequest, MAX_HEADERS};
+
+const LIMIT: usize = 64 * 1024;
+
+fn request(head: &str, body: &str) -> Vec<u8> {
+    format!("{head}\r\n\r\n{body}").into_bytes()
+}
+
+fn sdk_head(body: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw:8080\r\nAccept: application/json\r\n\
+         Authorization: Bearer sk-test\r\nX-Stainless-Lang: python\r\nContent-Length: {}",
+        body.len()
+    )
+}
+
+#[test]
+fn reads_a_whole_sdk_request_and_its_length() {
+    let body = r#"{"model":"m","messages":[]}"#;
+    let data = request(&sdk_head(body), body);
+    let plain = plain_request(&data, LIMIT).expect("a plain request");
+    assert_eq!(plain.target, b"/v1/chat/completions");
+    assert_eq!(plain.headers.len(), 5);
+    assert_eq!(plain.headers[2], (&b"Authorization"[..], &b"Bearer sk-test"[..]));
+    assert_eq!(plain.content_length, body.len());
+    assert_eq!(plain.len(), data.len());
+    assert_eq!(&data[plain.head_len..], body.as_bytes());
+    assert!(plain.keep_alive);
+}
+
+#[test]
+fn a_pipelined_request_after_it_is_left_for_the_next_call() {
+    let body = "{}";
+    let mut data = request(&sdk_head(body), body);
+    let first = data.len();
+    data.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+    let plain = plain_request(&data, LIMIT).map(|p| p.len());
+    assert_eq!(plain, Some(first));
+}
+
+#[test]
+fn a_body_still_on_its_way_is_declined() {
+    let body = r#"{"model":"m"}"#;
+    let data = request(&sdk_head(body), &body[..5]);
+    assert_eq!(plain_request(&data, LIMIT), None);
+    assert_eq!(plain_request(b"POST /v1/chat/completions HTTP/1.1\r\nHost", LIMIT), None);
+}
+
+#[test]
+fn connection_close_is_kept_and_upgrade_declined() {
+    let head = "POST /v1/x HTTP/1.1\r\nConnection: keep-alive, Close\r\nContent-Length: 0";
+    let data = request(head, "");
+    let plain = plain_request(&data, LIMIT).expect("plain");
+    assert!(!plain.keep_alive);
+    let upgrade = "POST /v1/x HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c";
+    assert_eq!(plain_request(&request(upgrade, ""), LIMIT), None);
+}
+
+#[test]
+fn framing_llhttp_must_judge_is_declined() {
+    for head in [
+        "POST /v1/x HTTP/1.1\r\nTransfer-Encoding: chunked",
+        "POST /v1/x HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2",
+        "POST /v1/x HTTP/1.1\r\nContent-Length: +2",
+        "POST /v1/x HTTP/1.1\r\nContent-Length: 99999999999999999999",
+        "POST /v1/x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2",
+        "POST /v1/x HTTP/1.0\r\nContent-Length: 2",
+        "GET /v1/x HTTP/1.1\r\nContent-Length: 2",
+        "POST /v1/x HTTP/1.1\nContent-Length: 2",
+        "POST /v1/x HTTP/1.1\r\nX-A: b\rc\r\nContent-Length: 2",
+        "POST /v1/x HTTP/1.1\r\nBad Name: 1\r\nContent-Length: 2",
+        "POST /v1/x HTTP/1.1\r\nX-Folded: a\r\n b\r\nContent-Length: 2",
+    ] {
+        assert_eq!(plain_request(&request(head, "{}"), LIMIT), None, "{head:?}");
+    }
+}
+
+#[test]
+fn a_head_over_the_limit_or_with_too_many_headers_is_declined() {
+    let long = format!("POST /v1/x HTTP/1.1\r\nX-Big: {}\r\nContent-Length: 0", "a".repeat(200));
+    assert_eq!(plain_request(&request(&long, ""), 100), None);
+    assert!(plain_request(&request(&long, ""), LIMIT).is_some());
+    let many: String = (0..=MAX_HEADERS).map(|i| format!("\r\nX-{i}: v")).collect();
+    let head = format!("POST /v1/x HTTP/1.1{many}");
+    assert_eq!(plain_request(&request(&head, ""), LIMIT), None);
+}
+
+#[test]
+fn values_keep_their_bytes_after_the_blanks_that_lead_them() {
+    let head = "POST /v1/x?api-version=1 HTTP/1.1\r\nX-Name:   caf\u{e9}  \r\nContent-Length: 0";
+    let data = request(head, "");
+    let plain: PlainRequest<'_> = plain_request(&data, LIMIT).expect("plain");
+    assert_eq!(plain.target, b"/v1/x?api-version=1");
+    assert_eq!(plain.headers[0].1, "caf\u{e9}  ".as_bytes());
+    assert_eq!(plain.content_length, 0);
+}
+
+#[test]
+fn blanks_before_the_line_end_stay_in_the_value_as_llhttp_keeps_them() {
+    let head = "POST /v1/x HTTP/1.1\r\nX-A: b  \r\nX-Empty:\r\nX-Blank:   \r\nContent-Length: 0";
+    let data = request(head, "");
+    let plain = plain_request(&data, LIMIT).expect("plain");
+    assert_eq!(plain.headers[0], (&b"X-A"[..], &b"b  "[..]));
+    assert_eq!(plain.headers[1].1, b"");
+}
