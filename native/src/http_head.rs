@@ -1,14 +1,16 @@
-//! The lean server's common request, read in one pass: a whole `POST` with a `Content-Length`
-//! body, as the OpenAI SDKs send it.
+//! Whole HTTP/1.1 messages read in one pass: the lean server's common request (a `POST` with a
+//! `Content-Length` body, as the OpenAI SDKs send it) and the lean client's common answer (a
+//! status with a `Content-Length` body, as an unstreamed completion comes).
 //!
 //! llhttp (through httptools) calls back into Python once per header; an SDK's request has
-//! about seventeen, and those calls cost more than the rest of parsing. This reads such a
-//! request's head here and says how long the request is. Anything else — a body still on its
-//! way, chunked framing, `Expect`, an upgrade, HTTP/1.0, a head llhttp might read differently
-//! (bare LF line ends, a repeated `Content-Length`) — is declined, and the caller gives the
-//! bytes to llhttp, which then answers or refuses them exactly as before.
+//! about seventeen, a cloud API's answer twenty, and those calls cost more than the rest of
+//! parsing. This reads such a message here and says how long it is. Anything else — a body
+//! still on its way, chunked framing, `Expect`, an upgrade, HTTP/1.0, an interim or bodiless
+//! status, a head llhttp might read differently (bare LF line ends, a repeated
+//! `Content-Length`) — is declined, and the caller gives the bytes to llhttp, which then
+//! answers or refuses them exactly as before.
 
-/// Headers read before a request is declined (an SDK sends about seventeen).
+/// Headers read before a message is declined (an SDK sends about seventeen).
 pub const MAX_HEADERS: usize = 64;
 
 /// A whole request this module read; the slices borrow the caller's bytes.
@@ -55,12 +57,90 @@ pub fn plain_request(data: &[u8], head_limit: usize) -> Option<PlainRequest<'_>>
     if !target.iter().all(|byte| (0x21..=0x7e).contains(byte)) {
         return None;
     }
+    let framing = framing(data, head_len, request.headers)?;
+    let plain = PlainRequest {
+        target,
+        headers: framing.headers,
+        head_len,
+        content_length: framing.content_length.unwrap_or(0),
+        keep_alive: framing.keep_alive,
+    };
+    (data.len() >= head_len.checked_add(plain.content_length)?).then_some(plain)
+}
+
+/// A whole answer this module read; the slices borrow the caller's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlainResponse<'a> {
+    pub status: u16,
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
+    pub head_len: usize,
+    pub content_length: usize,
+    /// False when `Connection` names `close`: the connection carries no other request.
+    pub keep_alive: bool,
+}
+
+impl PlainResponse<'_> {
+    /// Bytes of `data` this answer takes, body included.
+    pub fn len(&self) -> usize {
+        self.head_len + self.content_length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The answer that is exactly `data` when it is a whole HTTP/1.1 answer (status 200 to 599,
+/// not 204 or 304) framed by `Content-Length`, its head at most `head_limit` bytes; `None` for
+/// anything llhttp should read instead — bytes after the answer included.
+pub fn plain_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_>> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let head_len = match response.parse(data) {
+        Ok(httparse::Status::Complete(length)) => length,
+        _ => return None,
+    };
+    let status = response.code?;
+    if head_len > head_limit
+        || response.version != Some(1)
+        || !(200..600).contains(&status)
+        || status == 204
+        || status == 304
+        || !crlf_only(&data[..head_len])
+    {
+        return None;
+    }
+    let framing = framing(data, head_len, response.headers)?;
+    let plain = PlainResponse {
+        status,
+        headers: framing.headers,
+        head_len,
+        content_length: framing.content_length?,
+        keep_alive: framing.keep_alive,
+    };
+    (data.len() == plain.len()).then_some(plain)
+}
+
+struct Framing<'a> {
+    headers: Vec<(&'a [u8], &'a [u8])>,
+    content_length: Option<usize>,
+    keep_alive: bool,
+}
+
+/// The headers as llhttp reads them and what they say of framing; `None` when they ask for
+/// framing this module leaves to llhttp. A request without `Content-Length` has no body; an
+/// answer without one is not taken (`content_length` is then `None`).
+fn framing<'a>(
+    data: &'a [u8],
+    head_len: usize,
+    parsed: &[httparse::Header<'a>],
+) -> Option<Framing<'a>> {
     let mut content_length: Option<usize> = None;
     let mut keep_alive = true;
-    let mut headers = Vec::with_capacity(request.headers.len());
-    for header in request.headers.iter() {
-        let name = header.name.as_bytes();
+    let mut headers = Vec::with_capacity(parsed.len());
+    for header in parsed {
         let value = as_llhttp_reads(data, head_len, header.value)?;
+        let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             if content_length.is_some() {
                 return None;
@@ -83,15 +163,11 @@ pub fn plain_request(data: &[u8], head_limit: usize) -> Option<PlainRequest<'_>>
         }
         headers.push((name, value));
     }
-    let content_length = content_length.unwrap_or(0);
-    let plain = PlainRequest {
-        target,
+    Some(Framing {
         headers,
-        head_len,
         content_length,
         keep_alive,
-    };
-    (data.len() >= head_len.checked_add(content_length)?).then_some(plain)
+    })
 }
 
 /// `value` as llhttp gives it: httparse drops the blanks before the line's CRLF, llhttp keeps

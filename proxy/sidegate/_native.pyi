@@ -16,6 +16,7 @@ __all__ = [
     "inspect",
     "prompt_memo_len",
     "request_head",
+    "response_head",
     "set_prompt_memo_capacity",
     "usage_counts",
 ]
@@ -227,3 +228,12 @@ def request_head(
     HTTP/1.1 at the start of ``data`` (headers decoded as latin-1), or None when llhttp should
     read the bytes instead: a partial request, chunked framing, ``Expect``, an upgrade, HTTP/1.0,
     a repeated ``Content-Length``, bare LF line ends, or a head over ``head_limit`` bytes."""
+
+def response_head(
+    data: bytes, head_limit: int
+) -> tuple[int, bool, list[tuple[str, str]], int] | None:
+    """``(status, keep_alive, headers, head_len)`` when ``data`` is exactly one whole HTTP/1.1
+    answer framed by ``Content-Length`` (its body is ``data[head_len:]``, headers decoded as
+    latin-1), or None when llhttp should read it: a partial answer or bytes after it, chunked
+    or close-delimited framing, a status under 200, 204 or 304, HTTP/1.0, an upgrade, a
+    repeated ``Content-Length``, bare LF or lone CR, or a head over ``head_limit`` bytes."""

@@ -1,4 +1,4 @@
-use super::{plain_request, PlainRequest, MAX_HEADERS};
+use super::{plain_request, plain_response, PlainRequest, MAX_HEADERS};
 
 const LIMIT: usize = 64 * 1024;
 
@@ -102,4 +102,49 @@ fn blanks_before_the_line_end_stay_in_the_value_as_llhttp_keeps_them() {
     let plain = plain_request(&data, LIMIT).expect("plain");
     assert_eq!(plain.headers[0], (&b"X-A"[..], &b"b  "[..]));
     assert_eq!(plain.headers[1].1, b"");
+}
+
+fn answer(head: &str, body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {head}\r\n\r\n{body}").into_bytes()
+}
+
+#[test]
+fn reads_a_whole_answer_with_its_length() {
+    let body = r#"{"id":"chatcmpl-1"}"#;
+    let head = format!(
+        "200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         x-request-id: req_1",
+        body.len()
+    );
+    let data = answer(&head, body);
+    let plain = plain_response(&data, LIMIT).expect("a plain answer");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.headers.len(), 4);
+    assert_eq!(plain.headers[3], (&b"x-request-id"[..], &b"req_1"[..]));
+    assert_eq!(&data[plain.head_len..], body.as_bytes());
+    assert_eq!(plain.len(), data.len());
+    assert!(plain.keep_alive);
+    let closing = answer("503 Busy\r\nConnection: close\r\nContent-Length: 0", "");
+    let plain = plain_response(&closing, LIMIT).expect("plain");
+    assert_eq!((plain.status, plain.keep_alive), (503, false));
+}
+
+#[test]
+fn an_answer_llhttp_must_frame_or_one_not_whole_is_declined() {
+    for (head, body) in [
+        ("200 OK\r\nTransfer-Encoding: chunked", "0\r\n\r\n"),
+        ("200 OK\r\nContent-Type: text/event-stream", "data: x\n\n"),
+        ("200 OK\r\nContent-Length: 5", "abc"),
+        ("200 OK\r\nContent-Length: 2", "abcd"),
+        ("204 No Content\r\nContent-Length: 0", ""),
+        ("304 Not Modified\r\nContent-Length: 2", ""),
+        ("100 Continue", ""),
+        ("101 Switching Protocols\r\nUpgrade: h2c\r\nContent-Length: 0", ""),
+        ("200 OK\r\nContent-Length: 2\r\nContent-Length: 2", "{}"),
+        ("200 OK\nContent-Length: 2", "{}"),
+    ] {
+        assert_eq!(plain_response(&answer(head, body), LIMIT), None, "{head:?}");
+    }
+    let old = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    assert_eq!(plain_response(old, LIMIT), None);
 }

@@ -21,6 +21,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_usage_counts, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_request_head, m)?)?;
+    m.add_function(wrap_pyfunction!(http_head::py_response_head, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_set_prompt_memo_capacity, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_prompt_memo_len, m)?)?;
     errors::register(py, m)?;

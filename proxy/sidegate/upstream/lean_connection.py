@@ -1,7 +1,10 @@
 """One keep-alive HTTP/1.1 connection to an upstream: the socket's `asyncio.Protocol`.
 
 It feeds every byte to one llhttp response parser (httptools) and hands the parser's callbacks to
-the `LeanResponse` in flight (`lean_response.py`), which buffers body pieces for the consumer.
+the `LeanResponse` in flight (`lean_response.py`), which buffers body pieces for the consumer. An
+answer that arrives whole in one read, framed by `Content-Length` (an unstreamed completion), is
+read in one native call instead (`_native.response_head`, which declines anything llhttp should
+judge).
 
 The read timeout is watched by one timer per connection that is re-armed only when it fires: a
 timer handle per wait would cost more than the rest of a small request's parsing. This module is
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
+from sidegate._native import response_head
 from sidegate.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
@@ -40,6 +44,7 @@ class LeanConnection(asyncio.Protocol):
     """The socket side: parser callbacks land here and are forwarded to the current response."""
 
     __slots__ = (
+        "_between_messages",
         "_head_bytes",
         "_loop",
         "_on_idle_lost",
@@ -80,6 +85,7 @@ class LeanConnection(asyncio.Protocol):
         # Per response, reset by start(): kept here so the parser callbacks touch one object.
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._between_messages = True  # llhttp holds no part of an answer
 
     def start(self, response: LeanResponse) -> None:
         """Make `response` the one the next bytes belong to."""
@@ -117,6 +123,11 @@ class LeanConnection(asyncio.Protocol):
             return
         response.received_any = True
         if not response.headers_done:
+            if self._between_messages and not response.head_request:
+                whole = response_head(data, HEADER_BLOCK_LIMIT)
+                if whole is not None:
+                    self._take_whole(response, data, *whole)
+                    return
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
@@ -135,7 +146,27 @@ class LeanConnection(asyncio.Protocol):
             if not response.headers_done and self._head_bytes > HEADER_BLOCK_LIMIT:
                 self._protocol_error(response, "the upstream sent an oversized header block")
 
+    def _take_whole(
+        self,
+        response: LeanResponse,
+        data: bytes,
+        status: int,
+        keep_alive: bool,
+        headers: list[tuple[str, str]],
+        head_len: int,
+    ) -> None:
+        """What the parser callbacks would do for an answer that is all of `data`."""
+        response.on_head(status, headers)
+        if len(data) > head_len:
+            response.on_piece(data[head_len:])
+        if not keep_alive:
+            self.reusable = False
+        response.on_complete()
+
     # httptools callbacks (called from feed_data, so self.response is set)
+
+    def on_message_begin(self) -> None:
+        self._between_messages = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw_headers.append((name, value))
@@ -169,6 +200,7 @@ class LeanConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         response = self.response
         assert response is not None
+        self._between_messages = True
         if response.interim:
             response.interim = False
             return

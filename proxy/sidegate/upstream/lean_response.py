@@ -156,10 +156,11 @@ class LeanResponse:
     # called by LeanConnection
 
     def on_headers(self, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.on_head(status, [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers])
+
+    def on_head(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.status = status
-        self.headers = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers]
-        )
+        self.headers = CIMultiDict(headers)
         self.headers_done = True
         if self.head_request:
             # llhttp cannot be told the request was HEAD and would wait for Content-Length

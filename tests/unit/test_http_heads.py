@@ -1,9 +1,11 @@
-"""The lean server's one-call request reader agrees with llhttp on every request it takes.
+"""The one-call readers agree with llhttp on every message they take.
 
-`_native.request_head` serves the common request (a whole plain POST) without llhttp and
-declines the rest. Whatever it takes, llhttp must read the same way: target, headers (every
-byte of their values), keep-alive and where the request ends. Requests are generated around
-the places HTTP parsers differ: line ends, framing headers, blanks and bytes in values.
+`_native.request_head` reads the lean server's common request (a whole plain POST) and
+`_native.response_head` the lean client's common answer (whole, framed by Content-Length)
+without llhttp, and decline the rest. Whatever they take, llhttp must read the same way: target
+or status, headers (every byte of their values), keep-alive and where the message ends.
+Messages are generated around the places HTTP parsers differ: line ends, framing headers,
+blanks and bytes in values.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import httptools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidegate._native import request_head
+from sidegate._native import request_head, response_head
 
 LIMIT = 64 * 1024
 
@@ -24,11 +26,12 @@ class _Llhttp:
     """What llhttp reads of the first request in some bytes."""
 
     url: bytes = b""
+    status: int = 0
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     keep_alive: bool | None = None
     complete: bool = False
-    parser: httptools.HttpRequestParser | None = None
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser | None = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -39,6 +42,8 @@ class _Llhttp:
     def on_headers_complete(self) -> None:
         assert self.parser is not None
         self.keep_alive = self.parser.should_keep_alive()  # as the lean server reads it
+        if isinstance(self.parser, httptools.HttpResponseParser):
+            self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
         self.body += body
@@ -85,7 +90,19 @@ def requests(draw: st.DrawFn) -> bytes:
     method = draw(st.sampled_from(["POST", "POST", "GET"]))
     target = draw(st.sampled_from(["/v1/chat/completions", "/v1/embeddings?api-version=1", "/x"]))
     version = draw(st.sampled_from(["1.1", "1.1", "1.0"]))
-    lines = [f"{method} {target} HTTP/{version}"]
+    return draw(_message(f"{method} {target} HTTP/{version}"))
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> bytes:
+    version = draw(st.sampled_from(["1.1", "1.1", "1.0"]))
+    status = draw(st.sampled_from(["200 OK", "429 Too Many", "503 ", "204 No Content", "100 C"]))
+    return draw(_message(f"HTTP/{version} {status}"))
+
+
+@st.composite
+def _message(draw: st.DrawFn, first_line: str) -> bytes:
+    lines = [first_line]
     body = draw(st.binary(max_size=40))
     if draw(st.booleans()):
         lines.append(f"Content-Length: {len(body)}")
@@ -109,6 +126,23 @@ def test_what_the_native_reader_takes_llhttp_reads_the_same_way(data: bytes) -> 
     assert read.url == target
     assert read.headers == headers
     assert read.body == data[head_len : head_len + length]
+    assert read.keep_alive == keep_alive
+
+
+@settings(max_examples=3000, deadline=None)
+@given(answers())
+def test_what_the_native_reader_takes_of_an_answer_llhttp_reads_the_same_way(data: bytes) -> None:
+    taken = response_head(data, LIMIT)
+    if taken is None:
+        return
+    status, keep_alive, headers, head_len = taken
+    read = _Llhttp()
+    read.parser = httptools.HttpResponseParser(read)
+    read.parser.feed_data(data)
+    assert read.complete
+    assert read.status == status
+    assert read.headers == headers
+    assert read.body == data[head_len:]
     assert read.keep_alive == keep_alive
 
 
