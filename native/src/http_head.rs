@@ -13,21 +13,21 @@
 /// Headers read before a message is declined (an SDK sends about seventeen).
 pub const MAX_HEADERS: usize = 64;
 
-/// A whole request this module read; the slices borrow the caller's bytes.
+/// A whole message this module read; the slices borrow the caller's bytes. `start` is what
+/// its first line says that matters here: a request's target, an answer's status.
 #[derive(Debug, PartialEq, Eq)]
-pub struct PlainRequest<'a> {
-    /// The request target as sent (path and query).
-    pub target: &'a [u8],
+pub struct Plain<'a, S> {
+    pub start: S,
     pub headers: Vec<(&'a [u8], &'a [u8])>,
-    /// Bytes from the request line to the blank line after the headers, inclusive.
+    /// Bytes from the first line to the blank line after the headers, inclusive.
     pub head_len: usize,
     pub content_length: usize,
-    /// False when `Connection` names `close`.
+    /// False when `Connection` names `close`: the connection carries nothing after it.
     pub keep_alive: bool,
 }
 
-impl PlainRequest<'_> {
-    /// Bytes of `data` this request takes, body included.
+impl<S> Plain<'_, S> {
+    /// Bytes of `data` this message takes, body included.
     pub fn len(&self) -> usize {
         self.head_len + self.content_length
     }
@@ -36,6 +36,11 @@ impl PlainRequest<'_> {
         self.len() == 0
     }
 }
+
+/// A request, with its target (path and query) as sent.
+pub type PlainRequest<'a> = Plain<'a, &'a [u8]>;
+/// An answer, with its status.
+pub type PlainResponse<'a> = Plain<'a, u16>;
 
 /// The request at the start of `data` when it is a plain, whole `POST` over HTTP/1.1 whose
 /// head is at most `head_limit` bytes; `None` for anything llhttp should read instead.
@@ -57,37 +62,9 @@ pub fn plain_request(data: &[u8], head_limit: usize) -> Option<PlainRequest<'_>>
     if !target.iter().all(|byte| (0x21..=0x7e).contains(byte)) {
         return None;
     }
-    let framing = framing(data, head_len, request.headers)?;
-    let plain = PlainRequest {
-        target,
-        headers: framing.headers,
-        head_len,
-        content_length: framing.content_length.unwrap_or(0),
-        keep_alive: framing.keep_alive,
-    };
+    // Without `Content-Length` a request has no body.
+    let plain = with_headers(data, head_len, target, request.headers, Some(0))?;
     (data.len() >= head_len.checked_add(plain.content_length)?).then_some(plain)
-}
-
-/// A whole answer this module read; the slices borrow the caller's bytes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PlainResponse<'a> {
-    pub status: u16,
-    pub headers: Vec<(&'a [u8], &'a [u8])>,
-    pub head_len: usize,
-    pub content_length: usize,
-    /// False when `Connection` names `close`: the connection carries no other request.
-    pub keep_alive: bool,
-}
-
-impl PlainResponse<'_> {
-    /// Bytes of `data` this answer takes, body included.
-    pub fn len(&self) -> usize {
-        self.head_len + self.content_length
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The answer that is exactly `data` when it is a whole HTTP/1.1 answer (status 200 to 599,
@@ -110,31 +87,20 @@ pub fn plain_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_
     {
         return None;
     }
-    let framing = framing(data, head_len, response.headers)?;
-    let plain = PlainResponse {
-        status,
-        headers: framing.headers,
-        head_len,
-        content_length: framing.content_length?,
-        keep_alive: framing.keep_alive,
-    };
+    // Without `Content-Length` an answer ends with the connection: llhttp's to read.
+    let plain = with_headers(data, head_len, status, response.headers, None)?;
     (data.len() == plain.len()).then_some(plain)
 }
 
-struct Framing<'a> {
-    headers: Vec<(&'a [u8], &'a [u8])>,
-    content_length: Option<usize>,
-    keep_alive: bool,
-}
-
-/// The headers as llhttp reads them and what they say of framing; `None` when they ask for
-/// framing this module leaves to llhttp. A request without `Content-Length` has no body; an
-/// answer without one is not taken (`content_length` is then `None`).
-fn framing<'a>(
+/// The message with its headers as llhttp reads them; `None` when they ask for framing this
+/// module leaves to llhttp, or name no length and `unstated_length` is `None`.
+fn with_headers<'a, S>(
     data: &'a [u8],
     head_len: usize,
+    start: S,
     parsed: &[httparse::Header<'a>],
-) -> Option<Framing<'a>> {
+    unstated_length: Option<usize>,
+) -> Option<Plain<'a, S>> {
     let mut content_length: Option<usize> = None;
     let mut keep_alive = true;
     let mut headers = Vec::with_capacity(parsed.len());
@@ -163,9 +129,11 @@ fn framing<'a>(
         }
         headers.push((name, value));
     }
-    Some(Framing {
+    Some(Plain {
+        start,
         headers,
-        content_length,
+        head_len,
+        content_length: content_length.or(unstated_length)?,
         keep_alive,
     })
 }

@@ -19,7 +19,7 @@ fn reads_a_whole_sdk_request_and_its_length() {
     let body = r#"{"model":"m","messages":[]}"#;
     let data = request(&sdk_head(body), body);
     let plain = plain_request(&data, LIMIT).expect("a plain request");
-    assert_eq!(plain.target, b"/v1/chat/completions");
+    assert_eq!(plain.start, b"/v1/chat/completions");
     assert_eq!(plain.headers.len(), 5);
     assert_eq!(plain.headers[2], (&b"Authorization"[..], &b"Bearer sk-test"[..]));
     assert_eq!(plain.content_length, body.len());
@@ -90,7 +90,7 @@ fn values_keep_their_bytes_after_the_blanks_that_lead_them() {
     let head = "POST /v1/x?api-version=1 HTTP/1.1\r\nX-Name:   caf\u{e9}  \r\nContent-Length: 0";
     let data = request(head, "");
     let plain: PlainRequest<'_> = plain_request(&data, LIMIT).expect("plain");
-    assert_eq!(plain.target, b"/v1/x?api-version=1");
+    assert_eq!(plain.start, b"/v1/x?api-version=1");
     assert_eq!(plain.headers[0].1, "caf\u{e9}  ".as_bytes());
     assert_eq!(plain.content_length, 0);
 }
@@ -118,7 +118,7 @@ fn reads_a_whole_answer_with_its_length() {
     );
     let data = answer(&head, body);
     let plain = plain_response(&data, LIMIT).expect("a plain answer");
-    assert_eq!(plain.status, 200);
+    assert_eq!(plain.start, 200);
     assert_eq!(plain.headers.len(), 4);
     assert_eq!(plain.headers[3], (&b"x-request-id"[..], &b"req_1"[..]));
     assert_eq!(&data[plain.head_len..], body.as_bytes());
@@ -126,7 +126,7 @@ fn reads_a_whole_answer_with_its_length() {
     assert!(plain.keep_alive);
     let closing = answer("503 Busy\r\nConnection: close\r\nContent-Length: 0", "");
     let plain = plain_response(&closing, LIMIT).expect("plain");
-    assert_eq!((plain.status, plain.keep_alive), (503, false));
+    assert_eq!((plain.start, plain.keep_alive), (503, false));
 }
 
 #[test]

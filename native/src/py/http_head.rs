@@ -20,7 +20,7 @@ pub(crate) fn py_request_head<'py>(
         return Ok(None);
     };
     let fields = (
-        PyBytes::new(py, plain.target),
+        PyBytes::new(py, plain.start),
         plain.keep_alive,
         header_list(py, &plain.headers)?,
         plain.head_len,
@@ -42,7 +42,7 @@ pub(crate) fn py_response_head<'py>(
         return Ok(None);
     };
     let fields = (
-        plain.status,
+        plain.start,
         plain.keep_alive,
         header_list(py, &plain.headers)?,
         plain.head_len,
