@@ -94,6 +94,11 @@ class RateLimiter:
     def __init__(self, *, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self._table = _native.Limiter(max_keys)
 
+    @property
+    def native(self) -> _native.Limiter:
+        """The table itself, for a caller that calls it on every request (`limits.memory`)."""
+        return self._table
+
     def acquire(
         self, key: str, limits: Limits, tokens: int = 0, *, now: float | None = None
     ) -> Decision:

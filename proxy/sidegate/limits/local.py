@@ -109,7 +109,9 @@ class LocalTicket:
             return
         self._settled = True
         used, cost = spent_on(exchange)
-        memory, tenant, reserved = self._memory, self._tenant, self._reserved
-        memory.settle_admitted(tenant, self._shape.layout, reserved, used)
-        spent = memory.spend(tenant, used - reserved, cost)
-        self._on_settled(tenant, cost, self._budget, spent)
+        tenant = self._tenant
+        spent = self._memory.settle_and_spend(
+            tenant, self._shape.layout, self._reserved, used, cost
+        )
+        if self._budget is not None:  # else there is no gauge to set nor alert to raise
+            self._on_settled(tenant, cost, self._budget, spent)

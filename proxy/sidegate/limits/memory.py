@@ -67,6 +67,7 @@ class MemoryState:
 
     def __init__(self) -> None:
         self._table = RateLimiter()
+        self._native = self._table.native  # the per-request path calls it without a wrapper
         self._ledgers: dict[str, _Ledger] = {}
         self._limits: dict[tuple[int | None, ...], Limits] = {}
         self._layouts: dict[tuple[object, ...], Layout] = {}
@@ -75,7 +76,8 @@ class MemoryState:
         ledger = self._ledgers.get(tenant)
         if ledger is None:
             ledger = self._ledgers[tenant] = _Ledger()
-        return ledger.roll(int(time.time() * 1000 // DAY_MS))
+        day = int(time.time() * 1000 // DAY_MS)
+        return ledger if ledger.day == day else ledger.roll(day)
 
     def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> Layout:
         """Each scope with its native limits and the index of its tokens bucket (-1: none),
@@ -131,7 +133,7 @@ class MemoryState:
         refusal = _ledger_refusal(ledger, budget)
         if refusal is not None:
             return refusal, {}
-        refused, answer = self._table.admit_shape(layout.native, tenant, reserve)
+        refused, answer = self._native.admit_shape(layout.native, tenant, reserve)
         if isinstance(answer, dict):
             ledger.tokens += reserve
             return None, answer
@@ -141,7 +143,18 @@ class MemoryState:
 
     def settle_admitted(self, tenant: str, layout: Layout, reserved: int, used: int) -> None:
         """Free what `admit` charged and true up its reservation to the tokens used."""
-        self._table.settle_shape(layout.native, tenant, reserved, used)
+        self._native.settle_shape(layout.native, tenant, reserved, used)
+
+    def settle_and_spend(
+        self, tenant: str, layout: Layout, reserved: int, used: int, cost_usd: float
+    ) -> float:
+        """`settle_admitted` and `spend` in one call (the end of every request); returns the
+        spend after it."""
+        self._native.settle_shape(layout.native, tenant, reserved, used)
+        ledger = self._ledger(tenant)
+        ledger.spent_usd += cost_usd
+        ledger.tokens += used - reserved
+        return ledger.spent_usd
 
     def spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
         """Add an answer's cost to today's spend; returns the spend after it."""
