@@ -31,6 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from sidegate._native import request_head
 from sidegate.errors import InvalidRequestError
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
+from sidegate.lean_server.parsed import ParsedRequest
 from sidegate.middleware.errors import render
 
 if TYPE_CHECKING:
@@ -51,48 +52,6 @@ class _HeaderBlockTooLargeError(Exception):
 
 class _BodyTooLargeError(Exception):
     pass
-
-
-class _Parsed:
-    """A request as the parser saw it; `lean` is set when a hot route serves it."""
-
-    __slots__ = (
-        "body",
-        "complete",
-        "expects_continue",
-        "handler",
-        "headers",
-        "keep_alive",
-        "lean",
-        "method",
-        "url",
-        "version",
-    )
-
-    def __init__(self, method: bytes, url: bytes, headers: list[tuple[str, str]]) -> None:
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.version = "1.1"
-        self.keep_alive = True
-        self.lean: LeanRequest | None = None
-        self.handler: Handler | None = None
-        self.body: list[bytes] = []
-        self.complete = False
-        self.expects_continue = False
-
-    def reserialized(self) -> bytes:
-        """The request as aiohttp should see it: its body de-chunked, with its length."""
-        lines = [b"%s %s HTTP/%s\r\n" % (self.method, self.url, self.version.encode())]
-        for name, value in self.headers:
-            if name.lower() not in ("content-length", "transfer-encoding", "expect"):
-                lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        body = b"".join(self.body)
-        if body or self.method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
-            lines.append(b"Content-Length: %d\r\n" % len(body))
-        lines.append(b"\r\n")
-        lines.append(body)
-        return b"".join(lines)
 
 
 class LeanConnection(asyncio.Protocol):
@@ -127,8 +86,8 @@ class LeanConnection(asyncio.Protocol):
     def __init__(self, front: Front) -> None:
         self._front = front
         self._parser = httptools.HttpRequestParser(self)
-        self._queue: deque[_Parsed] = deque()
-        self._incoming: _Parsed | None = None
+        self._queue: deque[ParsedRequest] = deque()
+        self._incoming: ParsedRequest | None = None
         self._current: asyncio.Task[None] | None = None
         self._aiohttp: asyncio.Protocol | None = None
         self._between_messages = True  # llhttp holds no part of a request
@@ -214,7 +173,7 @@ class LeanConnection(asyncio.Protocol):
         if self._aiohttp is not None:
             self._aiohttp.resume_writing()
 
-    # Parser callbacks
+    # Reading
 
     def _take_plain(self, data: bytes) -> bytes:
         """Serve the whole plain requests for hot routes at the front of `data`, as the parser
@@ -228,7 +187,7 @@ class LeanConnection(asyncio.Protocol):
             handler = front.hot_routes.get(url.partition(b"?")[0])
             if handler is None or length > front.max_body_bytes:
                 return data
-            parsed = _Parsed(b"POST", url, headers)
+            parsed = ParsedRequest(b"POST", url, headers)
             parsed.keep_alive = keep_alive
             self._take(parsed, handler)
             end = head_len + length
@@ -240,6 +199,8 @@ class LeanConnection(asyncio.Protocol):
             if self.closed or self._refusal is not None:
                 return b""
         return data
+
+    # Parser callbacks
 
     def on_message_begin(self) -> None:
         self._between_messages = False
@@ -270,7 +231,7 @@ class LeanConnection(asyncio.Protocol):
             # llhttp would read the body as the upgraded protocol's bytes; it cannot be served.
             self._upgrade_refused = True
             return
-        parsed = _Parsed(parser.get_method(), self._url, self._raw_headers)
+        parsed = ParsedRequest(parser.get_method(), self._url, self._raw_headers)
         parsed.version = parser.get_http_version()
         parsed.keep_alive = parser.should_keep_alive()
         handler = None
@@ -281,7 +242,7 @@ class LeanConnection(asyncio.Protocol):
             parsed.expects_continue = expect is not None and expect.lower() == "100-continue"
         self._take(parsed, handler)
 
-    def _take(self, parsed: _Parsed, handler: Handler | None) -> None:
+    def _take(self, parsed: ParsedRequest, handler: Handler | None) -> None:
         """A request whose head is in: queue it, and start it when it is a hot route's."""
         self._incoming = parsed
         self._queue.append(parsed)
@@ -329,7 +290,7 @@ class LeanConnection(asyncio.Protocol):
 
     # Serving
 
-    def _start_lean(self, parsed: _Parsed) -> None:
+    def _start_lean(self, parsed: ParsedRequest) -> None:
         headers = CIMultiDictProxy(CIMultiDict(parsed.headers))
         path = parsed.url.partition(b"?")[0].decode("latin-1")
         parsed.lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
