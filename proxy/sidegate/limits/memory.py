@@ -151,10 +151,7 @@ class MemoryState:
         """`settle_admitted` and `spend` in one call (the end of every request); returns the
         spend after it."""
         self._native.settle_shape(layout.native, tenant, reserved, used)
-        ledger = self._ledger(tenant)
-        ledger.spent_usd += cost_usd
-        ledger.tokens += used - reserved
-        return ledger.spent_usd
+        return self.spend(tenant, used - reserved, cost_usd)
 
     def spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
         """Add an answer's cost to today's spend; returns the spend after it."""
