@@ -3,6 +3,7 @@
 
 pub mod cache_key;
 pub mod error;
+pub mod header_rules;
 pub mod http_head;
 pub mod inspect;
 pub mod json;

@@ -1,8 +1,11 @@
 """Stubs for the Rust extension built from `native/` (checked with mypy.stubtest)."""
 
+from collections.abc import Iterator
 from typing import final
 
 __all__ = [
+    "CLIENT_ONLY",
+    "HOP_BY_HOP",
     "Decision",
     "InvalidBodyError",
     "LimitShape",
@@ -10,6 +13,7 @@ __all__ = [
     "NativeError",
     "Policy",
     "RequestFacts",
+    "RequestHeaders",
     "Tokenizer",
     "cache_key",
     "encoding_for_model",
@@ -221,11 +225,37 @@ def inspect(
     ``NativeError`` for an unknown endpoint or encoding.
     """
 
+HOP_BY_HOP: tuple[str, ...]
+"""RFC 9110 hop-by-hop header names, lower-case: never passed on."""
+CLIENT_ONLY: tuple[str, ...]
+"""Request header names, lower-case, an upstream never gets from the client (credentials,
+framing, negotiation)."""
+
+@final
+class RequestHeaders:
+    """A request's headers as a read-only, case-insensitive multidict over the head's bytes
+    (values decoded as latin-1 when read); the part of ``CIMultiDictProxy`` the gateway uses."""
+
+    def get(self, name: str, default: str | None = None) -> str | None: ...
+    def getone(self, name: str, default: str | None = None) -> str: ...
+    def getall(self, name: str, default: list[str] | None = None) -> list[str]: ...
+    def __getitem__(self, name: str, /) -> str: ...
+    def __contains__(self, name: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def keys(self) -> list[str]: ...
+    def values(self) -> list[str]: ...
+    def items(self) -> list[tuple[str, str]]: ...
+    def forwarded(self) -> bytes:
+        """``name: value\r\n`` for each header an upstream gets, in the client's order:
+        all but ``HOP_BY_HOP``, ``CLIENT_ONLY`` and those a ``Connection`` header names;
+        values byte for byte."""
+
 def request_head(
     data: bytes, head_limit: int
-) -> tuple[bytes, bool, list[tuple[str, str]], int, int] | None:
+) -> tuple[bytes, bool, RequestHeaders, int, int] | None:
     """``(target, keep_alive, headers, head_len, content_length)`` for a whole plain POST over
-    HTTP/1.1 at the start of ``data`` (headers decoded as latin-1), or None when llhttp should
+    HTTP/1.1 at the start of ``data``, or None when llhttp should
     read the bytes instead: a partial request, chunked framing, ``Expect``, an upgrade, HTTP/1.0,
     a repeated ``Content-Length``, bare LF line ends, or a head over ``head_limit`` bytes."""
 

@@ -201,7 +201,7 @@ class Pipeline:
         upstream_name: str,
         endpoint: PoolEndpoint,
         kind: Endpoint,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
         body: bytes,
         exchange: Exchange,
     ) -> UpstreamResponse:

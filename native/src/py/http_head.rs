@@ -1,14 +1,16 @@
 //! `request_head` and `response_head`: the lean server's common request and the lean client's
 //! common answer, each read in one call (see `http_head`).
 
+use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use crate::header_rules::forwarded_lines;
 use crate::http_head::{plain_request, plain_response};
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
-/// start of `data`, headers as `(name, value)` strings decoded as latin-1 (every byte kept);
-/// None when llhttp should read the bytes instead.
+/// start of `data`, headers as a `RequestHeaders` over a copy of the head; None when llhttp
+/// should read the bytes instead.
 #[pyfunction]
 #[pyo3(name = "request_head")]
 pub(crate) fn py_request_head<'py>(
@@ -19,10 +21,11 @@ pub(crate) fn py_request_head<'py>(
     let Some(plain) = plain_request(data, head_limit) else {
         return Ok(None);
     };
+    let headers = RequestHeaders::new(&data[..plain.head_len], &plain.headers);
     let fields = (
         PyBytes::new(py, plain.start),
         plain.keep_alive,
-        header_list(py, &plain.headers)?,
+        Bound::new(py, headers)?,
         plain.head_len,
         plain.content_length,
     );
@@ -62,5 +65,129 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     match std::str::from_utf8(bytes) {
         Ok(text) if text.is_ascii() => PyString::new(py, text),
         _ => PyString::new(py, &bytes.iter().map(|&byte| char::from(byte)).collect::<String>()),
+    }
+}
+
+/// A request's headers as a read-only, case-insensitive multidict (the part of
+/// `CIMultiDictProxy` the gateway reads), kept as the head's bytes: a lookup decodes only
+/// the value it returns, and `forwarded()` frames what the upstream gets without making a
+/// Python string per header.
+#[pyclass(frozen, mapping, name = "RequestHeaders", module = "sidegate._native")]
+pub(crate) struct RequestHeaders {
+    head: Vec<u8>,
+    /// `(name start, name end, value start, value end)` in `head`.
+    spans: Vec<[usize; 4]>,
+}
+
+impl RequestHeaders {
+    fn new(head: &[u8], headers: &[(&[u8], &[u8])]) -> Self {
+        let base = head.as_ptr() as usize;
+        let offset = |part: &[u8]| part.as_ptr() as usize - base;
+        let spans = headers
+            .iter()
+            .map(|(name, value)| {
+                let (name_at, value_at) = (offset(name), offset(value));
+                [name_at, name_at + name.len(), value_at, value_at + value.len()]
+            })
+            .collect();
+        Self { head: head.to_vec(), spans }
+    }
+
+    fn pairs(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
+        self.spans.iter().map(|[a, b, c, d]| (&self.head[*a..*b], &self.head[*c..*d]))
+    }
+
+    fn values_of<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.pairs()
+            .filter(move |(own, _)| own.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+}
+
+#[pymethods]
+impl RequestHeaders {
+    #[pyo3(signature = (name, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> Bound<'py, PyAny> {
+        match self.values_of(name).next() {
+            Some(value) => latin1(py, value).into_any(),
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        }
+    }
+
+    #[pyo3(signature = (name, default=None))]
+    fn getone<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match (self.values_of(name).next(), default) {
+            (Some(value), _) => Ok(latin1(py, value).into_any()),
+            (None, Some(default)) => Ok(default),
+            (None, None) => Err(PyKeyError::new_err(name.to_owned())),
+        }
+    }
+
+    #[pyo3(signature = (name, default=None))]
+    fn getall<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let values: Vec<_> = self.values_of(name).map(|value| latin1(py, value)).collect();
+        match (values.is_empty(), default) {
+            (false, _) => Ok(PyList::new(py, values)?.into_any()),
+            (true, Some(default)) => Ok(default),
+            (true, None) => Err(PyKeyError::new_err(name.to_owned())),
+        }
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyString>> {
+        match self.values_of(name).next() {
+            Some(value) => Ok(latin1(py, value)),
+            None => Err(PyKeyError::new_err(name.to_owned())),
+        }
+    }
+
+    fn __contains__(&self, name: &Bound<'_, PyAny>) -> bool {
+        name.extract::<&str>().is_ok_and(|name| self.values_of(name).next().is_some())
+    }
+
+    fn __len__(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.keys(py)?.try_iter().map(Bound::into_any)
+    }
+
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.pairs().map(|(name, _)| latin1(py, name)))
+    }
+
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.pairs().map(|(_, value)| latin1(py, value)))
+    }
+
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let headers: Vec<_> = self.pairs().collect();
+        header_list(py, &headers)
+    }
+
+    /// `name: value\r\n` for each header an upstream gets (`header_rules`), as bytes.
+    fn forwarded<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let headers: Vec<_> = self.pairs().collect();
+        PyBytes::new(py, &forwarded_lines(&headers))
+    }
+
+    fn __repr__(&self) -> String {
+        let names: Vec<_> = self.pairs().map(|(name, _)| String::from_utf8_lossy(name)).collect();
+        format!("<RequestHeaders {}>", names.join(", "))
     }
 }

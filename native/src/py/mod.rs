@@ -1,6 +1,7 @@
 //! The PyO3 skin: convert arguments, run the core with the GIL released, convert results.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 mod errors;
 mod http_head;
@@ -16,6 +17,9 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyDecision>()?;
     m.add_class::<ratelimit::PyLimiter>()?;
     m.add_class::<ratelimit::PyLimitShape>()?;
+    m.add_class::<http_head::RequestHeaders>()?;
+    m.add("HOP_BY_HOP", PyTuple::new(py, crate::header_rules::HOP_BY_HOP)?)?;
+    m.add("CLIENT_ONLY", PyTuple::new(py, crate::header_rules::CLIENT_ONLY)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;

@@ -28,7 +28,7 @@ import httptools
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from sidegate._native import request_head
+from sidegate._native import RequestHeaders, request_head
 from sidegate.errors import InvalidRequestError
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.lean_server.parsed import ParsedRequest
@@ -238,7 +238,7 @@ class LeanConnection(asyncio.Protocol):
         if not self._to_aiohttp and parsed.method == b"POST":
             handler = self._front.hot_routes.get(parsed.url.partition(b"?")[0])
         if parsed.version == "1.1":
-            expect = next((v for n, v in parsed.headers if n.lower() == "expect"), None)
+            expect = next((v for n, v in self._raw_headers if n.lower() == "expect"), None)
             parsed.expects_continue = expect is not None and expect.lower() == "100-continue"
         self._take(parsed, handler)
 
@@ -291,7 +291,8 @@ class LeanConnection(asyncio.Protocol):
     # Serving
 
     def _start_lean(self, parsed: ParsedRequest) -> None:
-        headers = CIMultiDictProxy(CIMultiDict(parsed.headers))
+        raw = parsed.headers
+        headers = raw if type(raw) is RequestHeaders else CIMultiDictProxy(CIMultiDict(raw))
         path = parsed.url.partition(b"?")[0].decode("latin-1")
         parsed.lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
         declared = headers.get("Content-Length")

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from sidegate._native import RequestHeaders
+
 if TYPE_CHECKING:
     from sidegate.lean_server.connection import LeanConnection
 
@@ -186,7 +188,7 @@ class LeanRequest(MutableMapping[str, Any]):
         app: web.Application,
         method: str,
         path: str,
-        headers: CIMultiDictProxy[str],
+        headers: CIMultiDictProxy[str] | RequestHeaders,
         remote: str | None,
     ) -> None:
         self.connection = connection

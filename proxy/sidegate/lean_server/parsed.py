@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp.typedefs import Handler
 
+from sidegate._native import RequestHeaders
+
 if TYPE_CHECKING:
     from sidegate.lean_server.messages import LeanRequest
 
@@ -26,7 +28,9 @@ class ParsedRequest:
         "version",
     )
 
-    def __init__(self, method: bytes, url: bytes, headers: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, method: bytes, url: bytes, headers: list[tuple[str, str]] | RequestHeaders
+    ) -> None:
         self.method = method
         self.url = url
         self.headers = headers
@@ -41,7 +45,8 @@ class ParsedRequest:
     def reserialized(self) -> bytes:
         """The request as aiohttp should see it: its body de-chunked, with its length."""
         lines = [b"%s %s HTTP/%s\r\n" % (self.method, self.url, self.version.encode())]
-        for name, value in self.headers:
+        headers = self.headers
+        for name, value in headers.items() if type(headers) is RequestHeaders else headers:
             if name.lower() not in ("content-length", "transfer-encoding", "expect"):
                 lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         body = b"".join(self.body)

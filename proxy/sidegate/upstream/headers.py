@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Final, overload
 
-# RFC 9110 §7.6.1 hop-by-hop headers, plus those the gateway sets itself.
-HOP_BY_HOP: Final = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+from sidegate import _native
+from sidegate._native import RequestHeaders
+
+# RFC 9110 §7.6.1 hop-by-hop headers. The rules live in the native core (`header_rules.rs`),
+# which frames the lean server's forwarded headers itself; both paths read the same lists.
+HOP_BY_HOP: Final = frozenset(_native.HOP_BY_HOP)
 # Client credentials never reach an upstream; the upstream's own key is added instead.
-_NOT_FORWARDED_UP: Final = HOP_BY_HOP | {
-    "host",
-    "content-length",
-    "authorization",
-    "api-key",
-    "x-api-key",
-    "cookie",
-    "accept-encoding",
-    "content-encoding",
-    "expect",
-}
+_NOT_FORWARDED_UP: Final = HOP_BY_HOP | frozenset(_native.CLIENT_ONLY)
+Mapping.register(RequestHeaders)
 _NOT_RETURNED: Final = HOP_BY_HOP | {
     "content-length",
     "content-encoding",
@@ -65,10 +48,52 @@ def _connection_tokens(value: str) -> frozenset[str]:
 _remembered_tokens: Final = functools.lru_cache(maxsize=256)(_connection_tokens)
 
 
+class ForwardedHeaders(Sequence[tuple[str, str]]):
+    """The headers an upstream gets when the client's came through the native reader: the
+    client's part stays the bytes `RequestHeaders.forwarded()` framed (the lean transport
+    writes them as they are); `added` are the gateway's own. As a sequence it reads as the
+    list `upstream_request_headers` would give, for a transport that wants pairs."""
+
+    __slots__ = ("_pairs", "added", "client_lines")
+
+    def __init__(self, client_lines: bytes, added: list[tuple[str, str]]) -> None:
+        self.client_lines = client_lines
+        self.added = added
+        self._pairs: list[tuple[str, str]] | None = None
+
+    def _all(self) -> list[tuple[str, str]]:
+        if self._pairs is None:
+            lines = self.client_lines.decode("latin-1").split("\r\n")[:-1]
+            client = [(name, value) for name, _, value in (ln.partition(": ") for ln in lines)]
+            self._pairs = client + self.added
+        return self._pairs
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._all())
+
+
 def upstream_request_headers(
     client: Mapping[str, str], auth: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    extra = _named_in_connection(client)
+) -> Sequence[tuple[str, str]]:
+    if isinstance(client, RequestHeaders):
+        return ForwardedHeaders(client.forwarded(), [*auth, ("Accept-Encoding", "identity")])
+    # Every Connection header counts (the native reader's rule too), where there are several.
+    getall = getattr(client, "getall", None)
+    extra = (
+        _connection_tokens(", ".join(getall("Connection", ())))
+        if getall is not None
+        else _named_in_connection(client)
+    )
     headers = [
         (name, value)
         for name, value in client.items()

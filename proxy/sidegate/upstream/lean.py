@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from sidegate.errors import UpstreamConnectError, UpstreamResetError
+from sidegate.upstream.headers import ForwardedHeaders
 from sidegate.upstream.lean_connection import LeanConnection
 from sidegate.upstream.lean_pool import EndpointPool
 from sidegate.upstream.lean_response import LeanResponse
@@ -167,7 +168,13 @@ class LeanTransport:
 
 
 def _frame(method: str, target: _Target, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
-    parts = [method, " ", target.path, " HTTP/1.1\r\nHost: ", target.host_header, "\r\n"]
+    client_lines = b""
+    if type(headers) is ForwardedHeaders:
+        # The client's headers come framed by the native reader, which declined any head with
+        # a line break out of place; only the gateway's own are checked here.
+        client_lines, headers = headers.client_lines, headers.added
+    first = f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+    parts: list[str] = []
     lines = 2
     for name, value in headers:
         if name.lower() in _FRAMING_HEADERS:
@@ -179,12 +186,17 @@ def _frame(method: str, target: _Target, headers: Sequence[tuple[str, str]], bod
         lines += 1
     parts.append("\r\n")
     lines += 1
-    head = "".join(parts)
+    rest = "".join(parts)
     # One count per separator catches a CR or LF smuggled into any name, value or path.
-    if head.count("\n") != lines or head.count("\r") != lines:
+    if (first.count("\n") + rest.count("\n") != lines) or (
+        first.count("\r") + rest.count("\r") != lines
+    ):
         raise ValueError("a request header or path contains a line break")
     # surrogateescape round-trips the undecodable header bytes aiohttp's server let through.
-    return head.encode("utf-8", "surrogateescape")
+    encoded = first.encode("utf-8", "surrogateescape")
+    if client_lines:
+        encoded += client_lines
+    return encoded + rest.encode("utf-8", "surrogateescape")
 
 
 def _write(conn: LeanConnection, response: LeanResponse, head: bytes, body: bytes) -> None:

@@ -1,0 +1,124 @@
+//! Which of a client's request headers an upstream gets: the one list of rules, read by the
+//! Python side too (`sidegate.upstream.headers`), so the native and the Python path agree.
+
+/// RFC 9110 §7.6.1 hop-by-hop headers: they describe one connection, never the next.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The client's credentials (the upstream's own key is added instead) and what the gateway
+/// frames or negotiates itself.
+pub const CLIENT_ONLY: [&str; 9] = [
+    "host",
+    "content-length",
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "accept-encoding",
+    "content-encoding",
+    "expect",
+];
+
+/// `name: value\r\n` for each header an upstream gets, in the client's order: every header
+/// but the hop-by-hop ones, the client-only ones and those a `Connection` header names.
+/// Values are passed on byte for byte.
+pub fn forwarded_lines(headers: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let named = connection_named(headers);
+    let mut out = Vec::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+    for &(name, value) in headers {
+        if is_kept(name, &named) {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+fn is_kept(name: &[u8], named: &[&[u8]]) -> bool {
+    let listed = |rule: &&str| name.eq_ignore_ascii_case(rule.as_bytes());
+    !(HOP_BY_HOP.iter().any(listed)
+        || CLIENT_ONLY.iter().any(listed)
+        || named.iter().any(|token| name.eq_ignore_ascii_case(token)))
+}
+
+/// The header names every `Connection` header lists (RFC 9110 §7.6.1: hop-by-hop as well).
+fn connection_named<'a>(headers: &[(&[u8], &'a [u8])]) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, value)| value.split(|byte| *byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_lines;
+
+    fn lines(headers: &[(&str, &str)]) -> String {
+        let raw: Vec<(&[u8], &[u8])> =
+            headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
+        String::from_utf8(forwarded_lines(&raw)).unwrap()
+    }
+
+    #[test]
+    fn keeps_what_the_upstream_may_see_in_the_clients_order() {
+        let got = lines(&[
+            ("Host", "gw"),
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer sk-client"),
+            ("X-Stainless-Lang", "python"),
+            ("Content-Length", "2"),
+            ("User-Agent", "OpenAI/Python"),
+        ]);
+        assert_eq!(
+            got,
+            "Content-Type: application/json\r\nX-Stainless-Lang: python\r\nUser-Agent: OpenAI/Python\r\n"
+        );
+    }
+
+    #[test]
+    fn drops_credentials_and_hop_by_hop_headers_whatever_their_case() {
+        let got = lines(&[
+            ("API-KEY", "k"),
+            ("x-Api-Key", "k"),
+            ("COOKIE", "c"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "Basic x"),
+            ("Accept-Encoding", "gzip"),
+            ("Accept", "*/*"),
+        ]);
+        assert_eq!(got, "Accept: */*\r\n");
+    }
+
+    #[test]
+    fn drops_the_headers_any_connection_header_names() {
+        let got = lines(&[
+            ("Connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("Connection", " x-other ,"),
+            ("X-Other", "2"),
+            ("X-Kept", "3"),
+        ]);
+        assert_eq!(got, "X-Kept: 3\r\n");
+    }
+
+    #[test]
+    fn passes_values_on_byte_for_byte() {
+        let raw: [(&[u8], &[u8]); 1] = [(b"X-Name", b"caf\xe9 \t")];
+        assert_eq!(forwarded_lines(&raw), b"X-Name: caf\xe9 \t\r\n");
+    }
+}

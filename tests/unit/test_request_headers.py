@@ -1,0 +1,111 @@
+"""The lean server's request headers: read like aiohttp's, forwarded by the same rules.
+
+`_native.RequestHeaders` stands in for `CIMultiDictProxy` on requests the native reader takes,
+and frames the headers an upstream gets itself (`forwarded()`); the aiohttp server and llhttp's
+path use `upstream_request_headers` on a `CIMultiDictProxy`. Both must send the upstream the
+same headers: credentials and hop-by-hop headers never cross.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from sidegate._native import RequestHeaders, request_head
+from sidegate.upstream.headers import ForwardedHeaders, upstream_request_headers
+
+LIMIT = 64 * 1024
+NAMES = st.sampled_from(
+    [
+        "Content-Type",
+        "content-type",
+        "Authorization",
+        "API-Key",
+        "x-api-key",
+        "Cookie",
+        "Connection",
+        "Keep-Alive",
+        "TE",
+        "Proxy-Authorization",
+        "Accept-Encoding",
+        "X-Hop",
+        "x-hop",
+        "OpenAI-Organization",
+        "X-Stainless-Lang",
+        "User-Agent",
+    ]
+)
+VALUES = st.one_of(
+    st.sampled_from(["keep-alive", "x-hop", "X-Hop, keep-alive", " , x-Hop ,", "gzip", ""]),
+    st.text(alphabet=st.sampled_from([*"az09 ,;=/", "\xe9", "\xff"]), max_size=10),
+)
+
+
+def _read(headers: list[tuple[str, str]]) -> RequestHeaders:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    data = f"POST /v1/chat/completions HTTP/1.1\r\n{head}\r\n".encode("latin-1")
+    taken = request_head(data, LIMIT)
+    assert taken is not None
+    return taken[2]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(NAMES, VALUES), max_size=10))
+def test_the_native_headers_forward_what_the_python_rules_forward(
+    headers: list[tuple[str, str]],
+) -> None:
+    # What llhttp would give: values without the blanks before them.
+    headers = [(name, value.lstrip(" ")) for name, value in headers]
+    native = _read(headers)
+    sent = upstream_request_headers(native, [("Authorization", "Bearer sk-up")])
+    expected = upstream_request_headers(
+        CIMultiDictProxy(CIMultiDict(headers)), [("Authorization", "Bearer sk-up")]
+    )
+    assert isinstance(sent, ForwardedHeaders)
+    assert list(sent) == expected
+    kept = expected[:-2]  # the gateway's own two come last
+    lines = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in kept)
+    assert sent.client_lines == lines  # every byte as the client sent it
+
+
+def test_no_credential_or_hop_reaches_the_upstream() -> None:
+    native = _read(
+        [
+            ("Host", "gw"),
+            ("Authorization", "Bearer sk-client-secret"),
+            ("api-key", "sk-client-secret"),
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Cookie", "session=1"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", "0"),
+        ]
+    )
+    sent = native.forwarded()
+    assert sent == b"Content-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize("name", ["authorization", "AUTHORIZATION", "Authorization"])
+def test_lookups_ignore_case_like_aiohttps_headers(name: str) -> None:
+    pairs = [("Authorization", "Bearer a"), ("X-Dup", "1"), ("x-dup", "2"), ("Caf", "\xe9")]
+    native = _read(pairs)
+    proxy = CIMultiDictProxy(CIMultiDict(pairs))
+    assert native.get(name) == proxy.get(name) == "Bearer a"
+    assert native[name] == proxy[name]
+    assert (name in native) and (name in proxy)
+    assert native.getall("X-DUP") == proxy.getall("X-DUP") == ["1", "2"]
+    assert native.getone("x-dup") == proxy.getone("x-dup") == "1"
+    assert native.get("caf") == "\xe9"
+    assert native.get("missing") is None and native.get("missing", "d") == "d"
+    assert native.getall("missing", []) == []
+    assert 3 not in native
+    with pytest.raises(KeyError):
+        native["missing"]
+    with pytest.raises(KeyError):
+        native.getall("missing")
+    assert len(native) == len(proxy) == 4
+    assert native.items() == list(proxy.items()) == pairs
+    assert native.values() == list(proxy.values())
+    assert list(native) == native.keys() == [name for name, _ in pairs]  # each as it was sent
