@@ -1,5 +1,5 @@
-//! Which of a client's request headers an upstream gets: the one list of rules, read by the
-//! Python side too (`sidegate.upstream.headers`), so the native and the Python path agree.
+//! Which headers cross the gateway, each way: the one list of rules, read by the Python side
+//! too (`sidegate.upstream.headers`), so the native and the Python path agree.
 
 /// RFC 9110 §7.6.1 hop-by-hop headers: they describe one connection, never the next.
 pub const HOP_BY_HOP: [&str; 9] = [
@@ -27,6 +27,42 @@ pub const CLIENT_ONLY: [&str; 9] = [
     "content-encoding",
     "expect",
 ];
+
+/// What only the upstream's own connection or answer means, and what the gateway writes itself.
+pub const UPSTREAM_ONLY: [&str; 6] = [
+    "content-length",
+    "content-encoding",
+    "date",
+    "server",
+    "set-cookie",
+    "x-request-id",
+];
+
+/// A header as it stands in a message: name and value.
+pub type Header<'a> = (&'a [u8], &'a [u8]);
+
+/// The upstream's answer headers the client gets, in the upstream's order, and the
+/// upstream's own request id (the first non-empty `x-request-id`), which the client gets
+/// as `x-upstream-request-id`.
+pub fn returned_headers<'a>(headers: &[Header<'a>]) -> (Vec<Header<'a>>, Option<&'a [u8]>) {
+    let named = connection_named(headers);
+    let kept = headers
+        .iter()
+        .filter(|(name, _)| {
+            let listed = |rule: &&str| name.eq_ignore_ascii_case(rule.as_bytes());
+            !(HOP_BY_HOP.iter().any(listed)
+                || UPSTREAM_ONLY.iter().any(listed)
+                || named.iter().any(|token| name.eq_ignore_ascii_case(token)))
+        })
+        .copied()
+        .collect();
+    let upstream_id = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"x-request-id"))
+        .map(|(_, value)| *value)
+        .filter(|value| !value.is_empty());
+    (kept, upstream_id)
+}
 
 /// `name: value\r\n` for each header an upstream gets, in the client's order: every header
 /// but the hop-by-hop ones, the client-only ones and those a `Connection` header names.
@@ -65,11 +101,13 @@ fn connection_named<'a>(headers: &[(&[u8], &'a [u8])]) -> Vec<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::forwarded_lines;
+    use super::{forwarded_lines, returned_headers};
 
     fn lines(headers: &[(&str, &str)]) -> String {
-        let raw: Vec<(&[u8], &[u8])> =
-            headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
+        let raw: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
         String::from_utf8(forwarded_lines(&raw)).unwrap()
     }
 
@@ -120,5 +158,29 @@ mod tests {
     fn passes_values_on_byte_for_byte() {
         let raw: [(&[u8], &[u8]); 1] = [(b"X-Name", b"caf\xe9 \t")];
         assert_eq!(forwarded_lines(&raw), b"X-Name: caf\xe9 \t\r\n");
+    }
+
+    #[test]
+    fn the_client_gets_the_answer_without_hops_framing_or_cookies() {
+        let answer: [(&[u8], &[u8]); 8] = [
+            (b"Content-Type", b"application/json"),
+            (b"Content-Length", b"12"),
+            (b"Connection", b"close, X-Hop"),
+            (b"x-hop", b"1"),
+            (b"Set-Cookie", b"__cf=1"),
+            (b"X-Request-Id", b"req-up-1"),
+            (b"x-request-id", b"req-up-2"),
+            (b"openai-processing-ms", b"40"),
+        ];
+        let (kept, upstream_id) = returned_headers(&answer);
+        assert_eq!(
+            kept,
+            vec![
+                (&b"Content-Type"[..], &b"application/json"[..]),
+                (b"openai-processing-ms", b"40")
+            ]
+        );
+        assert_eq!(upstream_id, Some(&b"req-up-1"[..]));
+        assert_eq!(returned_headers(&[(b"X-Request-Id", b"")]).1, None);
     }
 }

@@ -6,14 +6,15 @@ from typing import final
 __all__ = [
     "CLIENT_ONLY",
     "HOP_BY_HOP",
+    "UPSTREAM_ONLY",
     "Decision",
+    "HeadHeaders",
     "InvalidBodyError",
     "LimitShape",
     "Limiter",
     "NativeError",
     "Policy",
     "RequestFacts",
-    "RequestHeaders",
     "Tokenizer",
     "cache_key",
     "encoding_for_model",
@@ -230,10 +231,13 @@ HOP_BY_HOP: tuple[str, ...]
 CLIENT_ONLY: tuple[str, ...]
 """Request header names, lower-case, an upstream never gets from the client (credentials,
 framing, negotiation)."""
+UPSTREAM_ONLY: tuple[str, ...]
+"""Answer header names, lower-case, a client never gets from the upstream (framing, cookies,
+what the gateway writes itself)."""
 
 @final
-class RequestHeaders:
-    """A request's headers as a read-only, case-insensitive multidict over the head's bytes
+class HeadHeaders:
+    """A message's headers as a read-only, case-insensitive multidict over the head's bytes
     (values decoded as latin-1 when read); the part of ``CIMultiDictProxy`` the gateway uses."""
 
     def get(self, name: str, default: str | None = None) -> str | None: ...
@@ -250,18 +254,18 @@ class RequestHeaders:
         """``name: value\r\n`` for each header an upstream gets, in the client's order:
         all but ``HOP_BY_HOP``, ``CLIENT_ONLY`` and those a ``Connection`` header names;
         values byte for byte."""
+    def returned(self) -> dict[str, str]:
+        """The answer headers a client gets, in the upstream's order: all but ``HOP_BY_HOP``,
+        ``UPSTREAM_ONLY`` and those a ``Connection`` header names, plus the upstream's first
+        non-empty ``x-request-id`` as ``x-upstream-request-id``."""
 
-def request_head(
-    data: bytes, head_limit: int
-) -> tuple[bytes, bool, RequestHeaders, int, int] | None:
+def request_head(data: bytes, head_limit: int) -> tuple[bytes, bool, HeadHeaders, int, int] | None:
     """``(target, keep_alive, headers, head_len, content_length)`` for a whole plain POST over
     HTTP/1.1 at the start of ``data``, or None when llhttp should
     read the bytes instead: a partial request, chunked framing, ``Expect``, an upgrade, HTTP/1.0,
     a repeated ``Content-Length``, bare LF line ends, or a head over ``head_limit`` bytes."""
 
-def response_head(
-    data: bytes, head_limit: int
-) -> tuple[int, bool, list[tuple[str, str]], int] | None:
+def response_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders, int] | None:
     """``(status, keep_alive, headers, head_len)`` when ``data`` is exactly one whole HTTP/1.1
     answer framed by ``Content-Length`` (its body is ``data[head_len:]``, headers decoded as
     latin-1), or None when llhttp should read it: a partial answer or bytes after it, chunked

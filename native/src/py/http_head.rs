@@ -3,13 +3,13 @@
 
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::header_rules::forwarded_lines;
+use crate::header_rules::{forwarded_lines, returned_headers};
 use crate::http_head::{plain_request, plain_response};
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
-/// start of `data`, headers as a `RequestHeaders` over a copy of the head; None when llhttp
+/// start of `data`, headers as a `HeadHeaders` over a copy of the head; None when llhttp
 /// should read the bytes instead.
 #[pyfunction]
 #[pyo3(name = "request_head")]
@@ -21,7 +21,7 @@ pub(crate) fn py_request_head<'py>(
     let Some(plain) = plain_request(data, head_limit) else {
         return Ok(None);
     };
-    let headers = RequestHeaders::new(&data[..plain.head_len], &plain.headers);
+    let headers = HeadHeaders::new(&data[..plain.head_len], &plain.headers);
     let fields = (
         PyBytes::new(py, plain.start),
         plain.keep_alive,
@@ -44,10 +44,11 @@ pub(crate) fn py_response_head<'py>(
     let Some(plain) = plain_response(data, head_limit) else {
         return Ok(None);
     };
+    let headers = HeadHeaders::new(&data[..plain.head_len], &plain.headers);
     let fields = (
         plain.start,
         plain.keep_alive,
-        header_list(py, &plain.headers)?,
+        Bound::new(py, headers)?,
         plain.head_len,
     );
     fields.into_pyobject(py).map(Some)
@@ -68,18 +69,18 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-/// A request's headers as a read-only, case-insensitive multidict (the part of
+/// A message's headers as a read-only, case-insensitive multidict (the part of
 /// `CIMultiDictProxy` the gateway reads), kept as the head's bytes: a lookup decodes only
 /// the value it returns, and `forwarded()` frames what the upstream gets without making a
 /// Python string per header.
-#[pyclass(frozen, mapping, name = "RequestHeaders", module = "sidegate._native")]
-pub(crate) struct RequestHeaders {
+#[pyclass(frozen, mapping, name = "HeadHeaders", module = "sidegate._native")]
+pub(crate) struct HeadHeaders {
     head: Vec<u8>,
     /// `(name start, name end, value start, value end)` in `head`.
     spans: Vec<[usize; 4]>,
 }
 
-impl RequestHeaders {
+impl HeadHeaders {
     fn new(head: &[u8], headers: &[(&[u8], &[u8])]) -> Self {
         let base = head.as_ptr() as usize;
         let offset = |part: &[u8]| part.as_ptr() as usize - base;
@@ -87,14 +88,24 @@ impl RequestHeaders {
             .iter()
             .map(|(name, value)| {
                 let (name_at, value_at) = (offset(name), offset(value));
-                [name_at, name_at + name.len(), value_at, value_at + value.len()]
+                [
+                    name_at,
+                    name_at + name.len(),
+                    value_at,
+                    value_at + value.len(),
+                ]
             })
             .collect();
-        Self { head: head.to_vec(), spans }
+        Self {
+            head: head.to_vec(),
+            spans,
+        }
     }
 
     fn pairs(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> {
-        self.spans.iter().map(|[a, b, c, d]| (&self.head[*a..*b], &self.head[*c..*d]))
+        self.spans
+            .iter()
+            .map(|[a, b, c, d]| (&self.head[*a..*b], &self.head[*c..*d]))
     }
 
     fn values_of<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
@@ -105,7 +116,7 @@ impl RequestHeaders {
 }
 
 #[pymethods]
-impl RequestHeaders {
+impl HeadHeaders {
     #[pyo3(signature = (name, default=None))]
     fn get<'py>(
         &self,
@@ -140,7 +151,10 @@ impl RequestHeaders {
         name: &str,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let values: Vec<_> = self.values_of(name).map(|value| latin1(py, value)).collect();
+        let values: Vec<_> = self
+            .values_of(name)
+            .map(|value| latin1(py, value))
+            .collect();
         match (values.is_empty(), default) {
             (false, _) => Ok(PyList::new(py, values)?.into_any()),
             (true, Some(default)) => Ok(default),
@@ -156,7 +170,8 @@ impl RequestHeaders {
     }
 
     fn __contains__(&self, name: &Bound<'_, PyAny>) -> bool {
-        name.extract::<&str>().is_ok_and(|name| self.values_of(name).next().is_some())
+        name.extract::<&str>()
+            .is_ok_and(|name| self.values_of(name).next().is_some())
     }
 
     fn __len__(&self) -> usize {
@@ -186,8 +201,26 @@ impl RequestHeaders {
         PyBytes::new(py, &forwarded_lines(&headers))
     }
 
+    /// The answer headers the client gets (`header_rules::returned_headers`) as a new dict,
+    /// the upstream's request id under `x-upstream-request-id`.
+    fn returned<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let headers: Vec<_> = self.pairs().collect();
+        let (kept, upstream_id) = returned_headers(&headers);
+        let dict = PyDict::new(py);
+        for (name, value) in kept {
+            dict.set_item(latin1(py, name), latin1(py, value))?;
+        }
+        if let Some(id) = upstream_id {
+            dict.set_item("x-upstream-request-id", latin1(py, id))?;
+        }
+        Ok(dict)
+    }
+
     fn __repr__(&self) -> String {
-        let names: Vec<_> = self.pairs().map(|(name, _)| String::from_utf8_lossy(name)).collect();
-        format!("<RequestHeaders {}>", names.join(", "))
+        let names: Vec<_> = self
+            .pairs()
+            .map(|(name, _)| String::from_utf8_lossy(name))
+            .collect();
+        format!("<HeadHeaders {}>", names.join(", "))
     }
 }

@@ -3,6 +3,8 @@
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::header_rules;
+
 mod errors;
 mod http_head;
 mod inspect;
@@ -17,9 +19,10 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyDecision>()?;
     m.add_class::<ratelimit::PyLimiter>()?;
     m.add_class::<ratelimit::PyLimitShape>()?;
-    m.add_class::<http_head::RequestHeaders>()?;
-    m.add("HOP_BY_HOP", PyTuple::new(py, crate::header_rules::HOP_BY_HOP)?)?;
-    m.add("CLIENT_ONLY", PyTuple::new(py, crate::header_rules::CLIENT_ONLY)?)?;
+    m.add_class::<http_head::HeadHeaders>()?;
+    m.add("HOP_BY_HOP", PyTuple::new(py, header_rules::HOP_BY_HOP)?)?;
+    m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
+    m.add("UPSTREAM_ONLY", PyTuple::new(py, header_rules::UPSTREAM_ONLY)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;

@@ -28,7 +28,7 @@ import httptools
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from sidegate._native import RequestHeaders, request_head
+from sidegate._native import HeadHeaders, request_head
 from sidegate.errors import InvalidRequestError
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.lean_server.parsed import ParsedRequest
@@ -292,7 +292,7 @@ class LeanConnection(asyncio.Protocol):
 
     def _start_lean(self, parsed: ParsedRequest) -> None:
         raw = parsed.headers
-        headers = raw if type(raw) is RequestHeaders else CIMultiDictProxy(CIMultiDict(raw))
+        headers = raw if type(raw) is HeadHeaders else CIMultiDictProxy(CIMultiDict(raw))
         path = parsed.url.partition(b"?")[0].decode("latin-1")
         parsed.lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
         declared = headers.get("Content-Length")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from sidegate._native import RequestHeaders
+from sidegate._native import HeadHeaders
 
 if TYPE_CHECKING:
     from sidegate.lean_server.connection import LeanConnection
@@ -188,7 +188,7 @@ class LeanRequest(MutableMapping[str, Any]):
         app: web.Application,
         method: str,
         path: str,
-        headers: CIMultiDictProxy[str] | RequestHeaders,
+        headers: CIMultiDictProxy[str] | HeadHeaders,
         remote: str | None,
     ) -> None:
         self.connection = connection

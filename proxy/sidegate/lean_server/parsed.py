@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp.typedefs import Handler
 
-from sidegate._native import RequestHeaders
+from sidegate._native import HeadHeaders
 
 if TYPE_CHECKING:
     from sidegate.lean_server.messages import LeanRequest
@@ -29,7 +29,7 @@ class ParsedRequest:
     )
 
     def __init__(
-        self, method: bytes, url: bytes, headers: list[tuple[str, str]] | RequestHeaders
+        self, method: bytes, url: bytes, headers: list[tuple[str, str]] | HeadHeaders
     ) -> None:
         self.method = method
         self.url = url
@@ -46,7 +46,7 @@ class ParsedRequest:
         """The request as aiohttp should see it: its body de-chunked, with its length."""
         lines = [b"%s %s HTTP/%s\r\n" % (self.method, self.url, self.version.encode())]
         headers = self.headers
-        for name, value in headers.items() if type(headers) is RequestHeaders else headers:
+        for name, value in headers.items() if type(headers) is HeadHeaders else headers:
             if name.lower() not in ("content-length", "transfer-encoding", "expect"):
                 lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         body = b"".join(self.body)

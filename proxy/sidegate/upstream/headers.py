@@ -7,22 +7,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, overload
 
 from sidegate import _native
-from sidegate._native import RequestHeaders
+from sidegate._native import HeadHeaders
 
 # RFC 9110 §7.6.1 hop-by-hop headers. The rules live in the native core (`header_rules.rs`),
-# which frames the lean server's forwarded headers itself; both paths read the same lists.
+# which applies them itself to the heads its reader took; both paths read the same lists.
 HOP_BY_HOP: Final = frozenset(_native.HOP_BY_HOP)
 # Client credentials never reach an upstream; the upstream's own key is added instead.
 _NOT_FORWARDED_UP: Final = HOP_BY_HOP | frozenset(_native.CLIENT_ONLY)
-Mapping.register(RequestHeaders)
-_NOT_RETURNED: Final = HOP_BY_HOP | {
-    "content-length",
-    "content-encoding",
-    "date",
-    "server",
-    "set-cookie",
-    "x-request-id",
-}
+Mapping.register(HeadHeaders)
+# What only the upstream's connection or answer means, and what the gateway writes itself.
+_NOT_RETURNED: Final = HOP_BY_HOP | frozenset(_native.UPSTREAM_ONLY)
 
 
 _NONE_NAMED: Final[frozenset[str]] = frozenset()
@@ -32,7 +26,13 @@ _REMEMBERED_LENGTH: Final = 64
 
 
 def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
-    value = headers.get("Connection") or headers.get("connection")
+    """The names every Connection header lists (a multidict may hold several)."""
+    getall = getattr(headers, "getall", None)
+    value: str | None
+    if getall is not None:
+        value = ", ".join(getall("Connection", ()))
+    else:
+        value = headers.get("Connection") or headers.get("connection")
     if not value:
         return _NONE_NAMED
     if len(value) > _REMEMBERED_LENGTH:
@@ -50,7 +50,7 @@ _remembered_tokens: Final = functools.lru_cache(maxsize=256)(_connection_tokens)
 
 class ForwardedHeaders(Sequence[tuple[str, str]]):
     """The headers an upstream gets when the client's came through the native reader: the
-    client's part stays the bytes `RequestHeaders.forwarded()` framed (the lean transport
+    client's part stays the bytes `HeadHeaders.forwarded()` framed (the lean transport
     writes them as they are); `added` are the gateway's own. As a sequence it reads as the
     list `upstream_request_headers` would give, for a transport that wants pairs."""
 
@@ -85,15 +85,9 @@ class ForwardedHeaders(Sequence[tuple[str, str]]):
 def upstream_request_headers(
     client: Mapping[str, str], auth: Iterable[tuple[str, str]]
 ) -> Sequence[tuple[str, str]]:
-    if isinstance(client, RequestHeaders):
+    if isinstance(client, HeadHeaders):
         return ForwardedHeaders(client.forwarded(), [*auth, ("Accept-Encoding", "identity")])
-    # Every Connection header counts (the native reader's rule too), where there are several.
-    getall = getattr(client, "getall", None)
-    extra = (
-        _connection_tokens(", ".join(getall("Connection", ())))
-        if getall is not None
-        else _named_in_connection(client)
-    )
+    extra = _named_in_connection(client)
     headers = [
         (name, value)
         for name, value in client.items()
@@ -105,6 +99,8 @@ def upstream_request_headers(
 
 
 def client_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    if isinstance(upstream, HeadHeaders):
+        return upstream.returned()
     extra = _named_in_connection(upstream)
     headers: dict[str, str] = {}
     for name, value in upstream.items():

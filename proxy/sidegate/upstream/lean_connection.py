@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from sidegate._native import response_head
+from sidegate._native import HeadHeaders, response_head
 from sidegate.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class LeanConnection(asyncio.Protocol):
         data: bytes,
         status: int,
         keep_alive: bool,
-        headers: list[tuple[str, str]],
+        headers: HeadHeaders,
         head_len: int,
     ) -> None:
         """What the parser callbacks would do for an answer that is all of `data`."""

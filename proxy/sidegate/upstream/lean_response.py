@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from sidegate._native import HeadHeaders
 from sidegate.errors import UpstreamError, UpstreamResetError, UpstreamTimeoutError
 
 if TYPE_CHECKING:
@@ -158,9 +159,10 @@ class LeanResponse:
     def on_headers(self, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
         self.on_head(status, [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers])
 
-    def on_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+    def on_head(self, status: int, headers: list[tuple[str, str]] | HeadHeaders) -> None:
         self.status = status
-        self.headers = CIMultiDict(headers)
+        # HeadHeaders is registered as a Mapping, which its stub cannot say.
+        self.headers = headers if type(headers) is HeadHeaders else CIMultiDict(headers)  # type: ignore[assignment]
         self.headers_done = True
         if self.head_request:
             # llhttp cannot be told the request was HEAD and would wait for Content-Length

@@ -1,9 +1,10 @@
-"""The lean server's request headers: read like aiohttp's, forwarded by the same rules.
+"""Headers the native readers took: read like aiohttp's, passed on by the same rules.
 
-`_native.RequestHeaders` stands in for `CIMultiDictProxy` on requests the native reader takes,
-and frames the headers an upstream gets itself (`forwarded()`); the aiohttp server and llhttp's
-path use `upstream_request_headers` on a `CIMultiDictProxy`. Both must send the upstream the
-same headers: credentials and hop-by-hop headers never cross.
+`_native.HeadHeaders` stands in for `CIMultiDictProxy` on the requests and answers the native
+readers take, and applies the rules of what crosses the gateway itself (`forwarded()` for the
+upstream, `returned()` for the client); the aiohttp server and llhttp's path apply them in
+Python to a `CIMultiDictProxy`. Both must pass on the same headers: credentials, cookies and
+hop-by-hop headers never cross.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from sidegate._native import RequestHeaders, request_head
-from sidegate.upstream.headers import ForwardedHeaders, upstream_request_headers
+from sidegate._native import HeadHeaders, request_head, response_head
+from sidegate.upstream.headers import (
+    ForwardedHeaders,
+    client_response_headers,
+    upstream_request_headers,
+)
 
 LIMIT = 64 * 1024
 NAMES = st.sampled_from(
@@ -43,7 +48,7 @@ VALUES = st.one_of(
 )
 
 
-def _read(headers: list[tuple[str, str]]) -> RequestHeaders:
+def _read(headers: list[tuple[str, str]]) -> HeadHeaders:
     head = "".join(f"{name}: {value}\r\n" for name, value in headers)
     data = f"POST /v1/chat/completions HTTP/1.1\r\n{head}\r\n".encode("latin-1")
     taken = request_head(data, LIMIT)
@@ -85,6 +90,45 @@ def test_no_credential_or_hop_reaches_the_upstream() -> None:
     )
     sent = native.forwarded()
     assert sent == b"Content-Type: application/json\r\n"
+
+
+ANSWER_NAMES = st.sampled_from(
+    [
+        "Content-Type",
+        "Connection",
+        "connection",
+        "Keep-Alive",
+        "Set-Cookie",
+        "Server",
+        "Date",
+        "Content-Encoding",
+        "X-Request-Id",
+        "x-request-id",
+        "x-upstream-request-id",
+        "X-Hop",
+        "x-hop",
+        "openai-processing-ms",
+        "x-ratelimit-remaining-requests",
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(ANSWER_NAMES, VALUES), max_size=10))
+def test_the_native_answer_headers_return_what_the_python_rules_return(
+    headers: list[tuple[str, str]],
+) -> None:
+    headers = [(name, value.lstrip(" ")) for name, value in headers]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    data = f"HTTP/1.1 200 OK\r\n{head}Content-Length: 0\r\n\r\n".encode("latin-1")
+    taken = response_head(data, LIMIT)
+    if taken is None:  # a Content-Length among the drawn ones: llhttp's to read
+        return
+    native = taken[2]
+    expected = client_response_headers(CIMultiDictProxy(CIMultiDict(native.items())))
+    returned = client_response_headers(native)
+    assert returned == expected
+    assert list(returned.items()) == list(expected.items())  # in the upstream's order
 
 
 @pytest.mark.parametrize("name", ["authorization", "AUTHORIZATION", "Authorization"])
