@@ -64,6 +64,7 @@ class LeanConnection(asyncio.Protocol):
         "_front",
         "_head_size",
         "_incoming",
+        "_loop",
         "_outgoing",
         "_parser",
         "_queue",
@@ -85,6 +86,8 @@ class LeanConnection(asyncio.Protocol):
 
     def __init__(self, front: Front) -> None:
         self._front = front
+        # Kept: on Python 3.11 each get_running_loop() costs a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[ParsedRequest] = deque()
         self._incoming: ParsedRequest | None = None
@@ -322,7 +325,7 @@ class LeanConnection(asyncio.Protocol):
             self.stream_started = False
             handler: Any = parsed.handler  # set for every lean request
             serving = self._serve(parsed.lean, handler)
-            self._current = asyncio.get_running_loop().create_task(serving)
+            self._current = self._loop.create_task(serving)
             return
         if not parsed.complete:
             return  # handed over once its body is in
@@ -430,7 +433,7 @@ class LeanConnection(asyncio.Protocol):
         self._writable()
         if self._outgoing is None:
             self._outgoing = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         else:
             self._outgoing.append(data)
 
@@ -451,7 +454,7 @@ class LeanConnection(asyncio.Protocol):
         if not self.writing_paused:
             return
         if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = self._loop.create_future()
         await asyncio.shield(self._drained)
 
     # Shutdown (the front calls these)
