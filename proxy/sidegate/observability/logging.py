@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -54,6 +55,8 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._flushing: asyncio.Handle | None = None
         self._pending = bytearray()
         self._tails: dict[tuple[int, str, str], bytes] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     def write_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
         """`fields` must not repeat the four keys every line starts with."""
@@ -87,16 +90,26 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._pending += line
             if self._flushing is not None:
                 return
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
+            loop = self._running_loop()
             if loop is None or len(self._pending) >= _MAX_PENDING:
                 self.flush()
             else:
                 # One write(2) per event-loop turn serves every request that finished in it
                 # (stderr is unbuffered: each line would be a system call of its own).
                 self._flushing = loop.call_soon(self.flush)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """This thread's running loop; remembered, since on Python 3.11 each
+        `get_running_loop()` makes a getpid() system call."""
+        loop, thread = self._loop, threading.get_ident()
+        if loop is not None and self._loop_thread == thread and loop.is_running():
+            return loop
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop, self._loop_thread = loop, thread
+        return loop
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._pending:  # lines written before this record go out before it
