@@ -259,6 +259,40 @@ def test_secrets_do_not_reach_logs_or_metrics(client: openai.OpenAI, gateway: Pr
     assert CLIENT_KEY not in gateway.output() and UPSTREAM_KEY not in gateway.output()
 
 
+def test_the_upstream_gets_its_own_key_and_the_clients_other_headers(
+    gateway: Process, mock_upstream: Process
+) -> None:
+    extra = {
+        "OpenAI-Organization": "org-acme",
+        "X-Trace-Tag": "blue;weight=0.5",
+        "Cookie": "session=client-cookie",
+        "x-api-key": CLIENT_KEY,
+        "api-key": CLIENT_KEY,
+        "Proxy-Authorization": "Basic client",
+        "Connection": "keep-alive, X-Private-Hop",
+        "X-Private-Hop": "hop",
+    }
+    with openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0, default_headers=extra
+    ) as sdk:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=user("which headers?"))
+    _, body = http_get(mock_upstream.url + "/_mock/last-request")
+    seen = orjson.loads(body)
+    names = [name.lower() for name, _ in seen["headers"]]
+    headers = {name.lower(): value for name, value in seen["headers"]}
+    assert seen["method"] == "POST" and seen["path"] == "/v1/chat/completions"
+    assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert CLIENT_KEY not in body.decode()
+    for dropped in ("cookie", "x-api-key", "api-key", "proxy-authorization", "x-private-hop"):
+        assert dropped not in headers
+    assert headers["openai-organization"] == "org-acme"
+    assert headers["x-trace-tag"] == "blue;weight=0.5"
+    assert headers["x-stainless-lang"] == "python"  # the SDK's own headers pass
+    assert headers["accept-encoding"] == "identity"
+    assert headers["host"] == mock_upstream.url.removeprefix("http://")
+    assert len(names) == len(set(names))  # nothing sent twice
+
+
 def test_json_access_log_line(client: openai.OpenAI, gateway: Process) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=user("log me")

@@ -26,12 +26,16 @@ _SHUTDOWN_TIMEOUT_S: Final = 1.0
 
 _log = logging.getLogger("sidegate.mock")
 
+# The head of the last request to a model route, for `GET /_mock/last-request`: what a gateway
+# in front of the mock really sent (its key, the client headers it passed on or dropped).
+LAST_REQUEST_KEY: Final = web.AppKey("LAST_REQUEST_KEY", dict)
+
 
 def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -> web.Application:
     """The mock model server as an application, ready for `web.run_app` or a test server."""
     if not (0 <= latency_ms < math.inf and 0 <= tokens_per_second < math.inf):
         raise ValueError("latency_ms and tokens_per_second must be finite and not negative")
-    app = web.Application(middlewares=[_errors], client_max_size=_MAX_BODY_BYTES)
+    app = web.Application(middlewares=[_errors, _remember], client_max_size=_MAX_BODY_BYTES)
     app[MOCK_CONFIG_KEY] = MockConfig(
         latency_s=latency_ms / 1000,
         seconds_per_token=1 / tokens_per_second if tokens_per_second > 0 else 0.0,
@@ -43,6 +47,8 @@ def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model:.+}", _model)
     app.router.add_get("/health", _health)
+    app.router.add_get("/_mock/last-request", _last_request)
+    app[LAST_REQUEST_KEY] = {}
     return app
 
 
@@ -90,6 +96,22 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         _log.exception("mock upstream failed on %s %s", request.method, request.path)
         body = {"message": "The mock upstream failed.", "type": "server_error"}
         return json_response({"error": {**body, "param": None, "code": None}}, status=500)
+
+
+@web.middleware
+async def _remember(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        request.app[LAST_REQUEST_KEY] = {
+            "method": request.method,
+            "path": request.path_qs,
+            "headers": [[name, value] for name, value in request.headers.items()],
+        }
+    return await handler(request)
+
+
+async def _last_request(request: web.Request) -> web.Response:
+    """The method, target and headers (in order, as sent) of the last `/v1/` request."""
+    return json_response(request.app[LAST_REQUEST_KEY])
 
 
 def _http_error_body(request: web.Request, exc: web.HTTPException) -> dict[str, object]:
