@@ -101,11 +101,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _remember(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/"):
-        request.app[LAST_REQUEST_KEY] = {
-            "method": request.method,
-            "path": request.path_qs,
-            "headers": [[name, value] for name, value in request.headers.items()],
-        }
+        # The app's state is frozen once it serves: the dict made at start-up is refilled.
+        last = request.app[LAST_REQUEST_KEY]
+        last["method"] = request.method
+        last["path"] = request.path_qs
+        last["headers"] = [[name, value] for name, value in request.headers.items()]
     return await handler(request)
 
 
