@@ -4,6 +4,9 @@
 `QuotaExceededError` (429) or returns a `Ticket` whose headers go on the response and whose
 `settle` runs exactly once when the request ends (true-up of reserved tokens with real usage,
 release of a concurrency slot, budget charge) — for streams, cut streams and cache hits too.
+`admit_now` is the same decision when it needs no I/O (a tenant with nothing limited, the
+memory backend), and None otherwise; settling never waits (a backend that needs I/O to settle
+does it in a task of its own). Both spare the request path a coroutine each.
 
 The gateway's implementation is `sidegate.limits.LimitAdmission` (built by
 `sidegate.limits.build_admission`): plans' RPM/TPM/concurrency per tenant and per tenant x
@@ -28,12 +31,18 @@ class Ticket(Protocol):
         """`x-ratelimit-*` headers for the response."""
         ...
 
-    async def settle(self, exchange: Exchange) -> None:
-        """Called once at the end with the real usage in `exchange`."""
+    def settle(self, exchange: Exchange) -> None:
+        """Called once at the end with the real usage in `exchange`; never waits."""
         ...
 
 
 class Admission(Protocol):
+    def admit_now(
+        self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
+    ) -> Ticket | None:
+        """`admit`, when it can decide without I/O; else None (then `admit` must run)."""
+        ...
+
     async def admit(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
     ) -> Ticket: ...
@@ -48,7 +57,7 @@ class _FreeTicket:
     def headers(self) -> dict[str, str]:
         return {}
 
-    async def settle(self, exchange: Exchange) -> None:
+    def settle(self, exchange: Exchange) -> None:
         return None
 
 
@@ -57,6 +66,11 @@ _FREE = _FreeTicket()
 
 class Unlimited:
     """Admits everything."""
+
+    def admit_now(
+        self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
+    ) -> Ticket | None:
+        return _FREE
 
     async def admit(self, exchange: Exchange, facts: RequestFacts, candidate: Candidate) -> Ticket:
         return _FREE

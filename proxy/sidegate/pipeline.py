@@ -112,7 +112,10 @@ class Pipeline:
         if primary.encoding != encoding_for_model(facts.model):
             facts = inspect_request(body, kind, primary.encoding)
         exchange.input_tokens = facts.prompt_tokens
-        ticket = await self._admission.admit(exchange, facts, primary)
+        admission = self._admission
+        ticket = admission.admit_now(exchange, facts, primary) or await admission.admit(
+            exchange, facts, primary
+        )
         active = self._active(facts.model)
         active.inc(1)
         try:
@@ -139,7 +142,7 @@ class Pipeline:
             raise
         finally:
             active.inc(-1)
-            await ticket.settle(exchange)
+            ticket.settle(exchange)
 
     async def _forward(
         self,

@@ -53,7 +53,7 @@ class _Free:
     def headers(self) -> dict[str, str]:
         return {}
 
-    async def settle(self, exchange: Exchange) -> None:
+    def settle(self, exchange: Exchange) -> None:
         return None
 
 
@@ -84,7 +84,7 @@ class LimitTicket:
     def headers(self) -> dict[str, str]:
         return self._headers
 
-    async def settle(self, exchange: Exchange) -> None:
+    def settle(self, exchange: Exchange) -> None:
         if self._settled:
             return
         self._settled = True
@@ -142,16 +142,26 @@ class LimitAdmission:
         self._shapes = Shapes(backend) if type(backend) is MemoryState else None
         self._limited: dict[int, tuple[PlanSettings | None, bool]] = {}
 
+    def admit_now(
+        self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
+    ) -> LocalTicket | _Free | None:
+        plan = exchange.tenant.plan
+        if not (self._blocking or self._limits_anything(plan)):
+            return _FREE
+        if self._shapes is None:
+            return None  # the state is remote
+        reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
+        return self._admit_locally(self._shapes, exchange, facts, reserve)
+
     async def admit(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
     ) -> LimitTicket | LocalTicket | _Free:
+        decided = self.admit_now(exchange, facts, candidate)
+        if decided is not None:
+            return decided
         tenant = exchange.tenant
         plan = tenant.plan
-        if not (self._blocking or self._limits_anything(plan)):
-            return _FREE
         reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
-        if self._shapes is not None:
-            return self._admit_locally(self._shapes, exchange, facts, reserve)
         buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
         slots = policy.slots(plan, facts.model) if plan else ()
         budget = plan.daily_budget_usd if plan else None

@@ -104,7 +104,7 @@ class LocalTicket:
         self._settled = False
         self.headers = headers
 
-    async def settle(self, exchange: Exchange) -> None:
+    def settle(self, exchange: Exchange) -> None:
         if self._settled:
             return
         self._settled = True
