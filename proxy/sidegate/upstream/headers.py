@@ -14,9 +14,10 @@ from sidegate._native import HeadHeaders
 HOP_BY_HOP: Final = frozenset(_native.HOP_BY_HOP)
 # Client credentials never reach an upstream; the upstream's own key is added instead.
 _NOT_FORWARDED_UP: Final = HOP_BY_HOP | frozenset(_native.CLIENT_ONLY)
-Mapping.register(HeadHeaders)
 # What only the upstream's connection or answer means, and what the gateway writes itself.
 _NOT_RETURNED: Final = HOP_BY_HOP | frozenset(_native.UPSTREAM_ONLY)
+# The native readers' headers answer the read-only Mapping API (`get`, `items`, `in`, ...).
+Mapping.register(HeadHeaders)
 
 
 _NONE_NAMED: Final[frozenset[str]] = frozenset()
