@@ -48,12 +48,7 @@ pub fn returned_headers<'a>(headers: &[Header<'a>]) -> (Vec<Header<'a>>, Option<
     let named = connection_named(headers);
     let kept = headers
         .iter()
-        .filter(|(name, _)| {
-            let listed = |rule: &&str| name.eq_ignore_ascii_case(rule.as_bytes());
-            !(HOP_BY_HOP.iter().any(listed)
-                || UPSTREAM_ONLY.iter().any(listed)
-                || named.iter().any(|token| name.eq_ignore_ascii_case(token)))
-        })
+        .filter(|(name, _)| is_kept(name, &UPSTREAM_ONLY, &named))
         .copied()
         .collect();
     let upstream_id = headers
@@ -67,11 +62,11 @@ pub fn returned_headers<'a>(headers: &[Header<'a>]) -> (Vec<Header<'a>>, Option<
 /// `name: value\r\n` for each header an upstream gets, in the client's order: every header
 /// but the hop-by-hop ones, the client-only ones and those a `Connection` header names.
 /// Values are passed on byte for byte.
-pub fn forwarded_lines(headers: &[(&[u8], &[u8])]) -> Vec<u8> {
+pub fn forwarded_lines(headers: &[Header<'_>]) -> Vec<u8> {
     let named = connection_named(headers);
     let mut out = Vec::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
     for &(name, value) in headers {
-        if is_kept(name, &named) {
+        if is_kept(name, &CLIENT_ONLY, &named) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
@@ -81,10 +76,11 @@ pub fn forwarded_lines(headers: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-fn is_kept(name: &[u8], named: &[&[u8]]) -> bool {
+/// Neither hop-by-hop, nor in this direction's `own` list, nor named by `Connection`.
+fn is_kept(name: &[u8], own: &[&str], named: &[&[u8]]) -> bool {
     let listed = |rule: &&str| name.eq_ignore_ascii_case(rule.as_bytes());
     !(HOP_BY_HOP.iter().any(listed)
-        || CLIENT_ONLY.iter().any(listed)
+        || own.iter().any(listed)
         || named.iter().any(|token| name.eq_ignore_ascii_case(token)))
 }
 

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::header_rules::{forwarded_lines, returned_headers};
-use crate::http_head::{plain_request, plain_response};
+use crate::http_head::{plain_request, plain_response, Plain};
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
 /// start of `data`, headers as a `HeadHeaders` over a copy of the head; None when llhttp
@@ -21,7 +21,7 @@ pub(crate) fn py_request_head<'py>(
     let Some(plain) = plain_request(data, head_limit) else {
         return Ok(None);
     };
-    let headers = HeadHeaders::new(&data[..plain.head_len], &plain.headers);
+    let headers = HeadHeaders::of(data, &plain);
     let fields = (
         PyBytes::new(py, plain.start),
         plain.keep_alive,
@@ -44,7 +44,7 @@ pub(crate) fn py_response_head<'py>(
     let Some(plain) = plain_response(data, head_limit) else {
         return Ok(None);
     };
-    let headers = HeadHeaders::new(&data[..plain.head_len], &plain.headers);
+    let headers = HeadHeaders::of(data, &plain);
     let fields = (
         plain.start,
         plain.keep_alive,
@@ -52,14 +52,6 @@ pub(crate) fn py_response_head<'py>(
         plain.head_len,
     );
     fields.into_pyobject(py).map(Some)
-}
-
-fn header_list<'py>(py: Python<'py>, headers: &[(&[u8], &[u8])]) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::empty(py);
-    for (name, value) in headers {
-        list.append((latin1(py, name), latin1(py, value)))?;
-    }
-    Ok(list)
 }
 
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
@@ -81,7 +73,9 @@ pub(crate) struct HeadHeaders {
 }
 
 impl HeadHeaders {
-    fn new(head: &[u8], headers: &[(&[u8], &[u8])]) -> Self {
+    /// The headers of the message `plain` read at the start of `data`.
+    fn of<S>(data: &[u8], plain: &Plain<'_, S>) -> Self {
+        let (head, headers) = (&data[..plain.head_len], &plain.headers);
         let base = head.as_ptr() as usize;
         let offset = |part: &[u8]| part.as_ptr() as usize - base;
         let spans = headers
@@ -191,8 +185,11 @@ impl HeadHeaders {
     }
 
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let headers: Vec<_> = self.pairs().collect();
-        header_list(py, &headers)
+        PyList::new(
+            py,
+            self.pairs()
+                .map(|(name, value)| (latin1(py, name), latin1(py, value))),
+        )
     }
 
     /// `name: value\r\n` for each header an upstream gets (`header_rules`), as bytes.

@@ -295,8 +295,12 @@ class LeanConnection(asyncio.Protocol):
 
     def _start_lean(self, parsed: ParsedRequest) -> None:
         raw = parsed.headers
-        headers = raw if type(raw) is HeadHeaders else CIMultiDictProxy(CIMultiDict(raw))
         path = parsed.url.partition(b"?")[0].decode("latin-1")
+        if type(raw) is HeadHeaders:
+            # The native reader took the request whole, its length already within the limit.
+            parsed.lean = LeanRequest(self, self._front.app, "POST", path, raw, self._remote)
+            return
+        headers = CIMultiDictProxy(CIMultiDict(raw))
         parsed.lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
         declared = headers.get("Content-Length")
         if declared is not None and declared.isdigit():
