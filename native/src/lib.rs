@@ -1,6 +1,7 @@
 //! Sidegate's native core. Everything outside `py` is plain Rust with no Python in it, so
 //! `cargo test` runs without an interpreter; `py` is the thin PyO3 skin maturin builds.
 
+pub mod access_line;
 pub mod cache_key;
 pub mod error;
 pub mod header_rules;

@@ -16,6 +16,7 @@ __all__ = [
     "Policy",
     "RequestFacts",
     "Tokenizer",
+    "access_line",
     "cache_key",
     "encoding_for_model",
     "inspect",
@@ -157,6 +158,28 @@ def cache_key(body: bytes, endpoint: str) -> str:
 
     Raises ``InvalidBodyError`` when ``body`` is not JSON.
     """
+
+def access_line(
+    created: float,
+    warning: bool,
+    request_id: str,
+    trace_id: str | None,
+    span_id: str | None,
+    tenant: str,
+    key_id: str | None,
+    model: str,
+    upstream: str,
+    status: int,
+    input_tokens: int,
+    output_tokens: int,
+    cost_usd: float,
+    latency_ms: float,
+    cache: str,
+    attempts: int,
+) -> bytes:
+    """The access log's JSON line (newline included) for one request logged at ``created``
+    (Unix seconds): the line ``JsonFormatter`` writes for these fields, ``cost_usd`` rounded
+    to 8 decimals and ``latency_ms`` to 3, at level ``warning`` or ``info``."""
 
 def usage_counts(body: bytes) -> tuple[int | None, int | None]:
     """``(prompt_tokens, completion_tokens)`` from an answer's top-level ``usage`` object,

@@ -5,6 +5,7 @@ use pyo3::types::PyTuple;
 
 use crate::header_rules;
 
+mod access;
 mod errors;
 mod http_head;
 mod inspect;
@@ -23,6 +24,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HOP_BY_HOP", PyTuple::new(py, header_rules::HOP_BY_HOP)?)?;
     m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
     m.add("UPSTREAM_ONLY", PyTuple::new(py, header_rules::UPSTREAM_ONLY)?)?;
+    m.add_function(wrap_pyfunction!(access::py_access_line, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;

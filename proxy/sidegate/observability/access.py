@@ -1,10 +1,15 @@
-"""One structured log line per proxied request (the contract's fields; never prompts or keys)."""
+"""One structured log line per proxied request (the contract's fields; never prompts or keys).
+
+With the JSON handler alone in charge, the line is written natively (`_native.access_line`)
+and handed to it whole; otherwise the logging module formats a record as for any line."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from sidegate._native import access_line
 from sidegate.observability.logging import fast_json_handler
 
 if TYPE_CHECKING:
@@ -20,7 +25,30 @@ class AccessLog:
         if not log.isEnabledFor(logging.INFO):
             return
         status = exchange.status or 500
-        level = logging.INFO if status < 500 else logging.WARNING
+        handler = fast_json_handler(log)
+        if handler is not None:
+            tenant = exchange.tenant
+            handler.write_line(
+                access_line(
+                    time.time(),
+                    status >= 500,
+                    exchange.request_id,
+                    exchange.trace_id,
+                    exchange.span_id,
+                    tenant.name,
+                    tenant.key_id,
+                    exchange.model,
+                    exchange.upstream,
+                    status,
+                    exchange.input_tokens,
+                    exchange.output_tokens,
+                    exchange.cost_usd,
+                    latency_seconds * 1000,
+                    exchange.cache,
+                    len(exchange.attempts),
+                )
+            )
+            return
         fields = {
             "request_id": exchange.request_id,
             "trace_id": exchange.trace_id,
@@ -37,8 +65,4 @@ class AccessLog:
             "cache": exchange.cache,
             "attempts": len(exchange.attempts),
         }
-        handler = fast_json_handler(log)
-        if handler is not None:
-            handler.write_fields(level, "sidegate.access", "request", fields)
-        else:
-            log.log(level, "request", extra=fields)
+        log.log(logging.INFO if status < 500 else logging.WARNING, "request", extra=fields)

@@ -43,9 +43,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The JSON handler, plus `write_fields`: the access log's one line per request written
-    without a `LogRecord` (its creation, filtering and formatting cost more than the request's
-    own accounting). The line is the one `JsonFormatter` would write for the same fields."""
+    """The JSON handler, plus `write_fields` and `write_line`: the access log's one line per
+    request written without a `LogRecord` (its creation, filtering and formatting cost more
+    than the request's own accounting). The line is the one `JsonFormatter` would write for the
+    same fields."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -86,6 +87,10 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 b"\n",
             )
         )
+        self.write_line(line)
+
+    def write_line(self, line: bytes) -> None:
+        """A whole JSON line (newline included), written with the lines of this loop turn."""
         with self.lock:  # type: ignore[union-attr]
             self._pending += line
             if self._flushing is not None:
