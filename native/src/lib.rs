@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod json;
 pub mod ratelimit;
 pub mod tokens;
+pub mod utc_text;
 pub mod usage;
 
 #[cfg(feature = "python")]

@@ -24,6 +24,7 @@ __all__ = [
     "request_head",
     "response_head",
     "set_prompt_memo_capacity",
+    "sqlite_time",
     "usage_counts",
 ]
 
@@ -180,6 +181,10 @@ def access_line(
     """The access log's JSON line (newline included) for one request logged at ``created``
     (Unix seconds): the line ``JsonFormatter`` writes for these fields, ``cost_usd`` rounded
     to 8 decimals and ``latency_ms`` to 3, at level ``warning`` or ``info``."""
+
+def sqlite_time(created: float) -> str:
+    """``datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")``: the spend
+    table's ``created_at`` text for ``created`` (Unix seconds)."""
 
 def usage_counts(body: bytes) -> tuple[int | None, int | None]:
     """``(prompt_tokens, completion_tokens)`` from an answer's top-level ``usage`` object,

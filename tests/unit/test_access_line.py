@@ -1,19 +1,22 @@
-"""The access log's native line: the line the JSON formatter writes for the same request."""
+"""Native text for accounting: the access log's line (the line the JSON formatter writes for the
+same request) and the spend table's time (the text `datetime` writes)."""
 
 from __future__ import annotations
 
 import io
 import logging
+from datetime import UTC, datetime
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidegate._native import access_line
+from sidegate._native import access_line, sqlite_time
 from sidegate.auth import Tenant
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
 from sidegate.observability.logging import JsonFormatter, JsonLineHandler, configure_logging
+from sidegate.spend.sqlite_store import SQLITE_TIME
 
 # Client text: quotes, backslashes, control characters and non-ASCII all reach the log.
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
@@ -133,3 +136,9 @@ def test_the_access_log_writes_the_native_line_through_the_json_handler() -> Non
     assert logged["request_id"] == "req_9" and logged["tenant"] == "acme"
     assert logged["cost_usd"] == 0.12345679 and logged["latency_ms"] == 12.346
     assert logged["attempts"] == 2 and logged["status"] == 502
+
+
+@settings(max_examples=500, deadline=None)
+@given(created=CREATED | st.floats(-86_400 * 365, 0, allow_nan=False))
+def test_the_spend_time_is_the_text_datetime_writes(created: float) -> None:
+    assert sqlite_time(created) == datetime.fromtimestamp(created, UTC).strftime(SQLITE_TIME)

@@ -1,4 +1,5 @@
-//! `access_line`: the access log's line for one request, as bytes (see `access_line`).
+//! `access_line`: the access log's line for one request, as bytes (see `access_line`), and
+//! `sqlite_time`: the spend table's text for an instant (see `utc_text`).
 
 use std::borrow::Cow;
 
@@ -6,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::access_line::{write_line, AccessFields};
+use crate::utc_text::write_sqlite_micros;
 
 /// The JSON line (newline included) for one proxied request logged at `created`.
 #[pyfunction]
@@ -63,4 +65,14 @@ fn text<'a>(value: &'a Bound<'_, PyString>) -> Cow<'a, str> {
         Ok(utf8) => Cow::Borrowed(utf8),
         Err(_) => Cow::Owned(value.to_string_lossy().into_owned()),
     }
+}
+
+/// `datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")`.
+#[pyfunction]
+#[pyo3(name = "sqlite_time")]
+pub(crate) fn py_sqlite_time(py: Python<'_>, created: f64) -> Bound<'_, PyString> {
+    let mut out = Vec::with_capacity(32);
+    write_sqlite_micros(&mut out, created);
+    // Digits, dashes, colons, a dot and a space: always ASCII.
+    PyString::new(py, std::str::from_utf8(&out).unwrap_or_default())
 }

@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Final
 
-from sidegate.spend.rows import COLUMNS, SpendRow, SpendStoreBusy, SpendStoreError, utc
+from sidegate._native import sqlite_time
+from sidegate.spend.rows import COLUMNS, SpendRow, SpendStoreBusy, SpendStoreError
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS spend (
@@ -65,6 +65,7 @@ def _insert(rows: int) -> str:
     return f"INSERT INTO spend ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW] * rows)}"
 
 
+# `created_at` as `_native.sqlite_time` writes it (the text SQLite's date functions read).
 SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 # Rows per transaction: the time the loop is held for one write (~5 us a row). A power of
 # two: the spend log doubles it under a backlog, and each size is then one INSERT statement.
@@ -77,30 +78,6 @@ CHECKPOINT_ROWS: Final = 10_000
 _SMALL_CACHE: Final = "PRAGMA cache_size = -256"
 
 log = logging.getLogger("sidegate.spend")
-
-
-class _Timestamps:
-    """`SQLITE_TIME` text for a batch's times: rows of one batch share their second, so the
-    date part is formatted once per second rather than once per row."""
-
-    __slots__ = ("_prefix", "_second")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, timestamp: float) -> str:
-        # The split datetime.fromtimestamp makes, so the text is the very same to the µs.
-        fraction, whole = math.modf(timestamp)
-        micros, second = round(fraction * 1e6), int(whole)
-        if micros >= 1_000_000:
-            micros, second = micros - 1_000_000, second + 1
-        elif micros < 0:
-            micros, second = micros + 1_000_000, second - 1
-        if second != self._second:
-            self._second = second
-            self._prefix = utc(second).strftime("%Y-%m-%d %H:%M:%S.")
-        return f"{self._prefix}{micros:06d}"
 
 
 def connect(path: str, timeout: float = 10.0) -> sqlite3.Connection:
@@ -122,7 +99,6 @@ class SqliteStore:
         self._path = path
         self._connection: sqlite3.Connection | None = None
         self._checkpoint_rows = checkpoint_rows
-        self._stamp = _Timestamps()  # kept across batches: they mostly share their second
         self._unchecked = 0
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="sidegate-checkpoint")
         self._checkpointing: asyncio.Future[None] | None = None
@@ -130,8 +106,7 @@ class SqliteStore:
         self.checkpoints = 0
 
     async def write(self, rows: Sequence[SpendRow]) -> None:
-        stamp = self._stamp
-        records = [(stamp(r.created_at), *r[1:]) for r in rows]
+        records = [(sqlite_time(r.created_at), *r[1:]) for r in rows]
         try:
             if self._connection is None:
                 # Creating the file and its schema may wait for another worker doing the same.
