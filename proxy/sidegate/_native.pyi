@@ -25,6 +25,8 @@ __all__ = [
     "response_head",
     "set_prompt_memo_capacity",
     "sqlite_time",
+    "sse_done_marker",
+    "sse_usage_at",
     "usage_counts",
 ]
 
@@ -185,6 +187,14 @@ def access_line(
 def sqlite_time(created: float) -> str:
     """``datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")``: the spend
     table's ``created_at`` text for ``created`` (Unix seconds)."""
+
+def sse_usage_at(data: bytes, start: int = 0) -> tuple[int, int] | None:
+    """``(start, end)`` of the first ``"usage"\\s*:\\s*{`` in ``data`` at or after ``start``
+    (``re.search`` of that pattern, by a vectorised search), or ``None``."""
+
+def sse_done_marker(data: bytes) -> bool:
+    """Whether a line of ``data`` is ``data: [DONE]`` (spaces after the colon and a trailing
+    ``\\r`` allowed; ``[DONE]`` inside a ``data: {...}`` line does not count)."""
 
 def usage_counts(body: bytes) -> tuple[int | None, int | None]:
     """``(prompt_tokens, completion_tokens)`` from an answer's top-level ``usage`` object,

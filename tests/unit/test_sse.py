@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import re
+
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sidegate._native import sse_done_marker, sse_usage_at
 from sidegate.tokens import Tokenizer
-from sidegate.upstream.sse import _USAGE_OBJECT, SseFramer, _usage_at
+from sidegate.upstream.sse import SseFramer
+
+# What the relay looks for, as patterns: the native searches must agree with them.
+USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+DONE_LINE = re.compile(rb"^data: *\[DONE\]\r?$", re.MULTILINE)
 
 
 def _event(payload: object) -> bytes:
@@ -89,5 +96,16 @@ def test_the_usage_object_is_found_where_the_pattern_search_finds_it(
     pieces: list[bytes], start: int
 ) -> None:
     data = b"".join(pieces)
-    found, expected = _usage_at(data, start), _USAGE_OBJECT.search(data, start)
-    assert (found and found.span()) == (expected and expected.span())
+    expected = USAGE_OBJECT.search(data, start)
+    assert sse_usage_at(data, start) == (expected and expected.span())
+
+
+DONE_PIECES = st.sampled_from(
+    [b"data:", b"data: ", b" ", b"[DONE]", b"\n", b"\r", b"\r\n", b"x", b"{", b"\t", b"[", b"]"]
+)
+
+
+@given(pieces=st.lists(DONE_PIECES, max_size=12))
+def test_the_done_marker_is_a_line_of_its_own(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert sse_done_marker(data) == (DONE_LINE.search(data) is not None)

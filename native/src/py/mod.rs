@@ -10,6 +10,7 @@ mod errors;
 mod http_head;
 mod inspect;
 mod ratelimit;
+mod sse;
 mod tokens;
 
 #[pymodule(gil_used = false)]
@@ -32,6 +33,8 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect::py_usage_counts, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_request_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_response_head, m)?)?;
+    m.add_function(wrap_pyfunction!(sse::py_sse_usage_at, m)?)?;
+    m.add_function(wrap_pyfunction!(sse::py_sse_done_marker, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_set_prompt_memo_capacity, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_prompt_memo_len, m)?)?;
     errors::register(py, m)?;

@@ -3,38 +3,22 @@
 Events are forwarded as soon as they are complete. The framer notices the `[DONE]` marker and
 the usage chunk; when Sidegate asked for usage on its own behalf, that chunk is held back from the
 client. Only text that contains one of those two is split into events: the rest passes through
-with two substring searches, however many events it holds. The forwarded bytes are kept, and
+with two native substring searches (`_native.sse_usage_at`, `sse_done_marker`), however many
+events it holds. The forwarded bytes are kept, and
 split into event payloads only when they are needed (counting a completion whose upstream
 reported no usage, or storing the answer in the cache).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import orjson
 
+from sidegate._native import sse_done_marker, sse_usage_at
 from sidegate.tokens import CompletionCounter, Tokenizer
 
-_USAGE_KEY: Final = b'"usage"'
-_USAGE_OBJECT: Final = re.compile(rb'"usage"\s*:\s*\{')
 _DONE: Final = b"[DONE]"
-
-
-def _usage_at(data: bytes, start: int = 0) -> re.Match[bytes] | None:
-    """The first `"usage": {` in `data` from `start`, as `_USAGE_OBJECT.search` finds it.
-
-    Candidates are found by substring search and confirmed by an anchored match: the regex
-    engine scans byte by byte, and over a stream's whole text that cost more (~40k
-    instructions a stream) than relaying the text."""
-    at = data.find(_USAGE_KEY, start)
-    while at >= 0:
-        found = _USAGE_OBJECT.match(data, at)
-        if found is not None:
-            return found
-        at = data.find(_USAGE_KEY, at + 1)
-    return None
 
 
 class SseFramer:
@@ -69,26 +53,26 @@ class SseFramer:
         complete, self._buffer = data[:end], data[end:]
         self._relayed.append(complete)
         if not self.done:
-            self.done = _has_done_marker(complete)
-        usage = _usage_at(complete)
+            self.done = sse_done_marker(complete)
+        usage = sse_usage_at(complete)
         if usage is None:
             # The common case: nothing to read or hold back; the events pass as one write.
             return complete
         return self._without_held_back(complete, usage)
 
-    def _without_held_back(self, complete: bytes, usage: re.Match[bytes] | None) -> bytes:
+    def _without_held_back(self, complete: bytes, usage: tuple[int, int] | None) -> bytes:
         """`complete` less the usage events to hold back; only events with usage are read."""
         delimiter = self._delimiter
         kept: list[bytes] = []
         position = 0
         while usage is not None:
-            start = complete.rfind(delimiter, 0, usage.start())
+            start = complete.rfind(delimiter, 0, usage[0])
             start = 0 if start < 0 else start + len(delimiter)
-            end = complete.find(delimiter, usage.end())  # `complete` ends with one
+            end = complete.find(delimiter, usage[1])  # `complete` ends with one
             if self._holds_back(complete[start:end]):
                 kept.append(complete[position:start])
                 position = end + len(delimiter)
-            usage = _usage_at(complete, end)
+            usage = sse_usage_at(complete, end)
         kept.append(complete[position:])
         return b"".join(kept)
 
@@ -136,23 +120,9 @@ class SseFramer:
         return counter.count()
 
 
-def _has_done_marker(complete: bytes) -> bool:
-    """Whether a `data: [DONE]` line is among the events (searched from the end, where it
-    stands; `[DONE]` inside a delta's text is on a `data: {...}` line and does not count)."""
-    at = complete.rfind(_DONE)
-    while at >= 0:
-        start = complete.rfind(b"\n", 0, at) + 1
-        end = complete.find(b"\n", at)
-        line = complete[start : end if end >= 0 else len(complete)].rstrip(b"\r")
-        if line.startswith(b"data:") and line[5:].lstrip(b" ") == _DONE:
-            return True
-        at = complete.rfind(_DONE, 0, at)
-    return False
-
-
 def _usage_chunk(payload: bytes | None) -> dict[str, Any] | None:
     """The parsed chunk, when `payload` is a chunk with a `usage` object."""
-    if payload is None or _usage_at(payload) is None:
+    if payload is None or sse_usage_at(payload) is None:
         return None
     try:
         chunk = orjson.loads(payload)
