@@ -1,7 +1,8 @@
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::intern;
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::errors::to_py;
 use crate::ratelimit::shape::{Admission, HeaderBucket, HeaderKind, Scope, Shape};
@@ -224,7 +225,7 @@ impl PyLimiter {
             Admission::Admitted(headers) => {
                 let dict = PyDict::new(py);
                 for (name, value) in headers {
-                    dict.set_item(name, value)?;
+                    dict.set_item(header_name(py, name), value)?;
                 }
                 (py.None(), dict).into_pyobject(py)
             }
@@ -277,4 +278,18 @@ impl PyLimiter {
     fn __len__(&self) -> usize {
         self.inner.len()
     }
+}
+
+/// The `x-ratelimit-*` names as interned strings: made and hashed once, not on every answer.
+fn header_name<'py>(py: Python<'py>, name: &'static str) -> Bound<'py, PyString> {
+    let interned = match name {
+        "x-ratelimit-limit-requests" => intern!(py, "x-ratelimit-limit-requests"),
+        "x-ratelimit-remaining-requests" => intern!(py, "x-ratelimit-remaining-requests"),
+        "x-ratelimit-reset-requests" => intern!(py, "x-ratelimit-reset-requests"),
+        "x-ratelimit-limit-tokens" => intern!(py, "x-ratelimit-limit-tokens"),
+        "x-ratelimit-remaining-tokens" => intern!(py, "x-ratelimit-remaining-tokens"),
+        "x-ratelimit-reset-tokens" => intern!(py, "x-ratelimit-reset-tokens"),
+        other => return PyString::new(py, other),
+    };
+    interned.clone()
 }
