@@ -209,7 +209,7 @@ def test_the_one_call_path_answers_as_the_general_path(plan: PlanSettings) -> No
     shape = shapes.get(plan, "m")
     for index, used in enumerate([10, 0, 40, 5, 70, 1, 30, 2]):
         reserve = 25
-        refusal, headers = shapes.memory.admit("t", shape.charged, reserve, plan.daily_budget_usd)
+        refusal, headers = shapes.memory.admit("t", shape, reserve, plan.daily_budget_usd)
         request = _acquire("t", f"r{index}", reserve, plan)
         expected = general.acquire_now(request)
         assert (refusal is None) == expected.admitted

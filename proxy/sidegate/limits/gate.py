@@ -193,7 +193,7 @@ class LimitAdmission:
         tenant, plan = exchange.tenant.name, exchange.tenant.plan
         memory, shape = shapes.memory, shapes.get(plan, facts.model)
         budget = plan.daily_budget_usd if plan else None
-        refusal, headers = memory.admit(tenant, shape.charged, reserve, budget)
+        refusal, headers = memory.admit(tenant, shape, reserve, budget)
         if refusal is not None:
             buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
             request = Acquire(tenant, exchange.request_id, buckets, shape.slots, budget, reserve)

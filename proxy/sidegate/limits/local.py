@@ -28,13 +28,11 @@ Settled = Callable[[str, float, float | None, float], None]
 
 
 class Shape(NamedTuple):
+    """What `MemoryState.admit` charges (a `(layout, buckets, slots)` tuple itself)."""
+
     layout: Layout  # with the table's own copy, which writes the headers
     buckets: tuple[Bucket, ...]  # tokens buckets with a cost of 0: the reservation varies
     slots: tuple[Slot, ...]
-
-    @property
-    def charged(self) -> tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]]:
-        return self.layout, self.buckets, self.slots
 
 
 def build_shape(memory: MemoryState, plan: PlanSettings | None, model: str) -> Shape:

@@ -76,7 +76,7 @@ class MemoryState:
         ledger = self._ledgers.get(tenant)
         if ledger is None:
             ledger = self._ledgers[tenant] = _Ledger()
-        day = int(time.time() * 1000 // DAY_MS)
+        day = _today()
         return ledger if ledger.day == day else ledger.roll(day)
 
     def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> Layout:
@@ -129,10 +129,11 @@ class MemoryState:
         reservation given apart: the refusal (None when admitted) and, when admitted, the
         `x-ratelimit-*` headers, which the table writes as it charges."""
         layout, buckets, slots = shape
-        ledger = self._ledger(tenant)
-        refusal = _ledger_refusal(ledger, budget)
-        if refusal is not None:
-            return refusal, {}
+        ledger = self._ledgers.get(tenant)
+        if ledger is None or ledger.day != _today():
+            ledger = self._ledger(tenant)
+        if ledger.blocked or (budget is not None and ledger.spent_usd >= budget):
+            return _ledger_refusal(ledger, budget), {}
         refused, answer = self._native.admit_shape(layout.native, tenant, reserve)
         if isinstance(answer, dict):
             ledger.tokens += reserve
@@ -151,7 +152,12 @@ class MemoryState:
         """`settle_admitted` and `spend` in one call (the end of every request); returns the
         spend after it."""
         self._native.settle_shape(layout.native, tenant, reserved, used)
-        return self.spend(tenant, used - reserved, cost_usd)
+        ledger = self._ledgers.get(tenant)
+        if ledger is None or ledger.day != _today():
+            ledger = self._ledger(tenant)
+        ledger.spent_usd += cost_usd
+        ledger.tokens += used - reserved
+        return ledger.spent_usd
 
     def spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
         """Add an answer's cost to today's spend; returns the spend after it."""
@@ -232,6 +238,11 @@ class MemoryState:
 
     async def close(self) -> None:
         return None
+
+
+def _today() -> int:
+    """Days since the epoch, UTC: budgets renew at 00:00 UTC."""
+    return int(time.time() * 1000 // DAY_MS)
 
 
 def _ledger_refusal(ledger: _Ledger, budget: float | None) -> Decision | None:
