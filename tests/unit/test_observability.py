@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import logging
-import time
-
-import orjson
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -20,7 +15,6 @@ from sidegate.errors import UpstreamConnectError
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import UNKNOWN_MODEL, Catalog
-from sidegate.observability.logging import JsonFormatter, JsonLineHandler
 from sidegate.observability.metrics import LoopHistogram, LoopValue, build_metrics
 from sidegate.observability.otel import OtelTracing, traces_url
 from sidegate.observability.recorder import Recorder
@@ -158,28 +152,6 @@ def test_loop_values_count_like_locked_ones() -> None:
     assert value.get() == 4.5
     value.set(2.0)
     assert value.get() == 2.0
-
-
-@pytest.mark.parametrize("fields", [{}, {"request_id": "req_1", "status": 200, "cost_usd": 0.5}])
-def test_the_fast_access_line_is_the_line_the_json_formatter_writes(
-    fields: dict[str, object],
-) -> None:
-    stream = io.StringIO()
-    handler = JsonLineHandler()
-    handler.setStream(stream)
-    handler.write_fields(logging.WARNING, "sidegate.access", "request", fields)
-    handler.flush()
-    fast = orjson.loads(stream.getvalue())
-    record = logging.LogRecord("sidegate.access", logging.WARNING, "", 0, "request", None, None)
-    record.created = time.time()
-    record.__dict__.update(fields)
-    formatted = orjson.loads(JsonFormatter().format(record))
-    assert list(fast) == list(formatted)
-    assert {k: v for k, v in fast.items() if k != "timestamp"} == {
-        k: v for k, v in formatted.items() if k != "timestamp"
-    }
-    assert fast["timestamp"][:16] == formatted["timestamp"][:16]  # same clock, same format
-    assert fast["timestamp"].endswith("+00:00") and len(fast["timestamp"]) == 29
 
 
 def test_a_request_adds_only_the_series_it_updates() -> None:

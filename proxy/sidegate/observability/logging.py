@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -43,51 +42,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The JSON handler, plus `write_fields` and `write_line`: the access log's one line per
-    request written without a `LogRecord` (its creation, filtering and formatting cost more
-    than the request's own accounting). The line is the one `JsonFormatter` would write for the
-    same fields."""
+    """The JSON handler, plus `write_line`: the access log's one line per request, written
+    natively (`_native.access_line`, the line `JsonFormatter` would write for the same fields)
+    and without a `LogRecord`, whose creation, filtering and formatting cost more than the
+    request's own accounting."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
         self.setFormatter(JsonFormatter())
-        self._second = -1
-        self._prefix = b""
         self._flushing: asyncio.Handle | None = None
         self._pending = bytearray()
-        self._tails: dict[tuple[int, str, str], bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-
-    def write_fields(self, level: int, logger: str, message: str, fields: dict[str, Any]) -> None:
-        """`fields` must not repeat the four keys every line starts with."""
-        created = time.time()
-        micros = round(created * 1_000_000)
-        second, fraction = divmod(micros, 1_000_000)
-        if second != self._second:  # the date part changes once a second
-            self._prefix = _timestamp(second)[:-10].encode()  # 'YYYY-MM-DDTHH:MM:SS'
-            self._second = second
-        # What follows the milliseconds is the same for every line of a logger, level and message:
-        # encoded once, then only the fields are (one dict, one orjson call per line).
-        tail = self._tails.get((level, logger, message))
-        if tail is None:
-            rest = orjson.dumps(
-                {"level": logging.getLevelName(level).lower(), "logger": logger, "message": message}
-            )
-            tail = self._tails[(level, logger, message)] = b'+00:00",' + rest[1:-1]
-        encoded = orjson.dumps(fields, default=str)
-        line = b"".join(
-            (
-                b'{"timestamp":"',
-                self._prefix,
-                b".%03d" % (fraction // 1000),
-                tail,
-                b"," if len(encoded) > 2 else b"",
-                encoded[1:],
-                b"\n",
-            )
-        )
-        self.write_line(line)
 
     def write_line(self, line: bytes) -> None:
         """A whole JSON line (newline included), written with the lines of this loop turn."""
