@@ -48,6 +48,10 @@ from sidegate.upstream.transport import UpstreamResponse
 log = logging.getLogger("sidegate.access")
 
 _STREAM_OPTIONS: Final = b'"stream_options"'
+# The largest token count an answer may report: a negative or larger one is no real usage, and
+# would not fit the spend table's INTEGER nor the access log's number (it stopped the spend
+# log's writer).
+_MAX_REPORTED_TOKENS: Final = 2**53
 _WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 
 _PATHS: dict[Endpoint, str] = {
@@ -368,10 +372,11 @@ class Pipeline:
 def _account_usage(
     prompt: object, completion: object, candidate: Candidate, exchange: Exchange
 ) -> None:
-    """The answer's own token counts where it reported them (integers only), and its cost."""
-    if type(prompt) is int:
+    """The answer's own token counts where it reported them (integers within reason; else the
+    request keeps the counts Sidegate made), and its cost."""
+    if type(prompt) is int and 0 <= prompt <= _MAX_REPORTED_TOKENS:
         exchange.input_tokens = prompt
-    if type(completion) is int:
+    if type(completion) is int and 0 <= completion <= _MAX_REPORTED_TOKENS:
         exchange.output_tokens = completion
     exchange.cost_usd = (
         exchange.input_tokens * candidate.price.input
