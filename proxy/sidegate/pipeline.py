@@ -48,11 +48,11 @@ from sidegate.upstream.transport import UpstreamResponse
 log = logging.getLogger("sidegate.access")
 
 _STREAM_OPTIONS: Final = b'"stream_options"'
+_WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 # The largest token count an answer may report: a negative or larger one is no real usage, and
 # would not fit the spend table's INTEGER nor the access log's number (it stopped the spend
 # log's writer).
 _MAX_REPORTED_TOKENS: Final = 2**53
-_WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 
 _PATHS: dict[Endpoint, str] = {
     "chat": "/chat/completions",
