@@ -4,6 +4,7 @@
 pub mod access_line;
 pub mod cache_key;
 pub mod error;
+pub mod header_block;
 pub mod header_rules;
 pub mod http_head;
 pub mod inspect;

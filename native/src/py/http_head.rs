@@ -1,10 +1,11 @@
 //! `request_head` and `response_head`: the lean server's common request and the lean client's
 //! common answer, each read in one call (see `http_head`).
 
-use pyo3::exceptions::PyKeyError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::header_block::push_line;
 use crate::header_rules::{forwarded_lines, returned_headers};
 use crate::http_head::{plain_request, plain_response, Plain};
 
@@ -220,4 +221,26 @@ impl HeadHeaders {
             .collect();
         format!("<HeadHeaders {}>", names.join(", "))
     }
+}
+
+/// The header lines of `headers` (`name: value\r\n` each, UTF-8, in the dict's order);
+/// ValueError when a name or value holds a line break. A value that is not a string is
+/// written as `str()` writes it.
+#[pyfunction]
+#[pyo3(name = "header_block")]
+pub(crate) fn py_header_block<'py>(
+    py: Python<'py>,
+    headers: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut block = Vec::with_capacity(64 * headers.len());
+    for (name, value) in headers.iter() {
+        let name = name.cast_into::<PyString>()?;
+        let value = match value.cast_into::<PyString>() {
+            Ok(text) => text,
+            Err(other) => other.into_inner().str()?,
+        };
+        push_line(&mut block, name.to_str()?, value.to_str()?)
+            .map_err(|_| PyValueError::new_err("a response header holds a line break"))?;
+    }
+    Ok(PyBytes::new(py, &block))
 }

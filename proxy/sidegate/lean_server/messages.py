@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from sidegate._native import HeadHeaders
+from sidegate._native import HeadHeaders, header_block
 
 if TYPE_CHECKING:
     from sidegate.lean_server.connection import LeanConnection
@@ -121,7 +121,7 @@ class LeanAnswer:
         if not keep_alive:
             framing += b"Connection: close\r\n"
         line = _answer_line(self.status)
-        return b"".join((line, _block(headers), date_line(), framing, b"\r\n", self.body))
+        return b"".join((line, header_block(headers), date_line(), framing, b"\r\n", self.body))
 
 
 _OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
@@ -129,14 +129,6 @@ _OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
 
 def _answer_line(status: int) -> bytes:
     return _OK_LINE if status == 200 else _status_line(status, _reason(status))
-
-
-def _block(headers: dict[str, str]) -> bytes:
-    """The header lines of a dict the pipeline built: no framing header in it to filter."""
-    lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
-    block = "".join(lines)
-    _check_block(block, len(lines))
-    return block.encode()
 
 
 def _reason(status: int) -> str:
@@ -267,7 +259,7 @@ class LeanStream(web.StreamResponse):
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
-        head = (_answer_line(status), _block(headers), date_line(), framing, b"\r\n")
+        head = (_answer_line(status), header_block(headers), date_line(), framing, b"\r\n")
         connection.send_soon(b"".join(head))
         connection.stream_started = True
         self.finished = False
