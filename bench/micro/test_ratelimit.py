@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from conftest import Measure
 from sidegate import _native
+from sidegate._native import LimitTicket
 from sidegate.limits.local import Shapes
 from sidegate.limits.memory import MemoryState
 from sidegate.ratelimit import Limits, RateLimiter
@@ -44,10 +47,13 @@ def test_memory_backend_request(measure: Measure) -> None:
     shapes = Shapes(MemoryState())
     memory, shape = shapes.memory, shapes.get(plan, "gpt-4o")
 
+    spent = SimpleNamespace(
+        upstream="up", cache="miss", input_tokens=700, output_tokens=0, cost_usd=0.001
+    )
+
     def one_request() -> None:
-        refusal, _ = memory.admit("acme", shape.charged, 900, None)
-        assert refusal is None
-        memory.settle_admitted("acme", shape.layout, 900, 700)
-        memory.spend("acme", -200, 0.001)
+        ticket = memory.admit("acme", shape, 900, None)
+        assert isinstance(ticket, LimitTicket)
+        ticket.settle(spent)
 
     measure("limits-request", "memory admit+settle", one_request)

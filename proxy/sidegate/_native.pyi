@@ -1,7 +1,9 @@
 """Stubs for the Rust extension built from `native/` (checked with mypy.stubtest)."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import final
+
+from sidegate.exchange import Exchange
 
 __all__ = [
     "CLIENT_ONLY",
@@ -11,6 +13,7 @@ __all__ = [
     "HeadHeaders",
     "InvalidBodyError",
     "LimitShape",
+    "LimitTicket",
     "Limiter",
     "NativeError",
     "Policy",
@@ -19,6 +22,7 @@ __all__ = [
     "access_line",
     "cache_key",
     "encoding_for_model",
+    "header_block",
     "inspect",
     "prompt_memo_len",
     "request_head",
@@ -154,7 +158,47 @@ class Limiter:
         """True up the token charge only."""
     def peek(self, key: str, policy: Policy, now: float | None = None) -> Decision:
         """The key's state, charging nothing."""
+    def admit_ticket(
+        self,
+        shape: LimitShape,
+        tenant: str,
+        reserve: int,
+        budget: float | None,
+        on_alert: Callable[[str, float, float, float], object] | None = None,
+    ) -> LimitTicket | tuple[str, int, float, float]:
+        """Check ``tenant``'s ledger (block, daily ``budget``), then charge every scope of
+        ``shape``, or nothing. Admitted: its ticket. Refused: ``(why, scope position or -1,
+        retry after in seconds, spent today)``, ``why`` being ``blocked``, ``budget``,
+        ``requests``, ``tokens``, ``concurrency`` or ``capacity``. ``on_alert(tenant, cost,
+        budget, spent)`` runs when the ticket's settled cost crosses 80 % of ``budget``."""
+    def ledger_bar(self, tenant: str, budget: float | None) -> tuple[str, float] | None:
+        """``("blocked" | "budget", spent today)`` when the ledger refuses ``tenant``."""
+    def ledger_reserve(self, tenant: str, tokens: int) -> None:
+        """Count tokens reserved by a request admitted without ``admit_ticket``."""
+    def ledger_spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
+        """Add a cost and a token true-up to today's ledger; returns the spend after it."""
+    def set_blocked(self, tenant: str, blocked: bool) -> None: ...
+    def ledger_day(self, tenant: str) -> tuple[bool, float, int]:
+        """``(blocked, spent today, tokens today)``; days are UTC."""
+    def budgets(self) -> list[tuple[str, float, float]]:
+        """``(tenant, daily budget, spent today)`` for each tenant admitted under a budget."""
     def __len__(self) -> int: ...
+
+@final
+class LimitTicket:
+    """A request ``Limiter.admit_ticket`` admitted."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Its ``x-ratelimit-*`` headers."""
+    def settle(self, exchange: Exchange) -> None:
+        """Free its slots, true up its reservation to the exchange's tokens and add its cost
+        to the tenant's day (nothing spent for a cache hit or when ``upstream`` is ``-``).
+        Only the first call counts."""
+
+def header_block(headers: dict[str, str]) -> bytes:
+    """``name: value\r\n`` for each header, UTF-8, in order; ValueError when a name or value
+    holds a line break (response splitting)."""
 
 def cache_key(body: bytes, endpoint: str) -> str:
     """The hex cache key of a raw ``body`` (the ``body_hash`` ``inspect`` returns).

@@ -8,10 +8,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tests.e2e.procs import RedisServer
 
+from sidegate._native import LimitTicket
 from sidegate.limits.failover import Backend
 from sidegate.limits.headers import admitted_headers, duration
 from sidegate.limits.local import Shapes
@@ -209,24 +211,73 @@ def test_the_one_call_path_answers_as_the_general_path(plan: PlanSettings) -> No
     shape = shapes.get(plan, "m")
     for index, used in enumerate([10, 0, 40, 5, 70, 1, 30, 2]):
         reserve = 25
-        refusal, headers = shapes.memory.admit("t", shape, reserve, plan.daily_budget_usd)
+        answer = shapes.memory.admit("t", shape, reserve, plan.daily_budget_usd)
         request = _acquire("t", f"r{index}", reserve, plan)
         expected = general.acquire_now(request)
-        assert (refusal is None) == expected.admitted
-        if refusal is not None:
-            assert refusal.refused == expected.refused
-            assert refusal.refused_index == expected.refused_index
+        assert isinstance(answer, LimitTicket) == expected.admitted
+        if not isinstance(answer, LimitTicket):
+            assert answer.refused == expected.refused
+            assert answer.refused_index == expected.refused_index
+            assert answer.spent_usd == pytest.approx(expected.spent_usd)
             continue
+        headers = answer.headers
         wanted = admitted_headers(request.buckets, expected.levels)
         assert _without_resets(headers) == _without_resets(wanted)
         assert headers.keys() == wanted.keys()
         if index % 2:  # every other request stays in flight
             continue
-        shapes.memory.settle_admitted("t", shape.layout, reserve, used)
-        shapes.memory.spend("t", used - reserve, 0.3)
+        answer.settle(
+            SimpleNamespace(
+                upstream="up", cache="miss", input_tokens=used, output_tokens=0, cost_usd=0.3
+            )
+        )
         general.release_now(_release(request, used, 0.3, plan))
 
 
 def _without_resets(headers: dict[str, str]) -> dict[str, str]:
     """Resets are read off each table's own clock, a few microseconds apart."""
     return {name: value for name, value in headers.items() if "-reset-" not in name}
+
+
+def _spent(tokens: int, cost: float, *, upstream: str = "up", cache: str = "miss") -> object:
+    return SimpleNamespace(
+        upstream=upstream, cache=cache, input_tokens=tokens, output_tokens=0, cost_usd=cost
+    )
+
+
+async def test_a_ticket_settles_once_and_a_hit_spends_nothing() -> None:
+    """The memory backend's ticket frees its slot and adds its cost on the first `settle`
+    only; an answer from the cache, or one that never came, spends neither tokens nor money."""
+    plan = PlanSettings(max_concurrent=1, daily_budget_usd=10.0)
+    shapes = Shapes(MemoryState())
+    memory, shape = shapes.memory, shapes.get(plan, "m")
+    ticket = memory.admit("t", shape, 40, plan.daily_budget_usd)
+    assert isinstance(ticket, LimitTicket)
+    assert not isinstance(memory.admit("t", shape, 40, plan.daily_budget_usd), LimitTicket)
+    ticket.settle(_spent(30, 0.5))
+    ticket.settle(_spent(30, 0.5))
+    state = await memory.state("t")
+    assert (state.spent_usd, state.tokens) == (0.5, 30)
+    for spent in (_spent(99, 3.0, cache="hit"), _spent(99, 3.0, upstream="-")):
+        again = memory.admit("t", shape, 40, plan.daily_budget_usd)
+        assert isinstance(again, LimitTicket)
+        again.settle(spent)
+    state = await memory.state("t")
+    assert (state.spent_usd, state.tokens) == (0.5, 30)
+    assert memory.budgets() == [("t", 10.0, 0.5)]
+
+
+def test_the_budget_alert_fires_once_when_a_settle_crosses_80_percent() -> None:
+    plan = PlanSettings(daily_budget_usd=1.0)
+    shapes = Shapes(MemoryState())
+    memory, shape = shapes.memory, shapes.get(plan, "m")
+    alerts: list[tuple[str, float, float, float]] = []
+
+    def on_alert(tenant: str, cost: float, budget: float, spent: float) -> None:
+        alerts.append((tenant, cost, budget, spent))
+
+    for cost in (0.5, 0.25, 0.125):
+        ticket = memory.admit("t", shape, 0, plan.daily_budget_usd, on_alert)
+        assert isinstance(ticket, LimitTicket)
+        ticket.settle(_spent(1, cost))
+    assert alerts == [("t", 0.125, 1.0, 0.875)]

@@ -21,6 +21,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyDecision>()?;
     m.add_class::<ratelimit::PyLimiter>()?;
     m.add_class::<ratelimit::PyLimitShape>()?;
+    m.add_class::<ratelimit::PyLimitTicket>()?;
     m.add_class::<http_head::HeadHeaders>()?;
     m.add("HOP_BY_HOP", PyTuple::new(py, header_rules::HOP_BY_HOP)?)?;
     m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
@@ -33,6 +34,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect::py_usage_counts, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_request_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_response_head, m)?)?;
+    m.add_function(wrap_pyfunction!(http_head::py_header_block, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_usage_at, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_done_marker, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_set_prompt_memo_capacity, m)?)?;

@@ -1,12 +1,27 @@
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::IntoPyObjectExt;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::errors::to_py;
+use crate::ratelimit::gate::{self, Verdict};
+use crate::ratelimit::ledger::{Barred, Ledgers};
 use crate::ratelimit::shape::{Admission, HeaderBucket, HeaderKind, Scope, Shape};
 use crate::ratelimit::{Ask, Decision, Limiter, Policy, Rate, Snapshot};
+
+const DAY_SECONDS: u64 = 86_400;
+/// The share of a daily budget whose crossing raises the budget alert.
+const ALERT_RATIO: f64 = 0.8;
+
+/// Days since the epoch, UTC: budgets renew at 00:00 UTC.
+fn today() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() / DAY_SECONDS)
+}
 
 const NS_PER_SECOND: f64 = 1e9;
 
@@ -148,6 +163,7 @@ impl PyLimitShape {
 #[pyclass(frozen, name = "Limiter", module = "sidegate._native")]
 pub(crate) struct PyLimiter {
     inner: Limiter,
+    ledgers: Ledgers,
     started: Instant,
 }
 
@@ -167,6 +183,7 @@ impl PyLimiter {
     fn py_new(max_keys: usize) -> Self {
         Self {
             inner: Limiter::new(max_keys),
+            ledgers: Ledgers::new(),
             started: Instant::now(),
         }
     }
@@ -275,6 +292,101 @@ impl PyLimiter {
         }
     }
 
+    /// A whole admission on this process's state: the ledger, then every scope of `shape`.
+    /// Admitted: a `LimitTicket`. Refused: `(why, scope or -1, retry after in seconds, spent
+    /// today)`, `why` being `blocked`, `budget` or the limit's name.
+    #[pyo3(signature = (shape, tenant, reserve, budget, on_alert=None))]
+    fn admit_ticket<'py>(
+        slf: &Bound<'py, Self>,
+        shape: &Bound<'py, PyLimitShape>,
+        tenant: &Bound<'py, PyString>,
+        reserve: u64,
+        budget: Option<f64>,
+        on_alert: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let name = tenant.to_str()?;
+        let now_ns = this.now_ns(None);
+        let verdict = gate::admit(
+            &this.inner,
+            &this.ledgers,
+            &shape.get().inner,
+            name,
+            reserve,
+            budget,
+            now_ns,
+            today(),
+        );
+        let refused = |why: &str, scope: i64, retry_ns: u64, spent: f64| {
+            (why, scope, ns_to_seconds(retry_ns), spent).into_bound_py_any(py)
+        };
+        match verdict {
+            Verdict::Admitted(pairs) => {
+                let headers = PyDict::new(py);
+                for (header, value) in pairs {
+                    headers.set_item(header_name(py, header), value)?;
+                }
+                let ticket = PyLimitTicket {
+                    limiter: slf.clone().unbind(),
+                    shape: shape.clone().unbind(),
+                    tenant: tenant.clone().unbind(),
+                    reserved: reserve,
+                    budget,
+                    on_alert: if budget.is_some() { on_alert } else { None },
+                    headers: headers.unbind(),
+                    settled: AtomicBool::new(false),
+                };
+                Bound::new(py, ticket).map(Bound::into_any)
+            }
+            Verdict::Refused(index, decision) => {
+                let why = decision.denied_by.map_or("capacity", |which| which.name());
+                let spent = this.ledgers.day_of(name, today()).spent_usd;
+                let scope = i64::try_from(index).unwrap_or(-1);
+                refused(why, scope, decision.retry_after_ns, spent)
+            }
+            Verdict::Barred(Barred::Blocked { spent_usd }) => refused("blocked", -1, 0, spent_usd),
+            Verdict::Barred(Barred::OverBudget { spent_usd }) => {
+                refused("budget", -1, 0, spent_usd)
+            }
+        }
+    }
+
+    /// The ledger's refusal of `tenant` (`("blocked" | "budget", spent today)`), or None.
+    fn ledger_bar(&self, tenant: &str, budget: Option<f64>) -> Option<(&'static str, f64)> {
+        self.ledgers
+            .bar(tenant, today(), budget)
+            .map(|barred| match barred {
+                Barred::Blocked { spent_usd } => ("blocked", spent_usd),
+                Barred::OverBudget { spent_usd } => ("budget", spent_usd),
+            })
+    }
+
+    /// Count tokens reserved by a request admitted outside `admit_ticket`.
+    fn ledger_reserve(&self, tenant: &str, tokens: u64) {
+        self.ledgers.reserve(tenant, today(), tokens);
+    }
+
+    /// Add an answer's cost and token difference to today's ledger; returns the spend after.
+    fn ledger_spend(&self, tenant: &str, token_delta: i64, cost_usd: f64) -> f64 {
+        self.ledgers.spend(tenant, today(), token_delta, cost_usd).after
+    }
+
+    fn set_blocked(&self, tenant: &str, blocked: bool) {
+        self.ledgers.set_blocked(tenant, today(), blocked);
+    }
+
+    /// `(blocked, spent today, tokens today)`.
+    fn ledger_day(&self, tenant: &str) -> (bool, f64, i64) {
+        let day = self.ledgers.day_of(tenant, today());
+        (day.blocked, day.spent_usd, day.tokens)
+    }
+
+    /// `(tenant, daily budget, spent today)` for every tenant admitted under a budget.
+    fn budgets(&self) -> Vec<(String, f64, f64)> {
+        self.ledgers.budgets(today())
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }
@@ -292,4 +404,69 @@ fn header_name<'py>(py: Python<'py>, name: &'static str) -> Bound<'py, PyString>
         other => return PyString::new(py, other),
     };
     interned.clone()
+}
+
+/// A request admitted by `Limiter.admit_ticket`: its `x-ratelimit-*` headers, and `settle`,
+/// which ends it once (frees its slots, trues up its tokens, adds its cost to the day).
+#[pyclass(frozen, name = "LimitTicket", module = "sidegate._native")]
+pub(crate) struct PyLimitTicket {
+    limiter: Py<PyLimiter>,
+    shape: Py<PyLimitShape>,
+    tenant: Py<PyString>,
+    reserved: u64,
+    budget: Option<f64>,
+    /// `on_alert(tenant, cost_usd, budget_usd, spent_usd)` when this request's cost crosses
+    /// 80 % of the daily budget.
+    on_alert: Option<Py<PyAny>>,
+    headers: Py<PyDict>,
+    settled: AtomicBool,
+}
+
+#[pymethods]
+impl PyLimitTicket {
+    #[getter]
+    fn headers(&self, py: Python<'_>) -> Py<PyDict> {
+        self.headers.clone_ref(py)
+    }
+
+    /// Settle with what the exchange spent upstream (nothing for a cache hit or an answer
+    /// that never came: `upstream == "-"`); later calls do nothing.
+    fn settle(&self, exchange: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let py = exchange.py();
+        let spent_nothing = exchange.getattr(intern!(py, "upstream"))?.eq("-")?
+            || exchange.getattr(intern!(py, "cache"))?.eq("hit")?;
+        let (used, cost) = if spent_nothing {
+            (0, 0.0)
+        } else {
+            let tokens = |name| -> PyResult<u64> {
+                Ok(exchange.getattr(name)?.extract::<u64>().unwrap_or(0))
+            };
+            let used = tokens(intern!(py, "input_tokens"))?
+                .saturating_add(tokens(intern!(py, "output_tokens"))?);
+            let cost: f64 = exchange.getattr(intern!(py, "cost_usd"))?.extract()?;
+            (used, cost)
+        };
+        let limiter = self.limiter.get();
+        let tenant = self.tenant.bind(py);
+        let spent = gate::settle(
+            &limiter.inner,
+            &limiter.ledgers,
+            &self.shape.get().inner,
+            tenant.to_str()?,
+            self.reserved,
+            used,
+            cost,
+            limiter.now_ns(None),
+            today(),
+        );
+        if let (Some(budget), Some(on_alert)) = (self.budget, &self.on_alert) {
+            if spent.crossed(budget, ALERT_RATIO) {
+                on_alert.call1(py, (tenant, cost, budget, spent.after))?;
+            }
+        }
+        Ok(())
+    }
 }

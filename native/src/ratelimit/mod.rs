@@ -22,6 +22,8 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3DefaultBuilder};
 
 use crate::CoreError;
 
+pub mod gate;
+pub mod ledger;
 pub mod shape;
 
 const SHARDS: usize = 32;

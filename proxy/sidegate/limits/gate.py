@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Final
 
+from sidegate._native import LimitTicket as LocalTicket
 from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededError
 from sidegate.exchange import Exchange
 from sidegate.inspection import RequestFacts
@@ -33,7 +34,7 @@ from sidegate.limits.headers import (
     refused_headers,
     retry_headers,
 )
-from sidegate.limits.local import LocalTicket, Shapes, spent_on
+from sidegate.limits.local import Shape, Shapes, spent_on
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Decision, Release, Slot, TenantState
 from sidegate.limits.telemetry import LimitMetrics
@@ -43,7 +44,11 @@ from sidegate.settings import PlanSettings
 
 log = logging.getLogger("sidegate.ratelimit")
 
-ALERT_RATIO: Final = 0.8
+ALERT_RATIO: Final = 0.8  # the native ticket's alert line is the same (`ALERT_RATIO` there)
+# Plan x model pairs remembered by the request path before the memo starts over.
+_MAX_LOCAL: Final = 4096
+# The plan, its shape on the memory backend (None: nothing limited) and its daily budget.
+_Local = tuple[PlanSettings | None, Shape | None, float | None]
 
 
 class _Free:
@@ -141,17 +146,49 @@ class LimitAdmission:
         backend = client.backend if isinstance(client, Direct) else None
         self._shapes = Shapes(backend) if type(backend) is MemoryState else None
         self._limited: dict[int, tuple[PlanSettings | None, bool]] = {}
+        # Per plan x model: the plan, and on the memory backend its shape (None: nothing to
+        # check, the request passes free) and daily budget; the request path's one lookup.
+        self._local: dict[tuple[int, str], _Local] = {}
+        self._on_alert = self._budget_alert
+        if self._shapes is not None:
+            self._admit_ticket = self._shapes.memory.admit_ticket
+            # The memory backend's ledger is read when scraped, not written on every request.
+            metrics.before_scrape.append(self._refresh_budgets)
 
     def admit_now(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
     ) -> LocalTicket | _Free | None:
+        tenant = exchange.tenant
+        plan = tenant.plan
+        local = self._local.get((id(plan), facts.model))
+        if local is None or local[0] is not plan:
+            return self._admit_first(exchange, facts, candidate)
+        _, shape, budget = local
+        if shape is None:
+            return _FREE
+        reserve = facts.prompt_tokens + (facts.max_tokens or 0) * max(1, facts.n)
+        native = shape.layout.native
+        answer = self._admit_ticket(native, tenant.name, reserve, budget, self._on_alert)
+        if type(answer) is LocalTicket:
+            return answer
+        raise self._refused_locally(exchange, facts, shape, reserve, answer)
+
+    def _admit_first(
+        self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
+    ) -> LocalTicket | _Free | None:
+        """`admit_now` for a plan and model not seen yet: what they limit, worked out once."""
         plan = exchange.tenant.plan
+        if len(self._local) >= _MAX_LOCAL:
+            self._local.clear()
         if not (self._blocking or self._limits_anything(plan)):
+            self._local[(id(plan), facts.model)] = (plan, None, None)
             return _FREE
         if self._shapes is None:
             return None  # the state is remote
-        reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
-        return self._admit_locally(self._shapes, exchange, facts, reserve)
+        budget = plan.daily_budget_usd if plan else None
+        shape = self._shapes.get(plan, facts.model)
+        self._local[(id(plan), facts.model)] = (plan, shape, budget)
+        return self.admit_now(exchange, facts, candidate)
 
     async def admit(
         self, exchange: Exchange, facts: RequestFacts, candidate: Candidate
@@ -185,24 +222,38 @@ class LimitAdmission:
             found = self._limited[id(plan)] = (plan, policy.limited(plan))
         return found[1]
 
-    def _admit_locally(
-        self, shapes: Shapes, exchange: Exchange, facts: RequestFacts, reserve: int
-    ) -> LocalTicket:
-        """The memory backend's path (`limits.local`): the same decisions and headers, with
-        the plan's shape worked out once per plan and model."""
+    def _refused_locally(
+        self,
+        exchange: Exchange,
+        facts: RequestFacts,
+        shape: Shape,
+        reserve: int,
+        answer: tuple[str, int, float, float],
+    ) -> ProxyError:
+        """The memory backend's refusal, counted, as the general path words it."""
+        assert self._shapes is not None
         tenant, plan = exchange.tenant.name, exchange.tenant.plan
-        memory, shape = shapes.memory, shapes.get(plan, facts.model)
+        refusal = self._shapes.memory.refusal(shape, answer)
         budget = plan.daily_budget_usd if plan else None
-        refusal, headers = memory.admit(tenant, shape, reserve, budget)
-        if refusal is not None:
-            buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
-            request = Acquire(tenant, exchange.request_id, buckets, shape.slots, budget, reserve)
+        buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
+        request = Acquire(tenant, exchange.request_id, buckets, shape.slots, budget, reserve)
+        label = self._metrics.tenant(tenant)
+        if budget is not None:
+            self._budget_remaining(label).set(max(0.0, budget - refusal.spent_usd))
+        self._metrics.rate_limited.labels(label, refusal.refused).inc()
+        return _refusal(refusal, request, budget)
+
+    def _refresh_budgets(self) -> None:
+        """The budget gauge from the memory backend's ledger (tenants sharing a label, when
+        the tenant label is off, show the least left)."""
+        assert self._shapes is not None
+        left: dict[str, float] = {}
+        for tenant, budget, spent in self._shapes.memory.budgets():
             label = self._metrics.tenant(tenant)
-            if budget is not None:
-                self._budget_remaining(label).set(max(0.0, budget - refusal.spent_usd))
-            self._metrics.rate_limited.labels(label, refusal.refused).inc()
-            raise _refusal(refusal, request, budget)
-        return LocalTicket(memory, shape, tenant, reserve, budget, headers, self.settled)
+            remaining = max(0.0, budget - spent)
+            left[label] = min(remaining, left.get(label, remaining))
+        for label, remaining in left.items():
+            self._budget_remaining(label).set(remaining)
 
     def settle_later(self, backend: Backend, release: Release, budget: float | None) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(backend, release, budget))
@@ -223,16 +274,20 @@ class LimitAdmission:
         self._budget_remaining(label).set(max(0.0, budget - spent))
         before = spent - cost_usd
         if cost_usd > 0 and before < budget * ALERT_RATIO <= spent:
-            self._limit_metrics.budget_alerts.labels(label).inc()
-            log.warning(
-                "tenant has spent 80% of its daily budget",
-                extra={
-                    "event": "budget_threshold",
-                    "tenant": tenant,
-                    "spent_usd": round(spent, 6),
-                    "budget_usd": budget,
-                },
-            )
+            self._budget_alert(tenant, cost_usd, budget, spent)
+
+    def _budget_alert(self, tenant: str, cost_usd: float, budget: float, spent: float) -> None:
+        """This request's cost took the tenant's day past 80 % of its budget."""
+        self._limit_metrics.budget_alerts.labels(self._metrics.tenant(tenant)).inc()
+        log.warning(
+            "tenant has spent 80% of its daily budget",
+            extra={
+                "event": "budget_threshold",
+                "tenant": tenant,
+                "spent_usd": round(spent, 6),
+                "budget_usd": budget,
+            },
+        )
 
     async def set_blocked(self, tenant: str, blocked: bool) -> None:
         await self._client.set_blocked(tenant, blocked)

@@ -4,14 +4,14 @@ On `state.backend: memory` nothing is remote, so an admission costs only Python 
 buckets and slots a plan puts on a model, the native layout of their keys, and which of the
 table's answers feed each `x-ratelimit-*` header are the same for every request of that plan
 and model: a `Shape` keeps them (the native table holds its own copy), and a request is one
-native call that charges every scope and writes the headers, and one that settles.
+native call that checks the tenant's ledger, charges every scope and writes the headers, and
+one (the native ticket's `settle`) that frees, trues up and adds the cost to the day.
 Decisions, refusals and headers are the ones the general path gives (`limits.gate`); refusals,
 which are rare, go through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from sidegate.exchange import Exchange
@@ -22,9 +22,6 @@ from sidegate.settings import PlanSettings
 
 # Distinct plan x model shapes kept before the memo starts over.
 _MAX_SHAPES: Final = 4096
-
-# `on_settled(tenant, cost_usd, budget_usd, spent_usd)`: the budget gauge and alert.
-Settled = Callable[[str, float, float | None, float], None]
 
 
 class Shape(NamedTuple):
@@ -67,49 +64,3 @@ def spent_on(exchange: Exchange) -> tuple[int, float]:
     if exchange.upstream == "-" or exchange.cache == "hit":
         return 0, 0.0
     return exchange.input_tokens + exchange.output_tokens, exchange.cost_usd
-
-
-class LocalTicket:
-    """An admitted request on the memory backend; `settle` trues up and frees its charges."""
-
-    __slots__ = (
-        "_budget",
-        "_memory",
-        "_on_settled",
-        "_reserved",
-        "_settled",
-        "_shape",
-        "_tenant",
-        "headers",
-    )
-
-    def __init__(
-        self,
-        memory: MemoryState,
-        shape: Shape,
-        tenant: str,
-        reserved: int,
-        budget: float | None,
-        headers: dict[str, str],
-        on_settled: Settled,
-    ) -> None:
-        self._memory = memory
-        self._shape = shape
-        self._tenant = tenant
-        self._reserved = reserved
-        self._budget = budget
-        self._on_settled = on_settled
-        self._settled = False
-        self.headers = headers
-
-    def settle(self, exchange: Exchange) -> None:
-        if self._settled:
-            return
-        self._settled = True
-        used, cost = spent_on(exchange)
-        tenant = self._tenant
-        spent = self._memory.settle_and_spend(
-            tenant, self._shape.layout, self._reserved, used, cost
-        )
-        if self._budget is not None:  # else there is no gauge to set nor alert to raise
-            self._on_settled(tenant, cost, self._budget, spent)

@@ -2,9 +2,10 @@
 
 This is the default (`state.backend: memory`) and the local fallback of the Redis backend.
 Buckets and concurrency slots live in the native rate-limit table (`sidegate.ratelimit`: GCRA,
-all-or-nothing per key, true-up with debt); the daily spend and the block list are a small dict
-beside it. A request is one key per scope — the tenant, and the tenant on that model when the
-plan limits the model — admitted together by the table's `acquire_all`: all or nothing.
+all-or-nothing per key, true-up with debt); the daily spend and the block list live in its
+ledger beside them. A request is one key per scope — the tenant, and the tenant on that model
+when the plan limits the model — admitted together, all or nothing, in one native call that
+checks the ledger first (`admit`; `acquire_all` on the general path).
 
 It is exact for one process: `sidegate serve --workers N` with N > 1 is refused at start-up
 while limits use this backend (see `limits.workers_problem`): each worker would hold its own
@@ -14,10 +15,10 @@ copy, and the real limit would become limit x N.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
-from sidegate._native import LimitShape
+from sidegate._native import LimitShape, LimitTicket
 from sidegate.limits.model import (
     DAY_MS,
     Acquire,
@@ -33,6 +34,8 @@ from sidegate.ratelimit import Decision as NativeDecision
 from sidegate.ratelimit import Limits, RateLimiter
 
 _SEPARATOR = "\x1f"  # cannot appear in a tenant name from YAML or a JWT claim we accept
+# `on_alert(tenant, cost_usd, budget_usd, spent_usd)`: a settled cost crossed 80 % of the budget.
+BudgetAlert = Callable[[str, float, float, float], None]
 # Distinct plan shapes remembered (plans x models in practice); past it the memo starts over.
 _MAX_LAYOUTS: Final = 1024
 
@@ -42,19 +45,6 @@ class Layout(NamedTuple):
     sources: tuple[tuple[int, bool], ...]  # per bucket: its scope's position, tokens or not
     # The same, for the table to charge and answer the x-ratelimit-* headers in one call.
     native: LimitShape
-
-
-@dataclass(slots=True)
-class _Ledger:
-    day: int = -1
-    spent_usd: float = 0.0
-    tokens: int = 0
-    blocked: bool = False
-
-    def roll(self, day: int) -> _Ledger:
-        if day != self.day:
-            self.day, self.spent_usd, self.tokens = day, 0.0, 0
-        return self
 
 
 def _scope(key: str) -> str:
@@ -68,16 +58,8 @@ class MemoryState:
     def __init__(self) -> None:
         self._table = RateLimiter()
         self._native = self._table.native  # the per-request path calls it without a wrapper
-        self._ledgers: dict[str, _Ledger] = {}
         self._limits: dict[tuple[int | None, ...], Limits] = {}
         self._layouts: dict[tuple[object, ...], Layout] = {}
-
-    def _ledger(self, tenant: str) -> _Ledger:
-        ledger = self._ledgers.get(tenant)
-        if ledger is None:
-            ledger = self._ledgers[tenant] = _Ledger()
-        day = _today()
-        return ledger if ledger.day == day else ledger.roll(day)
 
     def _layout(self, buckets: tuple[Bucket, ...], slots: tuple[Slot, ...]) -> Layout:
         """Each scope with its native limits and the index of its tokens bucket (-1: none),
@@ -124,47 +106,43 @@ class MemoryState:
         shape: tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]],
         reserve: int,
         budget: float | None,
-    ) -> tuple[Decision | None, dict[str, str]]:
+        on_alert: BudgetAlert | None = None,
+    ) -> LimitTicket | Decision:
         """`acquire_now` for a plan shape already laid out (`limits.local`), the token
-        reservation given apart: the refusal (None when admitted) and, when admitted, the
-        `x-ratelimit-*` headers, which the table writes as it charges."""
+        reservation given apart, in one native call: the admitted request's ticket (its
+        `x-ratelimit-*` headers, its `settle`), or the refusal. `on_alert` is called when a
+        settled cost crosses 80 % of `budget`."""
+        answer = self._native.admit_ticket(shape[0].native, tenant, reserve, budget, on_alert)
+        if isinstance(answer, LimitTicket):
+            return answer
+        return self.refusal(shape, answer)
+
+    @property
+    def admit_ticket(self) -> Callable[..., LimitTicket | tuple[str, int, float, float]]:
+        """The native admission `admit` wraps, for the request path to call directly."""
+        return self._native.admit_ticket
+
+    def refusal(
+        self,
+        shape: tuple[Layout, tuple[Bucket, ...], tuple[Slot, ...]],
+        answer: tuple[str, int, float, float],
+    ) -> Decision:
+        """The `Decision` for a refusal of `admit_ticket`: `(why, scope, wait s, spent)`."""
         layout, buckets, slots = shape
-        ledger = self._ledgers.get(tenant)
-        if ledger is None or ledger.day != _today():
-            ledger = self._ledger(tenant)
-        if ledger.blocked or (budget is not None and ledger.spent_usd >= budget):
-            return _ledger_refusal(ledger, budget), {}
-        refused, answer = self._native.admit_shape(layout.native, tenant, reserve)
-        if isinstance(answer, dict):
-            ledger.tokens += reserve
-            return None, answer
-        scope = layout.scopes[refused or 0][0]
-        wait = answer.retry_after
-        return _refused(buckets, slots, scope, answer.denied_by, wait, ledger.spent_usd), {}
-
-    def settle_admitted(self, tenant: str, layout: Layout, reserved: int, used: int) -> None:
-        """Free what `admit` charged and true up its reservation to the tokens used."""
-        self._native.settle_shape(layout.native, tenant, reserved, used)
-
-    def settle_and_spend(
-        self, tenant: str, layout: Layout, reserved: int, used: int, cost_usd: float
-    ) -> float:
-        """`settle_admitted` and `spend` in one call (the end of every request); returns the
-        spend after it."""
-        self._native.settle_shape(layout.native, tenant, reserved, used)
-        ledger = self._ledgers.get(tenant)
-        if ledger is None or ledger.day != _today():
-            ledger = self._ledger(tenant)
-        ledger.spent_usd += cost_usd
-        ledger.tokens += used - reserved
-        return ledger.spent_usd
+        why, scope, wait, spent = answer
+        if why == "blocked":
+            return Decision("blocked", 0, spent)
+        if why == "budget":
+            return Decision("budget", _until_midnight_ms(), spent)
+        return _refused(buckets, slots, layout.scopes[scope][0], why, wait, spent)
 
     def spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
         """Add an answer's cost to today's spend; returns the spend after it."""
-        ledger = self._ledger(tenant)
-        ledger.spent_usd += cost_usd
-        ledger.tokens += token_delta
-        return ledger.spent_usd
+        return self._native.ledger_spend(tenant, token_delta, cost_usd)
+
+    def budgets(self) -> list[tuple[str, float, float]]:
+        """`(tenant, daily budget, spent today)` for each tenant admitted under a budget."""
+        return self._native.budgets()
 
     def _charge(
         self,
@@ -174,11 +152,12 @@ class MemoryState:
         budget: float | None,
     ) -> tuple[Decision | None, list[NativeDecision]]:
         layout, buckets, slots = shape
-        ledger = self._ledger(tenant)
-        spent = ledger.spent_usd
-        refusal = _ledger_refusal(ledger, budget)
-        if refusal is not None:
-            return refusal, []
+        barred = self._native.ledger_bar(tenant, budget)
+        if barred is not None:
+            why, spent = barred
+            if why == "budget":
+                return Decision("budget", _until_midnight_ms(), spent), []
+            return Decision("blocked", 0, spent), []
         asks = [
             (
                 tenant if not scope else tenant + _SEPARATOR + scope,
@@ -191,13 +170,15 @@ class MemoryState:
         if refused is not None:
             denied = decisions[refused]
             scope = layout.scopes[refused][0]
+            spent = self._native.ledger_day(tenant)[1]
             wait = denied.retry_after
             return _refused(buckets, slots, scope, denied.denied_by, wait, spent), decisions
-        ledger.tokens += reserve
+        self._native.ledger_reserve(tenant, reserve)
         return None, decisions
 
     def _settle(self, tenant: str, layout: Layout, token_delta: int, cost_usd: float) -> float:
-        self.settle_admitted(tenant, layout, max(0, -token_delta), max(0, token_delta))
+        reserved, used = max(0, -token_delta), max(0, token_delta)
+        self._native.settle_shape(layout.native, tenant, reserved, used)
         return self.spend(tenant, token_delta, cost_usd)
 
     async def acquire(self, request: Acquire) -> Decision:
@@ -219,7 +200,7 @@ class MemoryState:
             assert snapshot is not None  # the scope has this kind of bucket
             _, remaining, reset = snapshot
             levels.append(Level(float(remaining), int(reset * 1000)))
-        spent = self._ledger(request.tenant).spent_usd
+        spent = self._native.ledger_day(request.tenant)[1]
         return Decision(None, 0, spent, tuple(levels))
 
     async def release(self, release: Release) -> float:
@@ -230,29 +211,19 @@ class MemoryState:
         return self._settle(release.tenant, layout, release.token_delta, release.cost_usd)
 
     async def set_blocked(self, tenant: str, blocked: bool) -> None:
-        self._ledger(tenant).blocked = blocked
+        self._native.set_blocked(tenant, blocked)
 
     async def state(self, tenant: str) -> TenantState:
-        ledger = self._ledger(tenant)
-        return TenantState(tenant, ledger.blocked, ledger.spent_usd, ledger.tokens)
+        blocked, spent, tokens = self._native.ledger_day(tenant)
+        return TenantState(tenant, blocked, spent, tokens)
 
     async def close(self) -> None:
         return None
 
 
-def _today() -> int:
-    """Days since the epoch, UTC: budgets renew at 00:00 UTC."""
-    return int(time.time() * 1000 // DAY_MS)
-
-
-def _ledger_refusal(ledger: _Ledger, budget: float | None) -> Decision | None:
-    """A blocked tenant, or one past its daily budget, is refused before any limit."""
-    if ledger.blocked:
-        return Decision("blocked", 0, ledger.spent_usd)
-    if budget is not None and ledger.spent_usd >= budget:
-        wait = int(DAY_MS - time.time() * 1000 % DAY_MS)
-        return Decision("budget", wait, ledger.spent_usd)
-    return None
+def _until_midnight_ms() -> int:
+    """Until the daily budgets renew, at 00:00 UTC."""
+    return int(DAY_MS - time.time() * 1000 % DAY_MS)
 
 
 def _native_shape(

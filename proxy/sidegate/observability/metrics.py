@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from prometheus_client import (
@@ -226,6 +226,9 @@ class Metrics:
     genai_duration: LoopHistogram
     genai_first_chunk: LoopHistogram
     tenant_label: bool = True
+    # Run before each scrape: values kept elsewhere (the memory limits' ledger) are copied
+    # into their metrics then, rather than on every request.
+    before_scrape: list[Callable[[], None]] = field(default_factory=list)
 
     def tenant(self, name: str) -> str:
         """The `tenant` label value for `name` (bounded when the tenant label is off)."""
@@ -239,6 +242,8 @@ def multiprocess_mode() -> bool:
 
 def exposition(metrics: Metrics) -> bytes:
     """The Prometheus text for a scrape: this process's, or every worker's summed."""
+    for refresh in metrics.before_scrape:
+        refresh()
     if not multiprocess_mode():
         return generate_latest(metrics.registry)
     registry = CollectorRegistry()
