@@ -35,9 +35,15 @@ def _digest(key: str) -> bytes:
 class Authenticator:
     """Maps the bearer token of a request to a `Tenant`.
 
-    Keys are kept only as SHA-256 digests. A lookup hashes the presented key, so the table is
+    Keys are kept as SHA-256 digests. A lookup hashes the presented key, so the table is
     probed with a digest the caller cannot steer, and the final comparison is
     `hmac.compare_digest`: timing reveals nothing about how much of a key matched.
+
+    A key that matched is remembered as presented (they are the configured keys, already in
+    this process's settings), so its next requests skip the hash: with OpenSSL 3 a SHA-256
+    object costs more than the rest of authentication. A remembered key is found by a probe
+    keyed with the interpreter's randomised string hash, so timing still says nothing of how
+    close another string came; keys that failed are not remembered.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -49,6 +55,7 @@ class Authenticator:
                 digest = _digest(key)
                 self._by_digest[digest] = (digest, Tenant(name, plan, digest[:6].hex()))
         self._anonymous = Tenant(ANONYMOUS, None, None)
+        self._matched: dict[str, Tenant] = {}
         self._plans = {
             name: settings.plans.get(t.plan) if t.plan else None
             for name, t in settings.tenants.items()
@@ -91,10 +98,14 @@ class Authenticator:
                 "You didn't provide an API key. Pass it as 'Authorization: Bearer KEY'.",
                 code="missing_api_key",
             )
+        matched = self._matched.get(presented)
+        if matched is not None:
+            return matched
         digest = _digest(presented)
         stored, tenant = self._by_digest.get(digest, (b"", self._anonymous))
         if not hmac.compare_digest(stored, digest):
             raise AuthenticationError("Incorrect API key provided.")
+        self._matched[presented] = tenant  # bounded: only configured keys match
         return tenant
 
 

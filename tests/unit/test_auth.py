@@ -39,3 +39,16 @@ def test_unknown_or_missing_keys_are_refused(authorization: str | None, code: st
 def test_no_auth_mode_admits_everyone_as_anonymous() -> None:
     settings = parse_settings(CONFIG + "auth: {mode: none}\n", {})
     assert Authenticator(settings).authenticate(None, None).name == "anonymous"
+
+
+def test_a_key_answers_the_same_on_every_request_and_a_near_miss_never_passes() -> None:
+    """A matched key is remembered; a key differing from it by one character, a prefix or a
+    longer string is refused every time, before and after."""
+    auth = Authenticator(parse_settings(CONFIG, {}))
+    first = auth.authenticate("Bearer sk-acme-1", None)
+    for _ in range(3):
+        assert auth.authenticate("Bearer sk-acme-1", None) is first
+        assert auth.authenticate(None, "sk-acme-1") is first
+        for near in ("sk-acme-3", "sk-acme-", "sk-acme-11", "SK-ACME-1"):
+            with pytest.raises(AuthenticationError):
+                auth.authenticate(f"Bearer {near}", None)
