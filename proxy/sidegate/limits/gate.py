@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Final
 
+# The memory backend's ticket (native); `LimitTicket` below is the remote backends'.
 from sidegate._native import LimitTicket as LocalTicket
 from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededError
 from sidegate.exchange import Exchange
@@ -166,6 +167,7 @@ class LimitAdmission:
         _, shape, budget = local
         if shape is None:
             return _FREE
+        # `policy.reservation`, written out: this runs on every request.
         reserve = facts.prompt_tokens + (facts.max_tokens or 0) * max(1, facts.n)
         native = shape.layout.native
         answer = self._admit_ticket(native, tenant.name, reserve, budget, self._on_alert)
