@@ -133,16 +133,10 @@ class Limiter:
         Returns the index of the refused ask (None when every ask was admitted and charged)
         and one decision per ask up to and including the refused one.
         """
-    def admit_shape(
-        self, shape: LimitShape, tenant: str, reserve: int, now: float | None = None
-    ) -> tuple[None, dict[str, str]] | tuple[int, Decision]:
-        """Charge every scope of ``shape`` for ``tenant`` (``reserve`` tokens where it has a
-        tokens limit), or none: ``(None, x-ratelimit-* headers)``, or the position of the scope
-        that refused and its decision."""
     def settle_shape(
         self, shape: LimitShape, tenant: str, reserved: int, used: int, now: float | None = None
     ) -> None:
-        """End a request ``admit_shape`` admitted: free its slots and true up its tokens."""
+        """Free the slots of ``shape``'s scopes for ``tenant`` and true up its tokens."""
     def release(
         self,
         key: str,

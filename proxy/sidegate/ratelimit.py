@@ -117,19 +117,6 @@ class RateLimiter:
         native = [(key, limits.policy, tokens) for key, limits, tokens in asks]
         return self._table.acquire_all(native, now)
 
-    def admit_shape(
-        self, shape: _native.LimitShape, tenant: str, reserve: int
-    ) -> tuple[None, dict[str, str]] | tuple[int, Decision]:
-        """Charge each scope of a plan's shape for `tenant`, or none: `(None, x-ratelimit-*
-        headers)`, or the position of the scope that refused and its decision."""
-        return self._table.admit_shape(shape, tenant, reserve)
-
-    def settle_shape(
-        self, shape: _native.LimitShape, tenant: str, reserved: int, used: int
-    ) -> None:
-        """End a request `admit_shape` admitted: free its slots and true up its tokens."""
-        self._table.settle_shape(shape, tenant, reserved, used)
-
     def release(
         self,
         key: str,

@@ -4,12 +4,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use pyo3::prelude::*;
 use pyo3::intern;
 use pyo3::IntoPyObjectExt;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString};
 
 use super::errors::to_py;
 use crate::ratelimit::gate::{self, Verdict};
 use crate::ratelimit::ledger::{Barred, Ledgers};
-use crate::ratelimit::shape::{Admission, HeaderBucket, HeaderKind, Scope, Shape};
+use crate::ratelimit::shape::{HeaderBucket, HeaderKind, Scope, Shape};
 use crate::ratelimit::{Ask, Decision, Limiter, Policy, Rate, Snapshot};
 
 const DAY_SECONDS: u64 = 86_400;
@@ -225,32 +225,8 @@ impl PyLimiter {
         (outcome.refused, decisions.collect())
     }
 
-    /// Charge a shape's scopes for `tenant`: `(None, headers)` or `(refused scope, decision)`.
-    #[pyo3(name = "admit_shape", signature = (shape, tenant, reserve, now=None))]
-    fn py_admit_shape<'py>(
-        &self,
-        py: Python<'py>,
-        shape: &PyLimitShape,
-        tenant: &str,
-        reserve: u64,
-        now: Option<f64>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        match shape
-            .inner
-            .admit(&self.inner, tenant, reserve, self.now_ns(now))
-        {
-            Admission::Admitted(headers) => {
-                let dict = PyDict::new(py);
-                for (name, value) in headers {
-                    dict.set_item(header_name(py, name), value)?;
-                }
-                (py.None(), dict).into_pyobject(py)
-            }
-            Admission::Refused(index, inner) => (index, PyDecision { inner }).into_pyobject(py),
-        }
-    }
-
-    /// End a request admitted by `admit_shape`: free its slots, true up `reserved` to `used`.
+    /// Free a shape's slots for `tenant` and true up `reserved` to `used` (the general path's
+    /// release; `LimitTicket.settle` does this and the ledger for an admitted ticket).
     #[pyo3(name = "settle_shape", signature = (shape, tenant, reserved, used, now=None))]
     fn py_settle_shape(
         &self,
