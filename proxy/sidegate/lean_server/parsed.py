@@ -46,7 +46,8 @@ class ParsedRequest:
         """The request as aiohttp should see it: its body de-chunked, with its length."""
         lines = [b"%s %s HTTP/%s\r\n" % (self.method, self.url, self.version.encode())]
         headers = self.headers
-        for name, value in headers.items() if type(headers) is HeadHeaders else headers:
+        pairs = headers.items() if isinstance(headers, HeadHeaders) else headers
+        for name, value in pairs:
             if name.lower() not in ("content-length", "transfer-encoding", "expect"):
                 lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         body = b"".join(self.body)
