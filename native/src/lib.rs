@@ -10,6 +10,7 @@ pub mod http_head;
 pub mod inspect;
 pub mod json;
 pub mod ratelimit;
+pub mod spend;
 pub mod sse_scan;
 pub mod tokens;
 pub mod utc_text;

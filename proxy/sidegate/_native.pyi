@@ -18,6 +18,7 @@ __all__ = [
     "NativeError",
     "Policy",
     "RequestFacts",
+    "SqliteSpendWriter",
     "Tokenizer",
     "access_line",
     "cache_key",
@@ -310,6 +311,40 @@ framing, negotiation)."""
 UPSTREAM_ONLY: tuple[str, ...]
 """Answer header names, lower-case, a client never gets from the upstream (framing, cookies,
 what the gateway writes itself)."""
+
+@final
+class SqliteSpendWriter:
+    """The spend log's SQLite writer: a thread of its own that never takes the GIL. Rows are
+    queued by ``record`` and written in one transaction when ``batch_size`` are queued or
+    ``flush_interval`` seconds pass; refused rows wait in order (at most ``max_pending``, then
+    the oldest go) and are tried again after 0.5 s, doubling to 30 s."""
+
+    def __new__(
+        cls,
+        path: str,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        max_pending: int,
+        checkpoint_rows: int,
+        busy_timeout: float,
+    ) -> SqliteSpendWriter: ...
+    def record(self, row: tuple[object, ...]) -> None:
+        """Queue one ``SpendRow`` (no I/O)."""
+    @property
+    def pending(self) -> int: ...
+    @property
+    def written(self) -> int: ...
+    @property
+    def checkpoints(self) -> int: ...
+    def take_events(self) -> list[tuple[str, str, int, float]]:
+        """``(kind, error, count, retry_in_s)`` to log since the last call: ``write_failed``
+        (count: rows pending), ``rows_dropped`` (count: rows), ``checkpoint_failed``."""
+    def flush(self, timeout: float) -> bool:
+        """Write what is queued now, waiting at most ``timeout`` seconds (blocks); True when
+        the queue was emptied."""
+    def close(self, timeout: float) -> int:
+        """Stop once what is left is written (at most ``timeout`` seconds); the rows lost."""
 
 @final
 class HeadHeaders:

@@ -17,7 +17,7 @@ from sidegate.auth import Tenant
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
 from sidegate.observability.logging import JsonFormatter, JsonLineHandler, configure_logging
-from sidegate.spend.sqlite_store import SQLITE_TIME
+from sidegate.spend.report import SQLITE_TIME
 
 # Client text: quotes, backslashes, control characters and non-ASCII all reach the log.
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)

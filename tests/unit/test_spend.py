@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from tests.unit.spend_rows import row
 
 from sidegate.settings import ConfigError, parse_settings
 from sidegate.spend import SpendLog, SpendRow, SpendStoreError, parse_since, summarize
-from sidegate.spend.rows import SpendStoreBusy
-from sidegate.spend.sqlite_store import SqliteStore
-
-
-def row(tenant: str = "acme", cost: float = 0.01, *, at: float | None = None) -> SpendRow:
-    return SpendRow(
-        at if at is not None else time.time(),
-        "req_1",
-        tenant,
-        "abc123",
-        "gpt-4o-mini",
-        "gpt-4o-mini",
-        "openai",
-        10,
-        5,
-        cost,
-        12.5,
-        200,
-        "miss",
-        None,
-    )
 
 
 class FlakyStore:
@@ -172,22 +149,6 @@ async def test_a_full_queue_drops_the_oldest_rows() -> None:
     assert [r.tenant for r in store.rows] == ["t2", "t3", "t4"]
 
 
-async def test_sqlite_rows_are_summed_per_tenant_within_the_window(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'spend.db'}"
-    store = SqliteStore(str(tmp_path / "spend.db"))
-    old = time.time() - 7200
-    await store.write(
-        [row("acme", 0.25), row("acme", 0.5), row("beta", 1.0), row("acme", 9, at=old)]
-    )
-    await store.close()
-    summary = summarize(url, 3600, "tenant")
-    assert [(s.group, s.requests, s.cost_usd) for s in summary] == [
-        ("beta", 1, 1.0),
-        ("acme", 2, 0.75),
-    ]
-    assert summarize(url, 3 * 3600, "model")[0].requests == 4
-
-
 def test_a_missing_sqlite_file_is_an_error_not_an_empty_report(tmp_path: Path) -> None:
     with pytest.raises(SpendStoreError):
         summarize(f"sqlite:///{tmp_path / 'none.db'}", 60, "tenant")
@@ -217,51 +178,6 @@ spend: {{database_url: "{url}"}}
         parse_settings(text, {})
 
 
-async def test_sqlite_rows_go_in_short_transactions_and_wait_out_another_writer(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "spend.db"
-    spend = SpendLog(SqliteStore(str(path)), batch_size=500)
-    for index in range(100):  # more than one transaction's worth
-        spend.record(row(f"t{index}"))
-    assert await spend.flush()
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another worker in the middle of its own write
-    spend.record(row("late"))
-    with caplog.at_level(logging.WARNING, logger="sidegate.spend"):
-        assert not await spend.flush()  # not waited for: the event loop is never held
-    assert not caplog.records  # a busy file is not an incident
-    assert spend.pending == 1
-    other.execute("COMMIT")
-    assert await spend.flush()
-    await spend.close()
-    tenants = [t for (t,) in other.execute("SELECT tenant FROM spend ORDER BY id")]
-    assert tenants == [f"t{index}" for index in range(100)] + ["late"]
-
-
-async def test_sqlite_checkpoints_run_on_their_own_thread_every_n_rows(tmp_path: Path) -> None:
-    path = tmp_path / "spend.db"
-    store = SqliteStore(str(path), checkpoint_rows=100)
-    spend = SpendLog(store, batch_size=500)
-    for index in range(250):
-        spend.record(row(f"t{index}"))
-    for _ in range(200):  # a checkpoint holds writers off while it copies: try again then
-        if await spend.flush():
-            break
-        await asyncio.sleep(0.01)
-    assert spend.pending == 0
-    for _ in range(200):
-        if store.checkpoints:
-            break
-        await asyncio.sleep(0.01)
-    assert store.checkpoints >= 1
-    # The checkpoint copied the logged pages into the database file itself.
-    assert path.stat().st_size > 16 * 1024
-    await spend.close()
-    with sqlite3.connect(path) as reader:
-        assert reader.execute("SELECT count(*) FROM spend").fetchone() == (250,)
-
-
 async def test_at_a_steady_rate_the_writer_keeps_its_transactions_short() -> None:
     # A wake-up finds a full batch, but rows keep arriving slower than they are written: no
     # request should wait behind a long transaction on the loop.
@@ -276,41 +192,3 @@ async def test_at_a_steady_rate_the_writer_keeps_its_transactions_short() -> Non
     await spend.close()
     assert len(store.rows) == 800
     assert max(store.sizes) == 10
-
-
-async def test_a_large_sqlite_write_keeps_every_row_and_its_values_in_order(tmp_path: Path) -> None:
-    path = tmp_path / "spend.db"
-    store = SqliteStore(str(path))
-    rows = [row(f"t{index}", cost=index / 1000, at=1_700_000_000 + index) for index in range(150)]
-    rows[7] = rows[7]._replace(key_id=None, trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
-    await store.write(rows)
-    await store.write(rows[:1])
-    await store.close()
-    with sqlite3.connect(path) as reader:
-        stored = reader.execute(
-            "SELECT created_at, tenant, key_id, cost_usd, trace_id FROM spend ORDER BY id"
-        ).fetchall()
-    assert len(stored) == 151
-    assert stored[0] == ("2023-11-14 22:13:20.000000", "t0", "abc123", 0.0, None)
-    assert stored[7][1:] == ("t7", None, 0.007, "4bf92f3577b34da6a3ce929d0e0e4736")
-    assert [tenant for _, tenant, *_ in stored] == [f"t{i}" for i in range(150)] + ["t0"]
-    assert stored[149][0] == "2023-11-14 22:15:49.000000"
-
-
-async def test_under_steady_writes_the_write_ahead_log_starts_over(tmp_path: Path) -> None:
-    path = tmp_path / "spend.db"
-    store = SqliteStore(str(path), checkpoint_rows=1_000)
-    written = 0
-    while written < 20_000:  # never a pause for a checkpoint to catch up in
-        try:
-            await store.write([row(f"t{written}")] * 8)
-            written += 8
-        except SpendStoreBusy:
-            await asyncio.sleep(0.005)  # the checkpoint holds writers off while it copies
-        await asyncio.sleep(0)
-    # 20,000 rows leave ~40 MB of log when it never starts over; a few checkpoints' worth
-    # (~2 MB each) here, more when the checkpoint thread is slow to get its turn.
-    assert (tmp_path / "spend.db-wal").stat().st_size < 20_000_000
-    await store.close()
-    with sqlite3.connect(path) as reader:
-        assert reader.execute("SELECT count(*) FROM spend").fetchone() == (20_000,)

@@ -10,6 +10,7 @@ mod errors;
 mod http_head;
 mod inspect;
 mod ratelimit;
+mod spend;
 mod sse;
 mod tokens;
 
@@ -23,6 +24,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyLimitShape>()?;
     m.add_class::<ratelimit::PyLimitTicket>()?;
     m.add_class::<http_head::HeadHeaders>()?;
+    m.add_class::<spend::PySpendWriter>()?;
     m.add("HOP_BY_HOP", PyTuple::new(py, header_rules::HOP_BY_HOP)?)?;
     m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
     m.add("UPSTREAM_ONLY", PyTuple::new(py, header_rules::UPSTREAM_ONLY)?)?;

@@ -15,7 +15,7 @@ from sidegate.inspection import Endpoint
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
 from sidegate.observability.metrics import LoopHistogram, Metrics, value_of
-from sidegate.spend import SpendLog, SpendRow
+from sidegate.spend import SpendRow, SpendSink
 
 # Label sets whose instruments are kept resolved before the cache starts over (labels are
 # bounded anyway: configured models and tenants, HTTP statuses).
@@ -115,7 +115,7 @@ class Recorder:
         metrics: Metrics,
         access: AccessLog,
         catalog: Catalog | None = None,
-        spend: SpendLog | None = None,
+        spend: SpendSink | None = None,
     ) -> None:
         self._metrics = metrics
         self._access = access

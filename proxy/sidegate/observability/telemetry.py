@@ -19,14 +19,14 @@ from sidegate.observability.multiprocess import worker_exited
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing, Tracing
 from sidegate.settings import Settings
-from sidegate.spend import SpendLog, open_spend_log
+from sidegate.spend import SpendSink, open_spend_log
 
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
     tracing: Tracing
     recorder: Recorder
-    spend: SpendLog | None
+    spend: SpendSink | None
 
 
 @asynccontextmanager

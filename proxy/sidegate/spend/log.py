@@ -1,4 +1,5 @@
-"""`SpendLog`: rows queued on the request path, written in batches by a background task."""
+"""`SpendLog`: rows queued on the request path, written in batches by a background task
+(PostgreSQL; SQLite has a writer thread of its own, `sqlite_log`)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sidegate.settings import SpendSettings
-from sidegate.spend.rows import SpendRow, SpendStore, SpendStoreBusy, SpendStoreError, sqlite_path
+from sidegate.spend.rows import (
+    SpendRow,
+    SpendSink,
+    SpendStore,
+    SpendStoreError,
+    sqlite_path,
+)
 
 log = logging.getLogger("sidegate.spend")
 
 # After a failed write, wait this long (doubling, capped) before trying again.
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
-# Another worker is writing the same SQLite file: try again this soon, with no warning.
-_BUSY_RETRY_S = 0.02
 # A transaction under a backlog holds at most this many short transactions' rows.
 _CATCH_UP_FACTOR = 20
 # On shutdown, how long the last batches may take before the rest are given up (and logged).
@@ -105,10 +110,6 @@ class SpendLog:
             except asyncio.CancelledError:
                 self._put_back(batch)  # counted as lost at shutdown rather than vanishing
                 raise
-            except SpendStoreBusy:
-                self._put_back(batch)
-                self._retry = _BUSY_RETRY_S
-                return False
             except SpendStoreError as exc:
                 self._put_back(batch)
                 self._retry = min(_RETRY_MAX_S, max(_RETRY_FIRST_S, self._retry * 2))
@@ -170,29 +171,32 @@ class SpendLog:
         await self._store.close()
 
 
-def _store(database_url: str) -> SpendStore:
-    path = sqlite_path(database_url)
-    if path is not None:
-        from sidegate.spend.sqlite_store import SqliteStore
-
-        return SqliteStore(path)
-    from sidegate.spend.postgres_store import PostgresStore
-
-    return PostgresStore(database_url)
-
-
 @asynccontextmanager
-async def open_spend_log(settings: SpendSettings) -> AsyncIterator[SpendLog | None]:
+async def open_spend_log(settings: SpendSettings) -> AsyncIterator[SpendSink | None]:
     """The running spend log for the app's lifetime (None when `spend.enabled` is false)."""
     if not settings.enabled:
         yield None
         return
-    spend = SpendLog(
-        _store(settings.database_url),
-        batch_size=settings.batch_size,
-        flush_interval=settings.flush_interval_seconds,
-        max_pending=settings.max_pending,
-    )
+    spend: SpendSink
+    path = sqlite_path(settings.database_url)
+    if path is not None:
+        from sidegate.spend.sqlite_log import SqliteSpendLog
+
+        spend = SqliteSpendLog(
+            path,
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval_seconds,
+            max_pending=settings.max_pending,
+        )
+    else:
+        from sidegate.spend.postgres_store import PostgresStore
+
+        spend = SpendLog(
+            PostgresStore(settings.database_url),
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval_seconds,
+            max_pending=settings.max_pending,
+        )
     spend.start()
     try:
         yield spend

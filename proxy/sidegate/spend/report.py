@@ -15,6 +15,8 @@ from sidegate.spend.rows import SpendStoreError, postgres_conninfo, sqlite_path,
 GROUPS: Final = {"tenant": "tenant", "model": "model", "key": "key_id", "upstream": "upstream"}
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SINCE: Final = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+# `created_at` as the writer stores it (`_native.sqlite_time`): text SQLite's date functions read.
+SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +52,10 @@ def summarize(database_url: str, since_seconds: float, by: str) -> list[Summary]
     cutoff = utc(time.time() - since_seconds)
     path = sqlite_path(database_url)
     if path is not None:
-        from sidegate.spend.sqlite_store import SQLITE_TIME, connect
-
         if not Path(path).is_file():
             raise SpendStoreError(f"no spend log at {path} (spend.database_url)")
         try:
-            connection = connect(path)
+            connection = sqlite3.connect(path, timeout=10.0)
             try:
                 rows = connection.execute(
                     _query(column, "?"), (cutoff.strftime(SQLITE_TIME),)

@@ -11,10 +11,6 @@ class SpendStoreError(Exception):
     """The spend database could not be reached or written."""
 
 
-class SpendStoreBusy(SpendStoreError):
-    """Another writer holds the database for a moment: try again shortly, nothing is wrong."""
-
-
 class SpendRow(NamedTuple):
     created_at: float  # time.time() when the request ended
     request_id: str
@@ -33,6 +29,19 @@ class SpendRow(NamedTuple):
 
 
 COLUMNS: Final = SpendRow._fields
+
+
+class SpendSink(Protocol):
+    """A running spend log: rows in, written in the background."""
+
+    def record(self, row: SpendRow) -> None: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class SpendStore(Protocol):
