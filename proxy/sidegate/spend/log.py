@@ -24,8 +24,6 @@ log = logging.getLogger("sidegate.spend")
 # After a failed write, wait this long (doubling, capped) before trying again.
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
-# A transaction under a backlog holds at most this many short transactions' rows.
-_CATCH_UP_FACTOR = 20
 # On shutdown, how long the last batches may take before the rest are given up (and logged).
 _CLOSE_TIMEOUT_S = 10.0
 _CLOSE_RETRY_S = 0.1
@@ -41,9 +39,8 @@ class SpendLog:
         max_pending: int = 100_000,
     ) -> None:
         self._store = store
-        self._batch_size = batch_size  # rows queued before the writer is woken early
-        limit = store.batch_limit
-        self._write_size = batch_size if limit is None else min(batch_size, limit)
+        self._batch_size = batch_size  # rows queued before the writer is woken early; and
+        # the most one transaction takes
         self._interval = flush_interval
         self._pending: deque[SpendRow] = deque(maxlen=max_pending)
         self._wake = asyncio.Event()
@@ -90,21 +87,12 @@ class SpendLog:
 
         Rows recorded while it writes wait for the next wake-up: chasing them would commit a
         transaction for the two or three rows each turn of the loop brings, and a commit costs
-        more than the rows (SQLite: ~12 us a commit, ~3 us a row).
-
-        Transactions start at the store's size (short: the loop waits for each) and double,
-        up to the wake-up batch and 20 short transactions' worth, while the rows arriving
-        between two of them outnumber the rows written: under saturation the queue would
-        otherwise grow towards `max_pending`, and larger transactions cost less per row. At a
-        steady rate they stay short, so no request waits behind a long one."""
+        more than the rows."""
         remaining = len(self._pending)
-        size = self._write_size
-        ceiling = max(size, min(self._batch_size, _CATCH_UP_FACTOR * size))
         while remaining > 0 and self._pending:
-            count = min(remaining, len(self._pending), size)
+            count = min(remaining, len(self._pending), self._batch_size)
             remaining -= count
             batch = [self._pending.popleft() for _ in range(count)]
-            left = len(self._pending)
             try:
                 await self._store.write(batch)
             except asyncio.CancelledError:
@@ -126,8 +114,6 @@ class SpendLog:
             self.written += count
             self._retry = 0.0
             await asyncio.sleep(0)  # requests run between two batches
-            if len(self._pending) - left >= count:
-                size = min(ceiling, size * 2)  # a backlog is building
         if self.dropped:
             log.error(
                 "spend log dropped rows (database unreachable, queue full)",
@@ -149,8 +135,7 @@ class SpendLog:
                     self._wake.set()
                     await self._task
                     self._task = None
-                # Workers sharing one SQLite file all flush at once on shutdown; a refusal
-                # ("database is locked" while another opens it) is retried, not given up.
+                # A refusal (the database restarting) is retried until the close timeout.
                 done = await self.flush()
                 while not done or self._pending:
                     if not done:

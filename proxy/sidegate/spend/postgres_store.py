@@ -37,8 +37,6 @@ _INSERT: Final = (
 
 
 class PostgresStore:
-    batch_limit: Final = None  # asynchronous: a batch of any size never holds the loop
-
     def __init__(self, database_url: str) -> None:
         self._conninfo = postgres_conninfo(database_url)
         self._connection: psycopg.AsyncConnection[tuple[object, ...]] | None = None

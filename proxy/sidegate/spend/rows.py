@@ -45,11 +45,6 @@ class SpendSink(Protocol):
 
 
 class SpendStore(Protocol):
-    @property
-    def batch_limit(self) -> int | None:
-        """Most rows one `write` may be given (None: any number)."""
-        ...
-
     async def write(self, rows: Sequence[SpendRow]) -> None:
         """Insert the rows in one transaction; raises `SpendStoreError`."""
         ...
