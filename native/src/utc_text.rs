@@ -23,6 +23,28 @@ pub fn write_sqlite_micros(out: &mut Vec<u8>, created: f64) {
     write_digits(out, micros, 6);
 }
 
+/// `write_sqlite_micros` for instants that mostly fall in the same second as the one before
+/// (a batch of spend rows): the date and time of day are written once per second.
+#[derive(Default)]
+pub struct SqliteMicros {
+    second: Option<i64>,
+    civil: Vec<u8>,
+}
+
+impl SqliteMicros {
+    pub fn write(&mut self, out: &mut Vec<u8>, created: f64) {
+        let (seconds, micros) = split(created);
+        if self.second != Some(seconds) {
+            self.civil.clear();
+            write_civil(&mut self.civil, seconds, b' ');
+            self.second = Some(seconds);
+        }
+        out.extend_from_slice(&self.civil);
+        out.push(b'.');
+        write_digits(out, micros, 6);
+    }
+}
+
 /// Whole seconds and microseconds, rounded as CPython's `_PyTime_DoubleToDenominator` does.
 fn split(created: f64) -> (i64, u64) {
     let mut whole = created.trunc();
@@ -112,6 +134,16 @@ mod tests {
         assert_eq!(sqlite(-0.5), "1969-12-31 23:59:59.500000");
         assert_eq!(sqlite(-1.000_000_5), "1969-12-31 23:59:58.999999");
         assert_eq!(sqlite(1_709_251_199.999_999_95), "2024-03-01 00:00:00.000000");
+    }
+
+    #[test]
+    fn cached_seconds_write_the_same_text() {
+        let mut cached = SqliteMicros::default();
+        for created in [1_764_756_000.123_456, 1_764_756_000.9, 1_764_756_001.0, -0.5, 1.0e9] {
+            let mut out = Vec::new();
+            cached.write(&mut out, created);
+            assert_eq!(String::from_utf8(out).unwrap_or_default(), sqlite(created));
+        }
     }
 
     #[test]

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::SpendRecord;
-use crate::utc_text::write_sqlite_micros;
+use crate::utc_text::SqliteMicros;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS spend (
@@ -29,13 +29,24 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE INDEX IF NOT EXISTS spend_created_at ON spend (created_at);
 ";
 
-const INSERT: &str = "INSERT INTO spend (created_at, request_id, tenant, key_id, model, \
-    served_model, upstream, input_tokens, output_tokens, cost_usd, latency_ms, status, cache, \
-    trace_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+const COLUMNS: &str = "created_at, request_id, tenant, key_id, model, served_model, upstream, \
+    input_tokens, output_tokens, cost_usd, latency_ms, status, cache, trace_id";
+const FIELDS: usize = 14;
+// Rows per INSERT statement, largest first: one statement for many rows binds the same values
+// but is started, stepped and reset once (a fifth fewer instructions a row at 32).
+const ROWS_PER_INSERT: [usize; 3] = [32, 8, 1];
+
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; FIELDS].join(", "));
+    format!("INSERT INTO spend ({COLUMNS}) VALUES {}", vec![row; rows].join(", "))
+}
 
 pub struct SqliteSpend {
     connection: Connection,
+    inserts: [String; 3],
+    times: SqliteMicros,
     time_text: Vec<u8>,
+    time_ends: Vec<usize>,
 }
 
 impl SqliteSpend {
@@ -52,37 +63,42 @@ impl SqliteSpend {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA cache_size = -256;",
+             PRAGMA cache_size = -64;",
         )?;
         connection.execute_batch(SCHEMA)?;
-        Ok(Self { connection, time_text: Vec::with_capacity(32) })
+        Ok(Self {
+            connection,
+            inserts: ROWS_PER_INSERT.map(insert_sql),
+            times: SqliteMicros::default(),
+            time_text: Vec::with_capacity(32 * 26),
+            time_ends: Vec::with_capacity(32),
+        })
     }
 
     /// Appends `rows` in one transaction: all of them or, on an error, none.
     pub fn write(&mut self, rows: &[SpendRecord]) -> rusqlite::Result<()> {
         let transaction = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut insert = transaction.prepare_cached(INSERT)?;
-            for row in rows {
+        let mut rest = rows;
+        for (size, sql) in ROWS_PER_INSERT.iter().zip(&self.inserts) {
+            let mut insert = transaction.prepare_cached(sql)?;
+            while rest.len() >= *size {
+                let (these, after) = rest.split_at(*size);
+                // The rows' time texts, end to end: bound values borrow them until the execute.
                 self.time_text.clear();
-                write_sqlite_micros(&mut self.time_text, row.created_at);
-                let created_at = std::str::from_utf8(&self.time_text).unwrap_or_default();
-                insert.execute(params![
-                    created_at,
-                    row.request_id,
-                    row.tenant,
-                    row.key_id,
-                    row.model,
-                    row.served_model,
-                    row.upstream,
-                    row.input_tokens,
-                    row.output_tokens,
-                    row.cost_usd,
-                    row.latency_ms,
-                    row.status,
-                    row.cache,
-                    row.trace_id,
-                ])?;
+                self.time_ends.clear();
+                for row in these {
+                    self.times.write(&mut self.time_text, row.created_at);
+                    self.time_ends.push(self.time_text.len());
+                }
+                let texts = std::str::from_utf8(&self.time_text).unwrap_or_default();
+                let mut start = 0;
+                for (index, (row, end)) in these.iter().zip(&self.time_ends).enumerate() {
+                    let created_at = texts.get(start..*end).unwrap_or_default();
+                    bind(&mut insert, index * FIELDS, created_at, row)?;
+                    start = *end;
+                }
+                insert.raw_execute()?;
+                rest = after;
             }
         }
         transaction.commit()
@@ -96,4 +112,28 @@ impl SqliteSpend {
     pub fn checkpoint(&self) -> rusqlite::Result<()> {
         self.connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
     }
+}
+
+/// Binds one row's values after the first `offset` parameters of a multi-row INSERT.
+fn bind(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    offset: usize,
+    created_at: &str,
+    row: &SpendRecord,
+) -> rusqlite::Result<()> {
+    let at = |field: usize| offset + field;
+    insert.raw_bind_parameter(at(1), created_at)?;
+    insert.raw_bind_parameter(at(2), &row.request_id)?;
+    insert.raw_bind_parameter(at(3), &row.tenant)?;
+    insert.raw_bind_parameter(at(4), &row.key_id)?;
+    insert.raw_bind_parameter(at(5), &row.model)?;
+    insert.raw_bind_parameter(at(6), &row.served_model)?;
+    insert.raw_bind_parameter(at(7), &row.upstream)?;
+    insert.raw_bind_parameter(at(8), row.input_tokens)?;
+    insert.raw_bind_parameter(at(9), row.output_tokens)?;
+    insert.raw_bind_parameter(at(10), row.cost_usd)?;
+    insert.raw_bind_parameter(at(11), row.latency_ms)?;
+    insert.raw_bind_parameter(at(12), row.status)?;
+    insert.raw_bind_parameter(at(13), &row.cache)?;
+    insert.raw_bind_parameter(at(14), &row.trace_id)
 }
