@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,10 @@ def summarize(database_url: str, since_seconds: float, by: str) -> list[Summary]
     cutoff = utc(time.time() - since_seconds)
     path = sqlite_path(database_url)
     if path is not None:
+        # Imported here: the gateway process writes with the native writer's own SQLite and
+        # should not carry Python's too (~1 MB resident) for a report it never runs.
+        import sqlite3
+
         if not Path(path).is_file():
             raise SpendStoreError(f"no spend log at {path} (spend.database_url)")
         try:
