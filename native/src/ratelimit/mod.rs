@@ -200,6 +200,17 @@ impl Entry {
 
 type Shard = HashMap<Box<str>, Entry, Xxh3DefaultBuilder>;
 
+/// `entry` for `key`, written in place when the key is known: an `insert` would allocate the
+/// key again on every request only to drop it.
+fn store(map: &mut Shard, key: &str, entry: Entry) {
+    match map.get_mut(key) {
+        Some(slot) => *slot = entry,
+        None => {
+            map.insert(key.into(), entry);
+        }
+    }
+}
+
 struct ShardState {
     map: Shard,
     sweep_at: usize,
@@ -241,7 +252,7 @@ impl Limiter {
         let entry = shard.map.get(key).copied().unwrap_or_default();
         match decide(&entry, policy, tokens, now_ns) {
             Ok(next) => {
-                shard.map.insert(key.into(), next);
+                store(&mut shard.map, key, next);
                 admitted(&next, policy, now_ns)
             }
             Err((which, too_large, wait)) => denied(which, too_large, wait, &entry, policy, now_ns),
@@ -303,7 +314,7 @@ impl Limiter {
         }
         for (shard, key, entry) in pending {
             if let Some((_, guard)) = guards.iter_mut().find(|(i, _)| *i == shard) {
-                guard.map.insert(key.into(), entry);
+                store(&mut guard.map, key, entry);
             }
         }
         AllDecision {
