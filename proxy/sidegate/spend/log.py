@@ -39,8 +39,8 @@ class SpendLog:
         max_pending: int = 100_000,
     ) -> None:
         self._store = store
-        self._batch_size = batch_size  # rows queued before the writer is woken early; and
-        # the most one transaction takes
+        # Rows queued before the writer is woken early, and the most one transaction takes.
+        self._batch_size = batch_size
         self._interval = flush_interval
         self._pending: deque[SpendRow] = deque(maxlen=max_pending)
         self._wake = asyncio.Event()
