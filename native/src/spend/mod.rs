@@ -2,9 +2,8 @@
 //! its own.
 //!
 //! Written on the event loop, SQLite held the loop for every transaction (~0.1 ms for 8 rows,
-//! with a commit each time): requests that arrived meanwhile waited, and at one request at a
-//! time the p99 doubled. A Python thread was worse (the sqlite3 module hands the GIL back and
-//! forth around every row). This thread never touches Python: `record` appends the row to a
+//! with a commit each time) while requests that arrived meanwhile waited. A Python thread was
+//! worse (the sqlite3 module hands the GIL back and forth around every row). This thread never touches Python: `record` appends the row to a
 //! queue under a mutex, and the thread writes whatever is queued in one transaction when a
 //! batch is full or the flush interval passes, so rows cost one commit per batch, not per
 //! eight rows, and the loop never waits for the disk.

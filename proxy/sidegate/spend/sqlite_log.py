@@ -1,9 +1,9 @@
 """The SQLite spend log: rows handed to a native writer thread, which never takes the GIL.
 
-Written on the event loop, each transaction held the loop (~0.1 ms for 8 rows and a commit):
-at one request at a time that doubled the p99 (1.1 ms against 0.6 ms without the spend log,
-`bench/`'s chat lane at c=1). A Python thread was no cure: the sqlite3 module gives the GIL up
-and takes it back around every row, and each hand-over waits for the busy loop. The writer
+Written on the event loop, each transaction held the loop (~0.1 ms for 8 rows and a commit)
+while requests that arrived meanwhile waited, and the rows cost the loop ~35k instructions a
+request. A Python thread was no cure: the sqlite3 module gives the GIL up and takes it back
+around every row, and each hand-over waits for the busy loop. The writer
 (`_native.SqliteSpendWriter`, `native/src/spend/`) owns its own SQLite connection: it writes
 whatever is queued in one transaction when `batch_size` rows are queued or `flush_interval`
 passes, waits out another worker's write on its own thread (busy timeout), and checkpoints
