@@ -130,10 +130,8 @@ class MemoryState:
         """The `Decision` for a refusal of `admit_ticket`: `(why, scope, wait s, spent)`."""
         layout, buckets, slots = shape
         why, scope, wait, spent = answer
-        if why == "blocked":
-            return Decision("blocked", 0, spent)
-        if why == "budget":
-            return Decision("budget", _until_midnight_ms(), spent)
+        if why in _LEDGER_REFUSALS:
+            return _barred(why, spent)
         return _refused(buckets, slots, layout.scopes[scope][0], why, wait, spent)
 
     def spend(self, tenant: str, token_delta: int, cost_usd: float) -> float:
@@ -154,10 +152,7 @@ class MemoryState:
         layout, buckets, slots = shape
         barred = self._native.ledger_bar(tenant, budget)
         if barred is not None:
-            why, spent = barred
-            if why == "budget":
-                return Decision("budget", _until_midnight_ms(), spent), []
-            return Decision("blocked", 0, spent), []
+            return _barred(*barred), []
         asks = [
             (
                 tenant if not scope else tenant + _SEPARATOR + scope,
@@ -221,9 +216,15 @@ class MemoryState:
         return None
 
 
-def _until_midnight_ms() -> int:
-    """Until the daily budgets renew, at 00:00 UTC."""
-    return int(DAY_MS - time.time() * 1000 % DAY_MS)
+_LEDGER_REFUSALS: Final = ("blocked", "budget")
+
+
+def _barred(why: str, spent: float) -> Decision:
+    """The ledger's refusal: a blocked tenant, or one past its daily budget until the budgets
+    renew at 00:00 UTC."""
+    if why == "blocked":
+        return Decision("blocked", 0, spent)
+    return Decision("budget", int(DAY_MS - time.time() * 1000 % DAY_MS), spent)
 
 
 def _native_shape(
