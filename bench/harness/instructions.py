@@ -18,7 +18,6 @@ reference systems:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shutil
 import subprocess
@@ -29,17 +28,6 @@ from typing import Any
 
 from bench.harness import procs, systems, wrk
 from bench.harness.systems import Kind
-
-
-def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` applied key by key (nested mappings merge, the rest replaces)."""
-    result = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
-    return result
 
 
 def parse_variant(text: str) -> tuple[str, str | dict[str, Any]]:
@@ -66,7 +54,7 @@ def _argv(env: systems.Env, port: int, name: str, spec: str | dict[str, Any]) ->
             raise SystemExit(f"instructions: {spec} cannot run: {launched}")
         return launched[0]
     config = env.workdir / f"{name}.json"
-    config.write_text(json.dumps(merged(systems.sidegate_config(env, port, 1), spec)))
+    config.write_text(json.dumps(systems.merged(systems.sidegate_config(env, port, 1), spec)))
     return [env.python, "-m", "sidegate.cli", "serve", "--config", str(config)]
 
 
@@ -127,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="counted load per variant")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--sdk-headers", action="store_true", help=wrk.SDK_HEADERS_HELP)
+    parser.add_argument(
+        "--keep", type=Path, help="copy each variant's callgrind output here (callgrind_annotate)"
+    )
     args = parser.parse_args(argv)
     if args.sdk_headers:
         wrk.send_sdk_headers()
@@ -139,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             instructions, requests = measure(env, name, spec, Kind(args.kind), args)
             per_request = instructions / requests / 1000 if requests else float("nan")
             print(f"{name:24s} {per_request:9.1f} k instructions/request  ({requests} requests)")
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for part in env.workdir.glob(f"callgrind-{name}.out*"):
+                    shutil.copy(part, args.keep / part.name)
     finally:
         up.stop()
     return 0

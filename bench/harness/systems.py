@@ -8,6 +8,7 @@ kind is chosen by model and each gets a config with one model per canned upstrea
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from bench.harness import procs, upstream
 
@@ -222,13 +224,29 @@ def sidegate_config(env: Env, port: int, workers: int) -> dict[str, object]:
     }
 
 
-def _sidegate(workers: int) -> Launcher:
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied key by key (nested mappings merge, the rest replaces)."""
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def sidegate_launcher(workers: int, overrides: dict[str, Any] | None = None) -> Launcher:
+    """Sidegate with the benchmark's config, `overrides` merged into it when given."""
+
     def launch(env: Env, port: int) -> tuple[list[str], dict[str, str]] | str:
         if workers > 1 and env.redis_url is None:
             return "needs redis-server for the limits its workers share (not installed)"
         config = env.workdir / f"sidegate-{port}.yaml"
+        settings = sidegate_config(env, port, workers)
+        if overrides:
+            settings = merged(settings, overrides)
         # JSON is YAML, and needs no YAML writer here.
-        config.write_text(json.dumps(sidegate_config(env, port, workers), indent=2))
+        config.write_text(json.dumps(settings, indent=2))
         argv = [
             env.python,
             "-m",
@@ -282,11 +300,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("nginx", "practical limit: nginx reverse proxy", _nginx),
     Spec("aiohttp-floor", "Python floor: bare aiohttp+uvloop relay", _script(FLOOR)),
     Spec("lean-floor", "lean-transport reference relay", _script(LEAN)),
-    Spec("sidegate", "Sidegate, defaults on", _sidegate(1), by_model=True, auth=SIDEGATE_KEY),
+    Spec(
+        "sidegate", "Sidegate, defaults on", sidegate_launcher(1), by_model=True, auth=SIDEGATE_KEY
+    ),
     Spec(
         "sidegate-w2",
         "Sidegate --workers 2, Redis state (both cores)",
-        _sidegate(2),
+        sidegate_launcher(2),
         by_model=True,
         auth=SIDEGATE_KEY,
         cpus=BOTH_CPUS,
