@@ -329,8 +329,26 @@ class SqliteSpendWriter:
         checkpoint_rows: int,
         busy_timeout: float,
     ) -> SqliteSpendWriter: ...
-    def record(self, row: tuple[object, ...]) -> None:
-        """Queue one ``SpendRow`` (no I/O)."""
+    def record(
+        self,
+        created_at: float,
+        request_id: str,
+        tenant: str,
+        key_id: str | None,
+        model: str,
+        served_model: str,
+        upstream: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        latency_ms: float,
+        status: int,
+        cache: str,
+        trace_id: str | None,
+        /,
+    ) -> None:
+        """Queue one row, values in the table's column order (no I/O); ``latency_ms`` is
+        rounded to the microsecond."""
     @property
     def pending(self) -> int: ...
     @property

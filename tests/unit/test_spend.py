@@ -36,7 +36,7 @@ async def test_rows_wait_while_the_database_is_down_and_keep_their_order() -> No
     spend = SpendLog(store, batch_size=2)
     rows = [row(f"t{i}") for i in range(5)]
     for item in rows:
-        spend.record(item)
+        spend.record(*item)
     assert not await spend.flush()
     assert not await spend.flush()
     assert spend.pending == 5
@@ -62,7 +62,7 @@ async def test_the_writer_keeps_up_in_transactions_no_larger_than_a_batch() -> N
     spend.start()
     for turn in range(300):  # 40 requests finish in every turn of the loop
         for i in range(40):
-            spend.record(row(f"t{turn}-{i}"))
+            spend.record(*row(f"t{turn}-{i}"))
         await asyncio.sleep(0)
     assert spend.pending < 400  # not 300 x 30 rows behind
     assert max(store.sizes) <= 50
@@ -76,7 +76,7 @@ async def test_rows_arriving_during_a_write_wait_for_the_next_one() -> None:
     spend.start()
     for turn in range(400):  # a few requests finish in every turn of the loop
         for i in range(3):
-            spend.record(row(f"t{turn}-{i}"))
+            spend.record(*row(f"t{turn}-{i}"))
         await asyncio.sleep(0)
     await spend.close()
     assert len(store.rows) == 1200
@@ -88,9 +88,10 @@ async def test_close_writes_what_is_left_and_closes_the_store() -> None:
     store = FlakyStore(failures=0)
     spend = SpendLog(store, flush_interval=3600)
     spend.start()
-    spend.record(row())
+    spend.record(*row()._replace(latency_ms=12.3456789))
     await spend.close()
     assert len(store.rows) == 1 and store.closed
+    assert store.rows[0].latency_ms == 12.346  # kept to the microsecond
 
 
 class SlowStore(FlakyStore):
@@ -110,10 +111,10 @@ async def test_close_lets_a_batch_on_its_way_to_the_database_arrive() -> None:
     store = SlowStore()
     spend = SpendLog(store, batch_size=2, flush_interval=3600)
     spend.start()
-    spend.record(row("t0"))
-    spend.record(row("t1"))  # wakes the writer
+    spend.record(*row("t0"))
+    spend.record(*row("t1"))  # wakes the writer
     await store.writing.wait()
-    spend.record(row("t2"))
+    spend.record(*row("t2"))
     await spend.close()
     assert [r.tenant for r in store.rows] == ["t0", "t1", "t2"]
 
@@ -122,11 +123,11 @@ async def test_a_refused_batch_that_no_longer_fits_the_queue_is_counted_as_dropp
     store = FlakyStore(failures=1)
     spend = SpendLog(store, batch_size=100, max_pending=4)
     for i in range(3):
-        spend.record(row(f"t{i}"))
+        spend.record(*row(f"t{i}"))
 
     async def write_while_rows_arrive(rows: Sequence[SpendRow]) -> None:
         for i in range(3, 6):
-            spend.record(row(f"t{i}"))  # the queue fills while the batch is out
+            spend.record(*row(f"t{i}"))  # the queue fills while the batch is out
         raise SpendStoreError("database is restarting")
 
     store.write = write_while_rows_arrive  # type: ignore[method-assign]
@@ -139,7 +140,7 @@ async def test_a_full_queue_drops_the_oldest_rows() -> None:
     store = FlakyStore(failures=0)
     spend = SpendLog(store, max_pending=3)
     for i in range(5):
-        spend.record(row(f"t{i}"))
+        spend.record(*row(f"t{i}"))
     assert spend.dropped == 2
     await spend.flush()
     assert [r.tenant for r in store.rows] == ["t2", "t3", "t4"]

@@ -51,7 +51,7 @@ async def test_rows_are_summed_per_tenant_within_the_window(tmp_path: Path) -> N
     spend = SqliteSpendLog(str(path))
     old = time.time() - 7200
     for item in (row("acme", 0.25), row("acme", 0.5), row("beta", 1.0), row("acme", 9, at=old)):
-        spend.record(item)
+        spend.record(*item)
     await spend.close()
     url = f"sqlite:///{path}"
     summary = summarize(url, 3600, "tenant")
@@ -67,16 +67,19 @@ async def test_every_row_keeps_its_values_and_its_order(tmp_path: Path) -> None:
     spend = SqliteSpendLog(str(path), batch_size=64)
     rows = [row(f"t{index}", cost=index / 1000, at=1_700_000_000 + index) for index in range(150)]
     rows[7] = rows[7]._replace(key_id=None, trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
+    rows[8] = rows[8]._replace(latency_ms=12.3456789)  # kept to the microsecond
     for item in rows:
-        spend.record(item)
+        spend.record(*item)
     await spend.close()
     assert spend.written == 150 and spend.pending == 0
     with sqlite3.connect(path) as reader:
         stored = reader.execute(
-            "SELECT created_at, tenant, key_id, cost_usd, trace_id FROM spend ORDER BY id"
+            "SELECT created_at, tenant, key_id, cost_usd, trace_id, latency_ms FROM spend"
+            " ORDER BY id"
         ).fetchall()
-    assert stored[0] == ("2023-11-14 22:13:20.000000", "t0", "abc123", 0.0, None)
-    assert stored[7][1:] == ("t7", None, 0.007, "4bf92f3577b34da6a3ce929d0e0e4736")
+    assert stored[0] == ("2023-11-14 22:13:20.000000", "t0", "abc123", 0.0, None, 12.5)
+    assert stored[7][1:5] == ("t7", None, 0.007, "4bf92f3577b34da6a3ce929d0e0e4736")
+    assert stored[8][5] == 12.346
     assert [tenant for _, tenant, *_ in stored] == [f"t{i}" for i in range(150)]
     assert stored[149][0] == "2023-11-14 22:15:49.000000"
 
@@ -87,10 +90,10 @@ async def test_another_writer_is_waited_out_off_the_event_loop(
     path = tmp_path / "spend.db"
     spend = SqliteSpendLog(str(path))
     spend.start()
-    spend.record(row("first"))
+    spend.record(*row("first"))
     assert await spend.flush()
     holder = hold_write_lock(path, 0.5)
-    spend.record(row("late"))
+    spend.record(*row("late"))
     turns = 0
 
     async def count_turns() -> None:
@@ -118,7 +121,7 @@ async def test_rows_wait_while_the_file_cannot_be_written_and_the_failure_is_log
     spend = SqliteSpendLog(str(path), max_pending=3)
     with caplog.at_level(logging.WARNING, logger="sidegate.spend"):
         for index in range(5):
-            spend.record(row(f"t{index}"))
+            spend.record(*row(f"t{index}"))
         assert not await spend.flush()
     events = {record.event: record for record in caplog.records}  # type: ignore[attr-defined]
     assert events["spend_write_failed"].pending == 3  # type: ignore[attr-defined]
@@ -137,10 +140,10 @@ async def test_rows_the_database_refuses_until_shutdown_are_logged_as_lost(
     monkeypatch.setattr(sqlite_log, "CLOSE_TIMEOUT_S", 0.3)
     path = tmp_path / "spend.db"
     spend = SqliteSpendLog(str(path))
-    spend.record(row("first"))
+    spend.record(*row("first"))
     assert await spend.flush()
     holder = hold_write_lock(path, 3)
-    spend.record(row("late"))
+    spend.record(*row("late"))
     with caplog.at_level(logging.ERROR, logger="sidegate.spend"):
         await spend.close()
     holder.communicate(timeout=10)
@@ -154,7 +157,7 @@ async def test_checkpoints_let_the_write_ahead_log_start_over(tmp_path: Path) ->
     spend = SqliteSpendLog(str(path), checkpoint_rows=1_000)
     for part in range(20):
         for index in range(1_000):
-            spend.record(row(f"t{part}-{index}"))
+            spend.record(*row(f"t{part}-{index}"))
         assert await spend.flush()
     assert spend.checkpoints >= 19
     # 20,000 rows leave ~6 MB of log when it never starts over.

@@ -15,7 +15,7 @@ from sidegate.inspection import Endpoint
 from sidegate.observability.access import AccessLog
 from sidegate.observability.catalog import OPERATIONS, Catalog
 from sidegate.observability.metrics import LoopHistogram, Metrics, value_of
-from sidegate.spend import SpendRow, SpendSink
+from sidegate.spend import SpendSink
 
 # Label sets whose instruments are kept resolved before the cache starts over (labels are
 # bounded anyway: configured models and tenants, HTTP statuses).
@@ -170,20 +170,18 @@ class Recorder:
         self._access.request(exchange, latency_seconds=latency)
         if self._spend is not None:
             self._spend.record(
-                SpendRow(
-                    time.time(),
-                    exchange.request_id,
-                    exchange.tenant.name,
-                    exchange.tenant.key_id,
-                    exchange.model[:200],  # the name asked for, bounded (client text)
-                    exchange.served_model,
-                    exchange.upstream,
-                    input_tokens,
-                    output_tokens,
-                    exchange.cost_usd,
-                    round(latency * 1000, 3),
-                    status,
-                    exchange.cache,
-                    exchange.trace_id,
-                )
+                time.time(),
+                exchange.request_id,
+                exchange.tenant.name,
+                exchange.tenant.key_id,
+                exchange.model[:200],  # the name asked for, bounded (client text)
+                exchange.served_model,
+                exchange.upstream,
+                input_tokens,
+                output_tokens,
+                exchange.cost_usd,
+                latency * 1000,
+                status,
+                exchange.cache,
+                exchange.trace_id,
             )

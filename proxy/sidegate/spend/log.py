@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from sidegate.settings import SpendSettings
 from sidegate.spend.rows import (
+    SpendFields,
     SpendRow,
     SpendSink,
     SpendStore,
@@ -50,8 +51,10 @@ class SpendLog:
         self.dropped = 0
         self.written = 0
 
-    def record(self, row: SpendRow) -> None:
+    def record(self, *fields: *SpendFields) -> None:
         """Queue one row (no I/O here: this runs at the end of every request)."""
+        row = SpendRow(*fields)
+        row = row._replace(latency_ms=round(row.latency_ms, 3))
         pending = self._pending
         if len(pending) == pending.maxlen:
             self.dropped += 1  # the deque drops the oldest row

@@ -29,12 +29,19 @@ class SpendRow(NamedTuple):
 
 
 COLUMNS: Final = SpendRow._fields
+# A row's values, in `SpendRow`'s order, as `SpendSink.record` takes them.
+SpendFields = tuple[
+    float, str, str, str | None, str, str, str, int, int, float, float, int, str, str | None
+]
 
 
 class SpendSink(Protocol):
     """A running spend log: rows in, written in the background."""
 
-    def record(self, row: SpendRow) -> None: ...
+    def record(self, *row: *SpendFields) -> None:
+        """Queue one row, in `SpendRow`'s field order (`latency_ms` not yet rounded: the sink
+        keeps it to the microsecond). Positional, with no row object to build: this runs at
+        the end of every request."""
 
     @property
     def pending(self) -> int: ...
