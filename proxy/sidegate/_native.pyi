@@ -9,6 +9,7 @@ __all__ = [
     "CLIENT_ONLY",
     "HOP_BY_HOP",
     "UPSTREAM_ONLY",
+    "AccessLines",
     "Decision",
     "HeadHeaders",
     "InvalidBodyError",
@@ -20,7 +21,6 @@ __all__ = [
     "RequestFacts",
     "SqliteSpendWriter",
     "Tokenizer",
-    "access_line",
     "cache_key",
     "encoding_for_model",
     "header_block",
@@ -201,28 +201,6 @@ def cache_key(body: bytes, endpoint: str) -> str:
     Raises ``InvalidBodyError`` when ``body`` is not JSON.
     """
 
-def access_line(
-    created: float,
-    warning: bool,
-    request_id: str,
-    trace_id: str | None,
-    span_id: str | None,
-    tenant: str,
-    key_id: str | None,
-    model: str,
-    upstream: str,
-    status: int,
-    input_tokens: int,
-    output_tokens: int,
-    cost_usd: float,
-    latency_ms: float,
-    cache: str,
-    attempts: int,
-) -> bytes:
-    """The access log's JSON line (newline included) for one request logged at ``created``
-    (Unix seconds): the line ``JsonFormatter`` writes for these fields, ``cost_usd`` rounded
-    to 8 decimals and ``latency_ms`` to 3, at level ``warning`` or ``info``."""
-
 def sqlite_time(created: float) -> str:
     """``datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")``: the spend
     table's ``created_at`` text for ``created`` (Unix seconds)."""
@@ -311,6 +289,40 @@ framing, negotiation)."""
 UPSTREAM_ONLY: tuple[str, ...]
 """Answer header names, lower-case, a client never gets from the upstream (framing, cookies,
 what the gateway writes itself)."""
+
+@final
+class AccessLines:
+    """The access log's lines not yet written: each request's JSON line is appended natively
+    and ``take`` hands them all over for one write."""
+
+    def __new__(cls, write_at: int) -> AccessLines: ...
+    def add(
+        self,
+        created: float,
+        warning: bool,
+        request_id: str,
+        trace_id: str | None,
+        span_id: str | None,
+        tenant: str,
+        key_id: str | None,
+        model: str,
+        upstream: str,
+        status: int,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        latency_ms: float,
+        cache: str,
+        attempts: int,
+    ) -> bool:
+        """Append the access log's JSON line (newline included) for one request logged at
+        ``created`` (Unix seconds): the line ``JsonFormatter`` writes for these fields,
+        ``cost_usd`` rounded to 8 decimals and ``latency_ms`` to 3, at level ``warning`` or
+        ``info``. True when the caller must act: it is the first line since the last
+        ``take``, or ``write_at`` bytes are pending."""
+    def take(self) -> bytes:
+        """The pending lines, end to end; none are pending afterwards."""
+    def __len__(self) -> int: ...
 
 @final
 class SqliteSpendWriter:

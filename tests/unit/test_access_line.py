@@ -3,6 +3,7 @@ same request) and the spend table's time (the text `datetime` writes)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidegate._native import access_line, sqlite_time
+from sidegate._native import AccessLines, sqlite_time
 from sidegate.auth import Tenant
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
@@ -28,6 +29,13 @@ CREATED = st.floats(0, 7_258_118_400, allow_nan=False) | st.integers(0, 7_258_11
 )
 COUNTS = st.integers(0, 2**40)
 AMOUNTS = st.floats(0, 1e7, allow_nan=False) | st.sampled_from([0.0, 7.2e-6, 0.125, 2.675e-8])
+
+
+def access_line(*fields: Any, **named: Any) -> bytes:
+    """One request's line, as `AccessLines` holds it."""
+    lines = AccessLines(1 << 20)
+    assert lines.add(*fields, **named)  # the first line since the last take
+    return lines.take()
 
 
 def formatted(created: float, level: int, fields: dict[str, object]) -> dict[str, object]:
@@ -110,3 +118,43 @@ def test_the_access_log_writes_the_native_line_through_the_json_handler() -> Non
 @given(created=CREATED | st.floats(-86_400 * 365, 0, allow_nan=False))
 def test_the_spend_time_is_the_text_datetime_writes(created: float) -> None:
     assert sqlite_time(created) == datetime.fromtimestamp(created, UTC).strftime(SQLITE_TIME)
+
+
+def test_lines_are_held_until_taken_and_a_full_buffer_asks_to_be_written() -> None:
+    lines = AccessLines(2000)
+    fields = ("r", None, None, "acme", None, "m", "u", 200, 1, 1, 0.0, 0.0, "miss", 1)
+    assert lines.add(0.0, False, *fields)  # first since the last take: schedule a write
+    assert not lines.add(1.0, False, *fields)  # already scheduled
+    assert len(lines) < 2000
+    while not lines.add(2.0, False, *fields):  # until write_at bytes are pending
+        pass
+    assert len(lines) >= 2000
+    taken = lines.take()
+    assert len(lines) == 0 and taken.count(b"\n") == len(taken.splitlines())
+    assert lines.add(3.0, False, *fields)
+
+
+async def test_the_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    configure_logging("json", "info")
+    handler = logging.getLogger("sidegate").handlers[0]
+    assert isinstance(handler, JsonLineHandler)
+    writes: list[str] = []
+
+    class Recording(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    handler.setStream(Recording())
+    for index in range(3):
+        exchange = Exchange(f"req_{index}", Tenant("acme", None, None), "chat", 0.0)
+        exchange.status = 200
+        AccessLog().request(exchange, latency_seconds=0.001)
+    assert writes == []  # held for the end of the loop turn
+    await asyncio.sleep(0)
+    assert len(writes) == 1
+    assert [orjson.loads(line)["request_id"] for line in writes[0].splitlines()] == [
+        "req_0",
+        "req_1",
+        "req_2",
+    ]

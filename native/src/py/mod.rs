@@ -25,10 +25,10 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyLimitTicket>()?;
     m.add_class::<http_head::HeadHeaders>()?;
     m.add_class::<spend::PySpendWriter>()?;
+    m.add_class::<access::PyAccessLines>()?;
     m.add("HOP_BY_HOP", PyTuple::new(py, header_rules::HOP_BY_HOP)?)?;
     m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
     m.add("UPSTREAM_ONLY", PyTuple::new(py, header_rules::UPSTREAM_ONLY)?)?;
-    m.add_function(wrap_pyfunction!(access::py_access_line, m)?)?;
     m.add_function(wrap_pyfunction!(access::py_sqlite_time, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;

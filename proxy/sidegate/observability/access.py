@@ -1,7 +1,7 @@
 """One structured log line per proxied request (the contract's fields; never prompts or keys).
 
-With the JSON handler alone in charge, the line is written natively (`_native.access_line`)
-and handed to it whole; otherwise the logging module formats a record as for any line."""
+With the JSON handler alone in charge, the line is written natively into its pending lines
+(`_native.AccessLines`); otherwise the logging module formats a record as for any line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from sidegate._native import access_line
 from sidegate.observability.logging import fast_json_handler
 
 if TYPE_CHECKING:
@@ -28,26 +27,25 @@ class AccessLog:
         handler = fast_json_handler(log)
         if handler is not None:
             tenant = exchange.tenant
-            handler.write_line(
-                access_line(
-                    time.time(),
-                    status >= 500,
-                    exchange.request_id,
-                    exchange.trace_id,
-                    exchange.span_id,
-                    tenant.name,
-                    tenant.key_id,
-                    exchange.model,
-                    exchange.upstream,
-                    status,
-                    exchange.input_tokens,
-                    exchange.output_tokens,
-                    exchange.cost_usd,
-                    latency_seconds * 1000,
-                    exchange.cache,
-                    len(exchange.attempts),
-                )
-            )
+            if handler.access_lines.add(
+                time.time(),
+                status >= 500,
+                exchange.request_id,
+                exchange.trace_id,
+                exchange.span_id,
+                tenant.name,
+                tenant.key_id,
+                exchange.model,
+                exchange.upstream,
+                status,
+                exchange.input_tokens,
+                exchange.output_tokens,
+                exchange.cost_usd,
+                latency_seconds * 1000,
+                exchange.cache,
+                len(exchange.attempts),
+            ):
+                handler.access_lines_added()
             return
         fields = {
             "request_id": exchange.request_id,

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import orjson
 
+from sidegate._native import AccessLines
+
 # Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
 _STANDARD: Final = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
@@ -42,31 +44,28 @@ class JsonFormatter(logging.Formatter):
 
 
 class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The JSON handler, plus `write_line`: the access log's one line per request, written
-    natively (`_native.access_line`, the line `JsonFormatter` would write for the same fields)
-    and without a `LogRecord`, whose creation, filtering and formatting cost more than the
-    request's own accounting."""
+    """The JSON handler, plus `access_lines`: the access log's one line per request, written
+    natively (the line `JsonFormatter` would write for the same fields) and without a
+    `LogRecord`, whose creation, filtering and formatting cost more than the request's own
+    accounting. Its lines go out in one write(2) per event-loop turn."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
         self.setFormatter(JsonFormatter())
         self._flushing: asyncio.Handle | None = None
-        self._pending = bytearray()
+        self.access_lines = AccessLines(_MAX_PENDING)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
 
-    def write_line(self, line: bytes) -> None:
-        """A whole JSON line (newline included), written with the lines of this loop turn."""
+    def access_lines_added(self) -> None:
+        """What `access_lines.add` asked for: the first line of a loop turn schedules one
+        write at the turn's end (stderr is unbuffered: each line would be a system call of
+        its own); a full buffer, or a line written with no loop running, goes out now."""
         with self.lock:  # type: ignore[union-attr]
-            self._pending += line
-            if self._flushing is not None:
-                return
             loop = self._running_loop()
-            if loop is None or len(self._pending) >= _MAX_PENDING:
+            if loop is None or len(self.access_lines) >= _MAX_PENDING:
                 self.flush()
-            else:
-                # One write(2) per event-loop turn serves every request that finished in it
-                # (stderr is unbuffered: each line would be a system call of its own).
+            elif self._flushing is None:
                 self._flushing = loop.call_soon(self.flush)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -83,7 +82,7 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return loop
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._pending:  # lines written before this record go out before it
+        if len(self.access_lines):  # lines written before this record go out before it
             self.flush()
         super().emit(record)
 
@@ -92,9 +91,8 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if self._flushing is not None:
                 self._flushing.cancel()
                 self._flushing = None
-            if self._pending:
-                data = bytes(self._pending)
-                self._pending.clear()
+            if len(self.access_lines):
+                data = self.access_lines.take()
                 try:
                     self._write_all(data)
                 except Exception:
