@@ -242,7 +242,7 @@ class RequestFacts:
         n: int,
         temperature: float | None,
         prompt_tokens: int,
-        body_hash: str,
+        body_hash: str | None,
         model_span: tuple[int, int] | None = None,
     ) -> RequestFacts: ...
     @property
@@ -261,8 +261,9 @@ class RequestFacts:
     @property
     def prompt_tokens(self) -> int: ...
     @property
-    def body_hash(self) -> str:
-        """Hex xxh3-128 of the body's canonical form (the cache key's body part)."""
+    def body_hash(self) -> str | None:
+        """Hex xxh3-128 of the body's canonical form (the cache key's body part); None when
+        ``inspect`` was asked not to work it out (``hash_body=False``)."""
     @property
     def model_span(self) -> tuple[int, int] | None:
         """``body[start:end]`` is the model name, between its quotes, when the body names the
@@ -273,11 +274,13 @@ def inspect(
     endpoint: str,
     encoding: str | None = None,
     count_tokens: bool = True,
+    hash_body: bool = True,
 ) -> RequestFacts:
     """Parse, validate, count and hash a request body in one call.
 
-    ``endpoint`` is ``chat``, ``completions`` or ``embeddings``; ``encoding``
-    defaults to the model's. Raises ``InvalidBodyError`` for a body the proxy cannot serve and
+    ``endpoint`` is ``chat``, ``completions`` or ``embeddings``; ``encoding`` defaults to the
+    model's. ``hash_body=False`` skips the body hash (``body_hash`` is then None), which only
+    a response cache reads. Raises ``InvalidBodyError`` for a body the proxy cannot serve and
     ``NativeError`` for an unknown endpoint or encoding.
     """
 

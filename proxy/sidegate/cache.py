@@ -33,6 +33,9 @@ class CachedAnswer:
 
 
 class ResponseCache(Protocol):
+    # Whether `key()` reads `RequestFacts.body_hash` (the pipeline has it worked out only then).
+    hashes_bodies: bool
+
     def key(
         self,
         exchange: Exchange,
@@ -50,6 +53,8 @@ class ResponseCache(Protocol):
 
 class NoCache:
     """Caching off: nothing is cacheable."""
+
+    hashes_bodies = False
 
     def key(
         self,

@@ -38,14 +38,17 @@ def inspect_request(
     encoding: str | None = None,
     *,
     count_tokens: bool = True,
+    hash_body: bool = True,
 ) -> RequestFacts:
     """Parse and validate `body`; count prompt tokens in `encoding` (by model when None).
 
     With `count_tokens=False` the (costlier) prompt count is skipped and `prompt_tokens` is 0,
-    for callers that learn the encoding only from the model and count afterwards.
+    for callers that learn the encoding only from the model and count afterwards. With
+    `hash_body=False` `body_hash` is None: the hash walks the whole body, and only a response
+    cache reads it.
     """
     try:
-        return _native.inspect(body, endpoint, encoding, count_tokens)
+        return _native.inspect(body, endpoint, encoding, count_tokens, hash_body)
     except _native.InvalidBodyError as exc:
         message, param = exc.args
         raise InvalidRequestError(message, param=param) from None

@@ -108,13 +108,15 @@ class Pipeline:
         self, request: web.Request, kind: Endpoint, exchange: Exchange
     ) -> web.StreamResponse:
         body = await request.read()
-        facts = inspect_request(body, kind)
+        facts = inspect_request(body, kind, hash_body=self._cache.hashes_bodies)
         exchange.model = facts.model
         exchange.stream = facts.stream
         candidates = self._router.candidates(facts.model)
         primary = candidates[0]
         if primary.encoding != encoding_for_model(facts.model):
-            facts = inspect_request(body, kind, primary.encoding)
+            facts = inspect_request(
+                body, kind, primary.encoding, hash_body=self._cache.hashes_bodies
+            )
         exchange.input_tokens = facts.prompt_tokens
         admission = self._admission
         ticket = admission.admit_now(exchange, facts, primary) or await admission.admit(

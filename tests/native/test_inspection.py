@@ -44,6 +44,14 @@ def test_a_chat_request_yields_every_fact() -> None:
     int(got.body_hash, 16)
 
 
+def test_the_body_hash_is_skipped_when_no_cache_reads_it() -> None:
+    body = chat_body(temperature=0)
+    hashed, skipped = facts(body), facts(body, hash_body=False)
+    assert hashed.body_hash == body_hash(orjson.dumps(body), "chat")
+    assert skipped.body_hash is None
+    assert (skipped.model, skipped.prompt_tokens) == (hashed.model, hashed.prompt_tokens)
+
+
 def test_prompt_tokens_follow_the_model_or_the_given_encoding() -> None:
     text = "Counting in two encodings gives different answers: 你好, 世界!"
     body = chat_body(model="gpt-3.5-turbo", messages=[{"role": "user", "content": text}])

@@ -51,7 +51,8 @@ pub struct Facts {
     pub n: i64,
     pub temperature: Option<f64>,
     pub prompt_tokens: i64,
-    pub cache_key: u128,
+    /// None unless [`Options::cache_key`] asked for it.
+    pub cache_key: Option<u128>,
     /// Where the model name's characters sit in the body (between its quotes), when the body
     /// names the model once and without escapes: a new name can be spliced in there.
     pub model_span: Option<(usize, usize)>,
@@ -64,6 +65,8 @@ pub struct Options {
     pub encoding: Option<Encoding>,
     /// Skip counting prompt tokens (`prompt_tokens` is then 0).
     pub count_tokens: bool,
+    /// Work out the cache key (a hash of the whole canonical body): only a cache reads it.
+    pub cache_key: bool,
 }
 
 pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Facts, CoreError> {
@@ -105,7 +108,9 @@ pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Fact
         n: positive_int(&payload, "n")?.unwrap_or(1),
         temperature: optional_number(&payload, "temperature")?,
         prompt_tokens,
-        cache_key: cache_key(endpoint.name(), &payload),
+        cache_key: options
+            .cache_key
+            .then(|| cache_key(endpoint.name(), &payload)),
     })
 }
 

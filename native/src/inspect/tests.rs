@@ -3,6 +3,7 @@ use super::*;
 const ALL: Options = Options {
     encoding: None,
     count_tokens: true,
+    cache_key: true,
 };
 
 fn chat(body: &str) -> Result<Facts, CoreError> {
@@ -67,7 +68,7 @@ fn the_encoding_follows_the_model_unless_given() {
     );
     let given = Options {
         encoding: Some(Encoding::O200kBase),
-        count_tokens: true,
+        ..ALL
     };
     let forced = inspect(body.as_bytes(), Endpoint::Completions, given).unwrap();
     assert_eq!(
@@ -157,10 +158,19 @@ fn the_cache_key_ignores_what_cannot_change_the_answer() {
 }
 
 #[test]
+fn the_cache_key_is_worked_out_only_when_asked() {
+    let body = br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#;
+    let asked = inspect(body, Endpoint::Chat, ALL).unwrap();
+    assert!(asked.cache_key.is_some());
+    let skipped = Options { cache_key: false, ..ALL };
+    assert_eq!(inspect(body, Endpoint::Chat, skipped).unwrap().cache_key, None);
+}
+
+#[test]
 fn counting_can_be_skipped() {
     let options = Options {
-        encoding: None,
         count_tokens: false,
+        ..ALL
     };
     let body = br#"{"model":"m","messages":[{"role":"user","content":"some text"}]}"#;
     assert_eq!(

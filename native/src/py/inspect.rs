@@ -19,7 +19,7 @@ pub(crate) struct PyRequestFacts {
     n: i64,
     temperature: Option<f64>,
     prompt_tokens: i64,
-    body_hash: Py<PyString>,
+    body_hash: Option<Py<PyString>>,
     model_span: Option<(usize, usize)>,
 }
 
@@ -33,7 +33,9 @@ impl PyRequestFacts {
             n: facts.n,
             temperature: facts.temperature,
             prompt_tokens: facts.prompt_tokens,
-            body_hash: PyString::new(py, &to_hex(facts.cache_key)).unbind(),
+            body_hash: facts
+                .cache_key
+                .map(|key| PyString::new(py, &to_hex(key)).unbind()),
             model_span: facts.model_span,
         }
     }
@@ -55,7 +57,7 @@ impl PyRequestFacts {
         n: i64,
         temperature: Option<f64>,
         prompt_tokens: i64,
-        body_hash: Py<PyString>,
+        body_hash: Option<Py<PyString>>,
         model_span: Option<(usize, usize)>,
     ) -> Self {
         Self {
@@ -83,7 +85,7 @@ impl PyRequestFacts {
             self.n,
             repr(self.temperature.into_pyobject(py)?)?,
             self.prompt_tokens,
-            repr(self.body_hash.bind(py).clone().into_any())?,
+            repr(self.body_hash.as_ref().map(|hash| hash.bind(py)).into_pyobject(py)?)?,
             repr(self.model_span.into_pyobject(py)?.into_any())?,
         ))
     }
@@ -91,13 +93,14 @@ impl PyRequestFacts {
 
 /// Everything the request path needs from `body`, in one call (see `_native.pyi`).
 #[pyfunction]
-#[pyo3(name = "inspect", signature = (body, endpoint, encoding=None, count_tokens=true))]
+#[pyo3(name = "inspect", signature = (body, endpoint, encoding=None, count_tokens=true, hash_body=true))]
 pub(crate) fn py_inspect(
     py: Python<'_>,
     body: &[u8],
     endpoint: &str,
     encoding: Option<&str>,
     count_tokens: bool,
+    hash_body: bool,
 ) -> PyResult<PyRequestFacts> {
     let endpoint = endpoint.parse::<Endpoint>().map_err(to_py)?;
     let encoding = encoding
@@ -107,6 +110,7 @@ pub(crate) fn py_inspect(
     let options = Options {
         encoding,
         count_tokens,
+        cache_key: hash_body,
     };
     let run = || inspect(body, endpoint, options);
     let facts = if body.len() < DETACH_MIN_BYTES {

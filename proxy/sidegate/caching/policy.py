@@ -75,6 +75,8 @@ def storable(kind: Endpoint, body: bytes) -> bool:
 class ExactCache:
     """The `ResponseCache` the pipeline talks to: key rules here, storage in a `Store`."""
 
+    hashes_bodies = True
+
     def __init__(
         self, store: Store, *, nondeterministic: bool = False, shared_namespace: str | None = None
     ) -> None:
@@ -95,6 +97,8 @@ class ExactCache:
         lookup, store = cache_directives(cache_control)
         if not lookup and not store:
             return None
+        if facts.body_hash is None:
+            raise ValueError("the request was inspected without hash_body")
         namespace = self._shared or f"tenant:{exchange.tenant.name}"
         parts = (
             namespace,
