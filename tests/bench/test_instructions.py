@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench.harness.instructions import merged, parse_variant
+from bench.harness.instructions import parse_variant
+from bench.harness.systems import merged
 
 ROOT = Path(__file__).resolve().parents[2]
 
