@@ -43,12 +43,21 @@ pub type Header<'a> = (&'a [u8], &'a [u8]);
 
 /// The upstream's answer headers the client gets, in the upstream's order, and the
 /// upstream's own request id (the first non-empty `x-request-id`), which the client gets
-/// as `x-upstream-request-id`.
-pub fn returned_headers<'a>(headers: &[Header<'a>]) -> (Vec<Header<'a>>, Option<&'a [u8]>) {
+/// as `x-upstream-request-id`. Headers named in `written` (`name: value\r\n` lines the
+/// gateway writes on the answer itself, its `x-ratelimit-*`) are the gateway's, not the
+/// upstream's.
+pub fn returned_headers<'a>(
+    headers: &[Header<'a>],
+    written: &[u8],
+) -> (Vec<Header<'a>>, Option<&'a [u8]>) {
     let named = connection_named(headers);
+    let replaced = line_names(written);
     let kept = headers
         .iter()
-        .filter(|(name, _)| is_kept(name, &UPSTREAM_ONLY, &named))
+        .filter(|(name, _)| {
+            is_kept(name, &UPSTREAM_ONLY, &named)
+                && !replaced.iter().any(|own| own.eq_ignore_ascii_case(name))
+        })
         .copied()
         .collect();
     let upstream_id = headers
@@ -57,6 +66,20 @@ pub fn returned_headers<'a>(headers: &[Header<'a>]) -> (Vec<Header<'a>>, Option<
         .map(|(_, value)| *value)
         .filter(|value| !value.is_empty());
     (kept, upstream_id)
+}
+
+/// The names of `name: value\r\n` lines (found with memchr: this runs on every answer).
+fn line_names(lines: &[u8]) -> Vec<&[u8]> {
+    let mut names = Vec::with_capacity(if lines.is_empty() { 0 } else { 8 });
+    let mut rest = lines;
+    while let Some(colon) = memchr::memchr(b':', rest) {
+        names.push(&rest[..colon]);
+        match memchr::memchr(b'\n', &rest[colon..]) {
+            Some(end) => rest = &rest[colon + end + 1..],
+            None => break,
+        }
+    }
+    names
 }
 
 /// `name: value\r\n` for each header an upstream gets, in the client's order: every header
@@ -168,7 +191,7 @@ mod tests {
             (b"x-request-id", b"req-up-2"),
             (b"openai-processing-ms", b"40"),
         ];
-        let (kept, upstream_id) = returned_headers(&answer);
+        let (kept, upstream_id) = returned_headers(&answer, b"");
         assert_eq!(
             kept,
             vec![
@@ -177,6 +200,24 @@ mod tests {
             ]
         );
         assert_eq!(upstream_id, Some(&b"req-up-1"[..]));
-        assert_eq!(returned_headers(&[(b"X-Request-Id", b"")]).1, None);
+        assert_eq!(returned_headers(&[(b"X-Request-Id", b"")], b"").1, None);
+    }
+
+    #[test]
+    fn the_gateways_own_headers_replace_the_upstreams_of_the_same_name() {
+        let answer: [(&[u8], &[u8]); 3] = [
+            (b"X-RateLimit-Remaining-Requests", b"4999"),
+            (b"x-ratelimit-remaining-tokens", b"100"),
+            (b"Content-Type", b"application/json"),
+        ];
+        let written = b"x-ratelimit-limit-requests: 60\r\nx-ratelimit-remaining-requests: 59\r\n";
+        let (kept, _) = returned_headers(&answer, written);
+        assert_eq!(
+            kept,
+            vec![
+                (&b"x-ratelimit-remaining-tokens"[..], &b"100"[..]),
+                (b"Content-Type", b"application/json")
+            ]
+        );
     }
 }

@@ -185,7 +185,10 @@ class LimitTicket:
 
     @property
     def headers(self) -> dict[str, str]:
-        """Its ``x-ratelimit-*`` headers."""
+        """Its ``x-ratelimit-*`` headers (a new dict on each read)."""
+    @property
+    def header_lines(self) -> bytes:
+        """The same headers as ``name: value\\r\\n`` lines."""
     def settle(self, exchange: Exchange) -> None:
         """Free its slots, true up its reservation to the exchange's tokens and add its cost
         to the tenant's day (nothing spent for a cache hit or when ``upstream`` is ``-``).
@@ -398,10 +401,11 @@ class HeadHeaders:
         """``name: value\r\n`` for each header an upstream gets, in the client's order:
         all but ``HOP_BY_HOP``, ``CLIENT_ONLY`` and those a ``Connection`` header names;
         values byte for byte."""
-    def returned(self) -> dict[str, str]:
+    def returned(self, written: bytes | None = None) -> dict[str, str]:
         """The answer headers a client gets, in the upstream's order: all but ``HOP_BY_HOP``,
-        ``UPSTREAM_ONLY`` and those a ``Connection`` header names, plus the upstream's first
-        non-empty ``x-request-id`` as ``x-upstream-request-id``."""
+        ``UPSTREAM_ONLY``, those a ``Connection`` header names and those named in
+        ``written`` (``name: value\\r\\n`` lines the gateway writes itself), plus the
+        upstream's first non-empty ``x-request-id`` as ``x-upstream-request-id``."""
 
 def request_head(data: bytes, head_limit: int) -> tuple[bytes, bool, HeadHeaders, int, int] | None:
     """``(target, keep_alive, headers, head_len, content_length)`` for a whole plain POST over

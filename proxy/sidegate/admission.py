@@ -31,6 +31,11 @@ class Ticket(Protocol):
         """`x-ratelimit-*` headers for the response."""
         ...
 
+    @property
+    def header_lines(self) -> bytes:
+        """The same headers as `name: value\\r\\n` lines, as the lean server writes them."""
+        ...
+
     def settle(self, exchange: Exchange) -> None:
         """Called once at the end with the real usage in `exchange`; never waits."""
         ...
@@ -52,6 +57,8 @@ class Admission(Protocol):
 
 class _FreeTicket:
     __slots__ = ()
+
+    header_lines = b""
 
     @property
     def headers(self) -> dict[str, str]:

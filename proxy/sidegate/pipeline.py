@@ -266,9 +266,10 @@ class Pipeline:
                         exchange.kind, body, exchange.input_tokens, exchange.output_tokens
                     ),
                 )
-        headers = client_response_headers(upstream.headers)
-        self._stamp(headers, exchange, ticket)
-        return whole_answer(request, upstream.status, headers, body)
+        lines = ticket.header_lines
+        headers = client_response_headers(upstream.headers, lines)
+        self._stamp(headers, exchange)
+        return whole_answer(request, upstream.status, headers, body, lines)
 
     async def _relay_stream(
         self,
@@ -280,10 +281,11 @@ class Pipeline:
         hide_usage: bool,
         store: CacheKey | None,
     ) -> web.StreamResponse:
-        headers = client_response_headers(upstream.headers)
+        lines = ticket.header_lines
+        headers = client_response_headers(upstream.headers, lines)
         headers["Cache-Control"] = "no-cache"
-        self._stamp(headers, exchange, ticket)
-        response = await open_stream(request, upstream.status, headers)
+        self._stamp(headers, exchange)
+        response = await open_stream(request, upstream.status, headers, lines)
         framer = SseFramer(hide_usage=hide_usage)
         body = upstream.iter_body()
         complete = False
@@ -351,20 +353,21 @@ class Pipeline:
         exchange.output_tokens = answer.output_tokens
         exchange.cost_usd = 0.0  # a hit costs no upstream call
         headers: dict[str, str] = {}
-        self._stamp(headers, exchange, ticket)
+        self._stamp(headers, exchange)
+        lines = ticket.header_lines
         if not facts.stream or answer.kind == "embeddings":
             headers["Content-Type"] = "application/json"
-            return whole_answer(request, 200, headers, answer.body)
+            return whole_answer(request, 200, headers, answer.body, lines)
         headers["Content-Type"] = "text/event-stream"
         headers["Cache-Control"] = "no-cache"
-        response = await open_stream(request, 200, headers)
+        response = await open_stream(request, 200, headers, lines)
         exchange.first_byte_at = time.perf_counter()
         await response.write(replay_stream(answer, include_usage=facts.include_usage))
         await response.write_eof()
         return response
 
-    def _stamp(self, headers: dict[str, str], exchange: Exchange, ticket: Ticket) -> None:
-        headers.update(ticket.headers)
+    def _stamp(self, headers: dict[str, str], exchange: Exchange) -> None:
+        """The gateway's own headers (the limits' come as the ticket's lines)."""
         headers["x-request-id"] = exchange.request_id
         headers["x-cache"] = exchange.cache
         overhead = exchange.overhead_seconds(time.perf_counter())

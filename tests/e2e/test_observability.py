@@ -210,7 +210,11 @@ def test_rate_limited_requests_log_an_event_with_the_tenant(
 ) -> None:
     gateway = spawn("serve", "--config", str(write_config(_config(mock_upstream.url))))
     beta = sdk(gateway, BETA_KEY)
-    beta.chat.completions.create(model="gpt-4o-mini", messages=user("one"))
+    first = beta.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=user("one")
+    )
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    assert first.headers["x-ratelimit-remaining-requests"] == "0"
     with pytest.raises(openai.RateLimitError):
         beta.chat.completions.create(model="gpt-4o-mini", messages=user("two"))
     text = scrape(gateway)

@@ -249,3 +249,37 @@ async def test_spending_past_80_percent_alerts_once_and_the_budget_then_refuses(
     metrics = await (await gateway.get("/metrics")).text()
     assert 'llm_budget_remaining_usd{tenant="thrifty"} 0.0' in metrics
     assert 'llm_budget_alerts_total{tenant="thrifty"} 1.0' in metrics
+
+
+@web.middleware
+async def _openai_limits(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The upstream's own rate-limit headers, as OpenAI sends them."""
+    response: web.StreamResponse = await handler(request)
+    response.headers["x-ratelimit-remaining-requests"] = "4999"
+    response.headers["X-RateLimit-Remaining-Tokens"] = "149000"
+    return response
+
+
+async def test_the_gateways_limit_headers_replace_the_upstreams_of_the_same_name(
+    aiohttp_client: AppClient,
+) -> None:
+    mock = build_mock_app()
+    mock.middlewares.append(_openai_limits)
+    upstream = TestServer(mock)
+    await upstream.start_server()
+    try:
+        config = CONFIG.format(upstream=upstream.make_url("/v1"))
+        client = await aiohttp_client(build_app(parse_settings(config, {})))
+        response = await client.post(
+            "/v1/chat/completions",
+            json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": "Bearer sk-gold"},  # a tokens limit only
+        )
+        assert response.status == 200
+        [remaining] = response.headers.getall("x-ratelimit-remaining-tokens")
+        assert int(remaining) < 1000  # the gateway's, less this request's reservation
+        assert response.headers["x-ratelimit-limit-tokens"] == "1000"
+        # The plan sets no requests limit: the upstream's own header passes.
+        assert response.headers.getall("x-ratelimit-remaining-requests") == ["4999"]
+    finally:
+        await upstream.close()

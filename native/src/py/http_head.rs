@@ -200,10 +200,16 @@ impl HeadHeaders {
     }
 
     /// The answer headers the client gets (`header_rules::returned_headers`) as a new dict,
-    /// the upstream's request id under `x-upstream-request-id`.
-    fn returned<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    /// the upstream's request id under `x-upstream-request-id`; none named in `written`, the
+    /// lines the gateway adds itself.
+    #[pyo3(signature = (written=None))]
+    fn returned<'py>(
+        &self,
+        py: Python<'py>,
+        written: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let headers: Vec<_> = self.pairs().collect();
-        let (kept, upstream_id) = returned_headers(&headers);
+        let (kept, upstream_id) = returned_headers(&headers, written.unwrap_or_default());
         let dict = PyDict::new(py);
         for (name, value) in kept {
             dict.set_item(latin1(py, name), latin1(py, value))?;

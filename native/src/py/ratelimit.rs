@@ -4,7 +4,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use pyo3::prelude::*;
 use pyo3::intern;
 use pyo3::IntoPyObjectExt;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::errors::to_py;
 use crate::ratelimit::gate::{self, Verdict};
@@ -298,10 +298,13 @@ impl PyLimiter {
             (why, scope, ns_to_seconds(retry_ns), spent).into_bound_py_any(py)
         };
         match verdict {
-            Verdict::Admitted(pairs) => {
-                let headers = PyDict::new(py);
-                for (header, value) in pairs {
-                    headers.set_item(header_name(py, header), value)?;
+            Verdict::Admitted(headers) => {
+                let mut lines = Vec::with_capacity(headers.len() * 40);
+                for (name, value) in &headers {
+                    lines.extend_from_slice(name.as_bytes());
+                    lines.extend_from_slice(b": ");
+                    lines.extend_from_slice(value.as_bytes());
+                    lines.extend_from_slice(b"\r\n");
                 }
                 let ticket = PyLimitTicket {
                     limiter: slf.clone().unbind(),
@@ -310,7 +313,8 @@ impl PyLimiter {
                     reserved: reserve,
                     budget,
                     on_alert: if budget.is_some() { on_alert } else { None },
-                    headers: headers.unbind(),
+                    header_lines: PyBytes::new(py, &lines).unbind(),
+                    headers,
                     settled: AtomicBool::new(false),
                 };
                 Bound::new(py, ticket).map(Bound::into_any)
@@ -382,7 +386,8 @@ fn header_name<'py>(py: Python<'py>, name: &'static str) -> Bound<'py, PyString>
     interned.clone()
 }
 
-/// A request admitted by `Limiter.admit_ticket`: its `x-ratelimit-*` headers, and `settle`,
+/// A request admitted by `Limiter.admit_ticket`: its `x-ratelimit-*` headers (as the lines
+/// every answer carries, and as a dict for what needs one), and `settle`,
 /// which ends it once (frees its slots, trues up its tokens, adds its cost to the day).
 #[pyclass(frozen, name = "LimitTicket", module = "sidegate._native")]
 pub(crate) struct PyLimitTicket {
@@ -394,15 +399,28 @@ pub(crate) struct PyLimitTicket {
     /// `on_alert(tenant, cost_usd, budget_usd, spent_usd)` when this request's cost crosses
     /// 80 % of the daily budget.
     on_alert: Option<Py<PyAny>>,
-    headers: Py<PyDict>,
+    headers: Vec<(&'static str, String)>,
+    header_lines: Py<PyBytes>,
     settled: AtomicBool,
 }
 
 #[pymethods]
 impl PyLimitTicket {
+    /// A new dict each time: the lines serve the answers, this only errors and the aiohttp
+    /// server.
     #[getter]
-    fn headers(&self, py: Python<'_>) -> Py<PyDict> {
-        self.headers.clone_ref(py)
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let headers = PyDict::new(py);
+        for (name, value) in &self.headers {
+            headers.set_item(header_name(py, name), value)?;
+        }
+        Ok(headers)
+    }
+
+    /// `name: value\r\n` for each of its headers.
+    #[getter]
+    fn header_lines(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.header_lines.clone_ref(py)
     }
 
     /// Settle with what the exchange spent upstream (nothing for a cache hit or an answer

@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from sidegate._native import HeadHeaders, header_block
+from sidegate.upstream.headers import lines_headers
 
 if TYPE_CHECKING:
     from sidegate.lean_server.connection import LeanConnection
@@ -99,15 +100,19 @@ class LeanAnswer:
     headers stay the plain dict the pipeline built (names as the upstream spelled them, already
     stripped of what the server itself frames), encoded once by the connection.
 
-    It offers what the middlewares use of a response (`status`, `headers`, `prepared`)."""
+    It offers what the middlewares use of a response (`status`, `headers`, `prepared`);
+    `lines` are more header lines, already written (the limits' `x-ratelimit-*`)."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "lines", "status")
     prepared: Final = False
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def __init__(
+        self, status: int, headers: dict[str, str], body: bytes, lines: bytes = b""
+    ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.lines = lines
 
     @property
     def reason(self) -> str:
@@ -121,7 +126,8 @@ class LeanAnswer:
         if not keep_alive:
             framing += b"Connection: close\r\n"
         line = _answer_line(self.status)
-        return b"".join((line, header_block(headers), date_line(), framing, b"\r\n", self.body))
+        block = header_block(headers)
+        return b"".join((line, block, self.lines, date_line(), framing, b"\r\n", self.body))
 
 
 _OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
@@ -145,15 +151,19 @@ def _names_content_type(headers: dict[str, str]) -> bool:
 
 
 def whole_answer(
-    request: web.Request, status: int, headers: dict[str, str], body: bytes
+    request: web.Request, status: int, headers: dict[str, str], body: bytes, lines: bytes = b""
 ) -> web.StreamResponse:
     """A whole answer for whichever server the request came in on. `headers` must hold none
-    of the framing headers (length, chunking, connection, date): the server writes those."""
+    of the framing headers (length, chunking, connection, date): the server writes those.
+    `lines` are more headers as `name: value\\r\\n` lines (the lean server writes them as
+    they are)."""
     lean: object = request
     if isinstance(lean, LeanRequest):
         # It has the parts of a response the middlewares and the lean server use.
-        answer: web.StreamResponse = LeanAnswer(status, headers, body)  # type: ignore[assignment]
+        answer: web.StreamResponse = LeanAnswer(status, headers, body, lines)  # type: ignore[assignment]
         return answer
+    if lines:
+        headers.update(lines_headers(lines))
     return web.Response(body=body, status=status, headers=headers)
 
 
@@ -246,7 +256,13 @@ class LeanStream(web.StreamResponse):
     """A streamed answer written straight to the connection, chunked (close-delimited for an
     HTTP/1.0 client). Already sent when the handler gets it, like a prepared StreamResponse."""
 
-    def __init__(self, connection: LeanConnection, status: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        connection: LeanConnection,
+        status: int,
+        headers: dict[str, str],
+        lines: bytes = b"",
+    ) -> None:
         # The head is written now, from the pipeline's dict (see `whole_answer`): the
         # response's own header multidict would only be built to be read once.
         super().__init__(status=status)
@@ -259,7 +275,8 @@ class LeanStream(web.StreamResponse):
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
-        head = (_answer_line(status), header_block(headers), date_line(), framing, b"\r\n")
+        block = header_block(headers)
+        head = (_answer_line(status), block, lines, date_line(), framing, b"\r\n")
         connection.send_soon(b"".join(head))
         connection.stream_started = True
         self.finished = False
@@ -296,13 +313,15 @@ class LeanStream(web.StreamResponse):
 
 
 async def open_stream(
-    request: web.Request, status: int, headers: dict[str, str]
+    request: web.Request, status: int, headers: dict[str, str], lines: bytes = b""
 ) -> web.StreamResponse:
-    """Start a streamed answer on whichever server the request came in on (`headers` as for
-    `whole_answer`: without framing headers)."""
+    """Start a streamed answer on whichever server the request came in on (`headers` and
+    `lines` as for `whole_answer`)."""
     lean: object = request
     if isinstance(lean, LeanRequest):
-        return LeanStream(lean.connection, status, headers)
+        return LeanStream(lean.connection, status, headers, lines)
+    if lines:
+        headers.update(lines_headers(lines))
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
     return response

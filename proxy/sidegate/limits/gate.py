@@ -42,6 +42,7 @@ from sidegate.limits.telemetry import LimitMetrics
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.routing import Candidate
 from sidegate.settings import PlanSettings
+from sidegate.upstream.headers import header_lines
 
 log = logging.getLogger("sidegate.ratelimit")
 
@@ -54,6 +55,7 @@ _Local = tuple[PlanSettings | None, Shape | None, float | None]
 
 class _Free:
     __slots__ = ()
+    header_lines = b""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -89,6 +91,10 @@ class LimitTicket:
     @property
     def headers(self) -> dict[str, str]:
         return self._headers
+
+    @property
+    def header_lines(self) -> bytes:
+        return header_lines(self._headers)
 
     def settle(self, exchange: Exchange) -> None:
         if self._settled:

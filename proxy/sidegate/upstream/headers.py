@@ -99,10 +99,25 @@ def upstream_request_headers(
     return headers
 
 
-def client_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+def header_lines(headers: Mapping[str, str]) -> bytes:
+    """`name: value\\r\\n` for each header (the gateway's own: no line breaks in them)."""
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
+
+
+def lines_headers(lines: bytes) -> dict[str, str]:
+    """The headers of `name: value\\r\\n` lines, as `header_lines` wrote them."""
+    pairs = (line.partition(": ") for line in lines.decode().split("\r\n") if line)
+    return {name: value for name, _, value in pairs}
+
+
+def client_response_headers(upstream: Mapping[str, str], written: bytes = b"") -> dict[str, str]:
+    """The upstream's answer headers the client gets; none named in `written`, the lines
+    the gateway writes on the answer itself (its `x-ratelimit-*`)."""
     if isinstance(upstream, HeadHeaders):
-        return upstream.returned()
+        return upstream.returned(written)
     extra = _named_in_connection(upstream)
+    if written:
+        extra = extra | {name.lower() for name in lines_headers(written)}
     headers: dict[str, str] = {}
     for name, value in upstream.items():
         low = name.lower()
