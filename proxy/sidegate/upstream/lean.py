@@ -100,7 +100,10 @@ class LeanTransport:
             conn.start(response)
             try:
                 _write(conn, response, request, body)
-                await response.wait_head()
+                while not response.headers_done:  # the head, or the failure that came first
+                    if response.error is not None:
+                        raise response.error
+                    await response.wait()
             except UpstreamResetError:
                 if reused and not retried and response.closed_before_answer:
                     retried = True

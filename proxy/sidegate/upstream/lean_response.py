@@ -104,7 +104,7 @@ class LeanResponse:
             if self.complete:
                 self.close()
                 raise StopAsyncIteration
-            await self._wait()
+            await self.wait()
 
     async def read(self) -> bytes:
         if not self.complete:
@@ -133,13 +133,6 @@ class LeanResponse:
         self._pool.release(conn)
 
     # used by the transport
-
-    async def wait_head(self) -> None:
-        """Return once status and headers arrived; raise the failure that came first."""
-        while not self.headers_done:
-            if self.error is not None:
-                raise self.error
-            await self._wait()
 
     def detach(self) -> LeanConnection | None:
         """Give up the connection without releasing it (the caller reuses its pool slot)."""
@@ -221,7 +214,11 @@ class LeanResponse:
 
     # waiting
 
-    async def _wait(self) -> None:
+    def wait(self) -> asyncio.Future[None]:
+        """A future done when more of the answer (or its failure) arrives, under the read
+        timeout. A plain method, not a coroutine: every await of the request passes through
+        each coroutine between it and the task, twice, so the caller awaits the future
+        itself."""
         loop = self._loop
         waiter = loop.create_future()
         self._waiter = waiter
@@ -229,19 +226,18 @@ class LeanResponse:
         conn = self._conn
         if conn is not None:
             conn.watch(now + self._read_timeout)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        return waiter
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # (cancelled with the request)
+                waiter.set_result(None)
 
     def check_idle(self, conn: LeanConnection) -> None:
         """Called by the connection's timer: fail the wait if nothing came for too long."""
-        if self._waiter is None or self._conn is not conn:
+        if self._waiter is None or self._waiter.done() or self._conn is not conn:
             return
         # Bytes that arrived while the consumer was busy elsewhere do not count as activity.
         deadline = max(conn.last_rx, self._wait_start) + self._read_timeout
