@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use super::errors::to_py;
 use crate::ratelimit::gate::{self, Verdict};
 use crate::ratelimit::ledger::{Barred, Ledgers};
-use crate::ratelimit::shape::{HeaderBucket, HeaderKind, Scope, Shape};
+use crate::ratelimit::shape::{header_pairs, HeaderBucket, HeaderKind, Scope, Shape};
 use crate::ratelimit::{Ask, Decision, Limiter, Policy, Rate, Snapshot};
 
 const DAY_SECONDS: u64 = 86_400;
@@ -298,14 +298,7 @@ impl PyLimiter {
             (why, scope, ns_to_seconds(retry_ns), spent).into_bound_py_any(py)
         };
         match verdict {
-            Verdict::Admitted(headers) => {
-                let mut lines = Vec::with_capacity(headers.len() * 40);
-                for (name, value) in &headers {
-                    lines.extend_from_slice(name.as_bytes());
-                    lines.extend_from_slice(b": ");
-                    lines.extend_from_slice(value.as_bytes());
-                    lines.extend_from_slice(b"\r\n");
-                }
+            Verdict::Admitted(lines) => {
                 let ticket = PyLimitTicket {
                     limiter: slf.clone().unbind(),
                     shape: shape.clone().unbind(),
@@ -314,7 +307,6 @@ impl PyLimiter {
                     budget,
                     on_alert: if budget.is_some() { on_alert } else { None },
                     header_lines: PyBytes::new(py, &lines).unbind(),
-                    headers,
                     settled: AtomicBool::new(false),
                 };
                 Bound::new(py, ticket).map(Bound::into_any)
@@ -372,20 +364,6 @@ impl PyLimiter {
     }
 }
 
-/// The `x-ratelimit-*` names as interned strings: made and hashed once, not on every answer.
-fn header_name<'py>(py: Python<'py>, name: &'static str) -> Bound<'py, PyString> {
-    let interned = match name {
-        "x-ratelimit-limit-requests" => intern!(py, "x-ratelimit-limit-requests"),
-        "x-ratelimit-remaining-requests" => intern!(py, "x-ratelimit-remaining-requests"),
-        "x-ratelimit-reset-requests" => intern!(py, "x-ratelimit-reset-requests"),
-        "x-ratelimit-limit-tokens" => intern!(py, "x-ratelimit-limit-tokens"),
-        "x-ratelimit-remaining-tokens" => intern!(py, "x-ratelimit-remaining-tokens"),
-        "x-ratelimit-reset-tokens" => intern!(py, "x-ratelimit-reset-tokens"),
-        other => return PyString::new(py, other),
-    };
-    interned.clone()
-}
-
 /// A request admitted by `Limiter.admit_ticket`: its `x-ratelimit-*` headers (as the lines
 /// every answer carries, and as a dict for what needs one), and `settle`,
 /// which ends it once (frees its slots, trues up its tokens, adds its cost to the day).
@@ -399,7 +377,6 @@ pub(crate) struct PyLimitTicket {
     /// `on_alert(tenant, cost_usd, budget_usd, spent_usd)` when this request's cost crosses
     /// 80 % of the daily budget.
     on_alert: Option<Py<PyAny>>,
-    headers: Vec<(&'static str, String)>,
     header_lines: Py<PyBytes>,
     settled: AtomicBool,
 }
@@ -411,8 +388,8 @@ impl PyLimitTicket {
     #[getter]
     fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let headers = PyDict::new(py);
-        for (name, value) in &self.headers {
-            headers.set_item(header_name(py, name), value)?;
+        for (name, value) in header_pairs(self.header_lines.as_bytes(py)) {
+            headers.set_item(name, value)?;
         }
         Ok(headers)
     }
@@ -430,8 +407,15 @@ impl PyLimitTicket {
             return Ok(());
         }
         let py = exchange.py();
-        let spent_nothing = exchange.getattr(intern!(py, "upstream"))?.eq("-")?
-            || exchange.getattr(intern!(py, "cache"))?.eq("hit")?;
+        // Compared as text, not with `==` (a rich comparison costs more than the read).
+        let text_is = |name: &Bound<'_, PyString>, expected: &str| -> PyResult<bool> {
+            let value = exchange.getattr(name)?;
+            Ok(value
+                .cast::<PyString>()
+                .is_ok_and(|text| text.to_str().is_ok_and(|text| text == expected)))
+        };
+        let spent_nothing =
+            text_is(intern!(py, "upstream"), "-")? || text_is(intern!(py, "cache"), "hit")?;
         let (used, cost) = if spent_nothing {
             (0, 0.0)
         } else {

@@ -8,8 +8,8 @@ use super::{Decision, Limiter};
 /// The outcome of [`admit`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Charged everywhere; the `x-ratelimit-*` headers to answer with.
-    Admitted(Vec<(&'static str, String)>),
+    /// Charged everywhere; the `x-ratelimit-*` header lines to answer with.
+    Admitted(Vec<u8>),
     /// Nothing charged: the scope that refused and its decision.
     Refused(usize, Decision),
     /// Refused by the ledger before any limit was looked at.
@@ -96,10 +96,10 @@ mod tests {
     fn admitted_requests_reserve_and_settle_on_the_ledger() {
         let (limiter, ledgers, shape) = (Limiter::new(100), Ledgers::new(), one_request_a_minute());
         let verdict = admit(&limiter, &ledgers, &shape, "acme", 300, Some(1.0), 0, 7);
-        let Verdict::Admitted(headers) = verdict else {
+        let Verdict::Admitted(lines) = verdict else {
             panic!("refused: {verdict:?}");
         };
-        assert_eq!(headers[0], ("x-ratelimit-limit-requests", "1".to_string()));
+        assert!(lines.starts_with(b"x-ratelimit-limit-requests: 1\r\n"));
         assert_eq!(ledgers.day_of("acme", 7).tokens, 300);
         let spent = settle(&limiter, &ledgers, &shape, "acme", 300, 120, 0.4, 1, 7);
         assert_eq!(spent, Spent { before: 0.0, after: 0.4 });

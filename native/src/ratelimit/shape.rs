@@ -6,8 +6,6 @@
 //! limit. A [`Shape`] keeps that layout, so admitting a request is one pass that builds the
 //! keys, charges them all or nothing ([`Limiter::acquire_all`]) and writes the headers.
 
-use std::fmt::Write;
-
 use super::{Ask, Decision, Limiter, Policy};
 
 /// One key a request charges: the tenant's name followed by `suffix`.
@@ -47,8 +45,9 @@ pub struct Shape {
 /// The outcome of [`Shape::admit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// Every scope admitted and charged; the `x-ratelimit-*` headers to answer with.
-    Admitted(Vec<(&'static str, String)>),
+    /// Every scope admitted and charged; the `x-ratelimit-*` headers to answer with, as
+    /// `name: value\r\n` lines.
+    Admitted(Vec<u8>),
     /// Nothing charged: the position of the scope that refused, and its decision.
     Refused(usize, Decision),
 }
@@ -93,13 +92,14 @@ impl Shape {
         let mut outcome = limiter.acquire_all(&asks, now_ns);
         match outcome.refused {
             Some(index) => Admission::Refused(index, outcome.decisions.swap_remove(index)),
-            None => Admission::Admitted(self.headers(&outcome.decisions)),
+            None => Admission::Admitted(self.header_lines(&outcome.decisions)),
         }
     }
 
-    /// The tightest requests and tokens limits among the scopes' answers.
-    pub fn headers(&self, decisions: &[Decision]) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::with_capacity(3 * self.headers.len());
+    /// The tightest requests and tokens limits among the scopes' answers, as header lines
+    /// (written straight into one buffer: this runs on every admitted request).
+    pub fn header_lines(&self, decisions: &[Decision]) -> Vec<u8> {
+        let mut lines = Vec::with_capacity(100 * self.headers.len());
         for kind in &self.headers {
             let mut tightest: Option<(u64, u64, u64)> = None;
             for bucket in &kind.buckets {
@@ -123,12 +123,14 @@ impl Shape {
                 } else {
                     REQUESTS_NAMES
                 };
-                headers.push((limit_name, limit.to_string()));
-                headers.push((remaining_name, remaining.to_string()));
-                headers.push((reset_name, duration(reset_ns / 1_000_000)));
+                push_line(&mut lines, limit_name, |out| push_number(out, limit));
+                push_line(&mut lines, remaining_name, |out| push_number(out, remaining));
+                push_line(&mut lines, reset_name, |out| {
+                    write_duration(out, reset_ns / 1_000_000);
+                });
             }
         }
-        headers
+        lines
     }
 
     /// End an admitted request: free its slots and true up its reservation to `used` tokens.
@@ -139,29 +141,68 @@ impl Shape {
     }
 }
 
+/// `(name, value)` of each `name: value\r\n` line [`Shape::header_lines`] wrote.
+pub fn header_pairs(lines: &[u8]) -> Vec<(&str, &str)> {
+    let text = std::str::from_utf8(lines).unwrap_or_default();
+    text.split_terminator("\r\n")
+        .filter_map(|line| line.split_once(": "))
+        .collect()
+}
+
+fn push_line(out: &mut Vec<u8>, name: &str, value: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    value(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The decimal digits of `number`.
+fn push_number(out: &mut Vec<u8>, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 /// A wait as OpenAI writes it: `12ms` under a second, else `1.5s`, `6m0s`, `1h2m3s`.
-pub fn duration(ms: u64) -> String {
+pub fn write_duration(out: &mut Vec<u8>, ms: u64) {
     if ms < 1000 {
-        return format!("{ms}ms");
+        push_number(out, ms);
+        out.extend_from_slice(b"ms");
+        return;
     }
     let (hours, rest) = (ms / 3_600_000, ms % 3_600_000);
     let (minutes, rest) = (rest / 60_000, rest % 60_000);
-    let mut text = String::with_capacity(16);
-    // Writing into a String cannot fail.
     if hours > 0 {
-        let _ = write!(text, "{hours}h");
+        push_number(out, hours);
+        out.push(b'h');
     }
     if hours > 0 || minutes > 0 {
-        let _ = write!(text, "{minutes}m");
+        push_number(out, minutes);
+        out.push(b'm');
     }
-    let _ = write!(text, "{}", rest / 1000);
-    let millis = rest % 1000;
+    push_number(out, rest / 1000);
+    let mut millis = rest % 1000;
     if millis > 0 {
-        let fraction = format!("{millis:03}");
-        let _ = write!(text, ".{}", fraction.trim_end_matches('0'));
+        let mut places = 3;
+        while millis % 10 == 0 {
+            millis /= 10;
+            places -= 1;
+        }
+        out.push(b'.');
+        // Leading zeros of the fraction (`1.001s`), then its digits without trailing zeros.
+        let digits = if millis >= 100 { 3 } else if millis >= 10 { 2 } else { 1 };
+        out.extend(std::iter::repeat_n(b'0', places - digits));
+        push_number(out, millis);
     }
-    text.push('s');
-    text
+    out.push(b's');
 }
 
 #[cfg(test)]
