@@ -10,12 +10,14 @@ __all__ = [
     "HOP_BY_HOP",
     "UPSTREAM_ONLY",
     "AccessLines",
+    "BucketObserver",
     "Decision",
     "HeadHeaders",
     "InvalidBodyError",
     "LimitShape",
     "LimitTicket",
     "Limiter",
+    "MetricValue",
     "NativeError",
     "Policy",
     "RequestFacts",
@@ -329,6 +331,28 @@ class AccessLines:
     def take(self) -> bytes:
         """The pending lines, end to end; none are pending afterwards."""
     def __len__(self) -> int: ...
+
+@final
+class MetricValue:
+    """A Prometheus sample's value (prometheus-client's ``ValueClass``): a float updated
+    without a lock; the constructor takes and ignores the ``ValueClass`` arguments."""
+
+    def __new__(cls, *_args: object, **_kwargs: object) -> MetricValue: ...
+    def inc(self, amount: float) -> None: ...
+    def set(self, value: float, timestamp: float | None = None) -> None: ...
+    def get(self) -> float: ...
+    def set_exemplar(self, exemplar: object) -> None: ...
+    def get_exemplar(self) -> object | None: ...
+
+@final
+class BucketObserver:
+    """A histogram child's ``observe``: adds to ``total`` and to the first bucket whose bound
+    is at least the amount (``bounds`` end with +Inf, one per bucket)."""
+
+    def __new__(
+        cls, total: MetricValue, buckets: list[MetricValue], bounds: list[float]
+    ) -> BucketObserver: ...
+    def __call__(self, amount: float) -> None: ...
 
 @final
 class SqliteSpendWriter:

@@ -10,6 +10,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client import values as prometheus_values
 
+from sidegate._native import BucketObserver
 from sidegate.auth import Tenant
 from sidegate.errors import UpstreamConnectError
 from sidegate.exchange import Exchange
@@ -146,12 +147,23 @@ def test_loop_histogram_exposes_what_prometheus_histogram_does(
 
 
 def test_loop_values_count_like_locked_ones() -> None:
-    value = LoopValue("counter", "x", "x_total", (), (), "doc")
+    value = LoopValue("counter", "x", "x_total", (), (), "doc", multiprocess_mode="sum")
     for _ in range(3):
         value.inc(1.5)
     assert value.get() == 4.5
     value.set(2.0)
     assert value.get() == 2.0
+    assert value.get_exemplar() is None
+
+
+def test_a_bucket_observer_needs_one_bucket_per_bound() -> None:
+    total, buckets = LoopValue(), [LoopValue(), LoopValue()]
+    with pytest.raises(ValueError, match="one bucket per upper bound"):
+        BucketObserver(total, buckets, [1.0, 2.0, float("inf")])
+    observe = BucketObserver(total, buckets, [1.0, float("inf")])
+    for amount in (1.0, 1.5, float("nan")):
+        observe(amount)
+    assert [bucket.get() for bucket in buckets] == [2.0, 1.0]  # NaN lands first, as bisect
 
 
 def test_a_request_adds_only_the_series_it_updates() -> None:

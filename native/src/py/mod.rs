@@ -9,6 +9,7 @@ mod access;
 mod errors;
 mod http_head;
 mod inspect;
+mod metric;
 mod ratelimit;
 mod spend;
 mod sse;
@@ -26,6 +27,8 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<http_head::HeadHeaders>()?;
     m.add_class::<spend::PySpendWriter>()?;
     m.add_class::<access::PyAccessLines>()?;
+    m.add_class::<metric::PyMetricValue>()?;
+    m.add_class::<metric::PyBucketObserver>()?;
     m.add("HOP_BY_HOP", PyTuple::new(py, header_rules::HOP_BY_HOP)?)?;
     m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
     m.add("UPSTREAM_ONLY", PyTuple::new(py, header_rules::UPSTREAM_ONLY)?)?;
