@@ -32,7 +32,7 @@ from sidegate.errors import (
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
-from sidegate.lean_server.messages import open_stream, whole_answer
+from sidegate.lean_server.messages import body_in_hand, open_stream, whole_answer
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
@@ -107,7 +107,9 @@ class Pipeline:
     async def _handle(
         self, request: web.Request, kind: Endpoint, exchange: Exchange
     ) -> web.StreamResponse:
-        body = await request.read()
+        body = body_in_hand(request)
+        if body is None:
+            body = await request.read()
         facts = inspect_request(body, kind, hash_body=self._cache.hashes_bodies)
         exchange.model = facts.model
         exchange.stream = facts.stream
@@ -251,11 +253,13 @@ class Pipeline:
         ticket: Ticket,
         store: CacheKey | None,
     ) -> web.StreamResponse:
-        started = time.perf_counter()
-        try:
-            body = await upstream.read()
-        finally:
-            exchange.upstream_seconds += time.perf_counter() - started
+        body = upstream.read_now()
+        if body is None:
+            started = time.perf_counter()
+            try:
+                body = await upstream.read()
+            finally:
+                exchange.upstream_seconds += time.perf_counter() - started
         if upstream.status < 300:
             prompt, completion = usage_counts(body)
             _account_usage(prompt, completion, candidate, exchange)

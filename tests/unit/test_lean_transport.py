@@ -191,6 +191,7 @@ async def test_large_content_length_body() -> None:
         url = str(server.make_url("/big"))
         response = await transport.send("GET", url, [], b"", TIMEOUTS)
         assert response.headers["Content-Length"] == str(len(blob))
+        assert response.read_now() is None  # not all of it has arrived: read() waits
         assert await response.read() == blob
         again = await transport.send("GET", url, [], b"", TIMEOUTS)
         assert len(await again.read()) == len(blob)
@@ -319,3 +320,19 @@ async def test_close_drops_pooled_connections() -> None:
         assert transport.connections(url) == 1
         await transport.close()
         assert transport.connections(url) == 0
+
+
+@on_both_loops
+async def test_an_answer_that_came_whole_is_read_without_waiting() -> None:
+    async with serve(web.post("/v1/chat/completions", echo)) as server, lean() as transport:
+        url = str(server.make_url("/v1/chat/completions"))
+        response = await transport.send("POST", url, [], b"{}", TIMEOUTS)
+        for _ in range(100):  # the body follows the head, usually in the same read
+            if response.complete:
+                break
+            await asyncio.sleep(0.01)
+        body = response.read_now()
+        assert body is not None and json.loads(body)["body"] == "{}"
+        again = await transport.send("POST", url, [], b"[]", TIMEOUTS)  # the connection is back
+        assert json.loads(await again.read())["body"] == "[]"
+        assert transport.connections(url) == 1

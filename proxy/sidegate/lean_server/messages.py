@@ -167,6 +167,13 @@ def whole_answer(
     return web.Response(body=body, status=status, headers=headers)
 
 
+def body_in_hand(request: web.Request) -> bytes | None:
+    """The request's whole body when the lean server already holds it (a plain request
+    usually comes whole), without `read()`'s coroutine; else None."""
+    lean: object = request
+    return lean.whole_body() if type(lean) is LeanRequest else None
+
+
 class LeanRequest(MutableMapping[str, Any]):
     """One parsed request; its body may still be arriving when the handler starts."""
 
@@ -220,6 +227,15 @@ class LeanRequest(MutableMapping[str, Any]):
         if self.too_large is not None:
             limit, size = self.too_large
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        body = self.whole_body()
+        assert body is not None  # complete, and within the limit
+        return body
+
+    def whole_body(self) -> bytes | None:
+        """The body when all of it is in (and within the limit), as `read()` would give it;
+        else None."""
+        if not self._complete or self.too_large is not None:
+            return None
         body = self._body
         return body[0] if len(body) == 1 else b"".join(body)
 

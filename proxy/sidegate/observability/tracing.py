@@ -47,9 +47,10 @@ def _is_hex(text: str) -> bool:
 
 
 class NoTracing:
-    # Plain null contexts: a generator-based context manager per request and per attempt
-    # costs more than all the rest of this class.
+    # Plain null contexts, made once: a generator-based context manager per request and per
+    # attempt costs more than all the rest of this class.
     _NO_SPAN: AbstractContextManager[None] = nullcontext()
+    _NO_HEADERS: AbstractContextManager[list[tuple[str, str]]] = nullcontext([])
 
     def request(
         self, headers: Mapping[str, str], exchange: Exchange
@@ -60,7 +61,7 @@ class NoTracing:
     def attempt(
         self, exchange: Exchange, upstream: str, endpoint: str
     ) -> AbstractContextManager[list[tuple[str, str]]]:
-        return nullcontext([])
+        return self._NO_HEADERS  # the list is never added to: `if trace:` reads it
 
     def shutdown(self) -> None:
         return None

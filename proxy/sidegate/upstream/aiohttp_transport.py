@@ -58,6 +58,9 @@ class AiohttpResponse:
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self.iter_body()])
 
+    def read_now(self) -> bytes | None:
+        return None  # aiohttp's reader says nothing without a coroutine
+
     def close(self) -> None:
         # release() returns a fully read connection to the pool; close() drops a half-read one.
         if self._response.content.at_eof():

@@ -110,6 +110,9 @@ class _GuardedResponse:
     async def read(self) -> bytes:
         return await self._inner.read()
 
+    def read_now(self) -> bytes | None:
+        return self._inner.read_now()
+
     def close(self) -> None:
         self._inner.close()
         if not self._done:

@@ -107,11 +107,17 @@ class LeanResponse:
             await self.wait()
 
     async def read(self) -> bytes:
-        if not self.complete:
-            return b"".join([piece async for piece in self])
+        body = self.read_now()
+        if body is not None:
+            return body
         if self.error is not None:
             self.close()
             raise self.error
+        return b"".join([piece async for piece in self])
+
+    def read_now(self) -> bytes | None:
+        if not self.complete or self.error is not None:
+            return None
         pieces = self._pieces
         body = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
         pieces.clear()

@@ -38,6 +38,12 @@ class UpstreamResponse(Protocol):
         """The whole body."""
         ...
 
+    def read_now(self) -> bytes | None:
+        """The whole body when all of it has arrived, taken as `read` takes it; else None,
+        without waiting. A whole answer usually comes with its head, and `read` is a
+        coroutine."""
+        ...
+
     def close(self) -> None:
         """Release the connection: back to the pool when the body was read whole,
         discarded otherwise (never returned half-read). Idempotent."""
