@@ -68,16 +68,18 @@ pub fn returned_headers<'a>(
     (kept, upstream_id)
 }
 
-/// The names of `name: value\r\n` lines (found with memchr: this runs on every answer).
+/// The names of `name: value\r\n` lines; a line without a colon names nothing (found with
+/// memchr: this runs on every answer).
 fn line_names(lines: &[u8]) -> Vec<&[u8]> {
     let mut names = Vec::with_capacity(if lines.is_empty() { 0 } else { 8 });
     let mut rest = lines;
-    while let Some(colon) = memchr::memchr(b':', rest) {
-        names.push(&rest[..colon]);
-        match memchr::memchr(b'\n', &rest[colon..]) {
-            Some(end) => rest = &rest[colon + end + 1..],
-            None => break,
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
+        let (line, after) = rest.split_at(end);
+        if let Some(colon) = memchr::memchr(b':', line) {
+            names.push(&line[..colon]);
         }
+        rest = after;
     }
     names
 }
@@ -210,7 +212,7 @@ mod tests {
             (b"x-ratelimit-remaining-tokens", b"100"),
             (b"Content-Type", b"application/json"),
         ];
-        let written = b"x-ratelimit-limit-requests: 60\r\nx-ratelimit-remaining-requests: 59\r\n";
+        let written = b"x-ratelimit-limit-requests: 60\r\nno colon here\r\nx-ratelimit-remaining-requests: 59\r\n";
         let (kept, _) = returned_headers(&answer, written);
         assert_eq!(
             kept,

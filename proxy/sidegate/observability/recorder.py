@@ -1,7 +1,8 @@
 """Accounting at the end of every request: metrics, the JSON log line and the spend row.
 
-Everything here is in-memory work (counter increments, one log call, one deque append for the
-spend log, whose writer runs in the background), so accounting never waits on I/O.
+Everything here is in-memory work (native counter updates, one access line appended, one row
+queued for the spend log, whose writer runs in the background), so accounting never waits on
+I/O.
 """
 
 from __future__ import annotations
