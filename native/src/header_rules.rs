@@ -68,20 +68,28 @@ pub fn returned_headers<'a>(
     (kept, upstream_id)
 }
 
-/// The names of `name: value\r\n` lines; a line without a colon names nothing (found with
-/// memchr: this runs on every answer).
+/// The names of `name: value\r\n` lines.
 fn line_names(lines: &[u8]) -> Vec<&[u8]> {
     let mut names = Vec::with_capacity(if lines.is_empty() { 0 } else { 8 });
-    let mut rest = lines;
-    while !rest.is_empty() {
-        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
-        let (line, after) = rest.split_at(end);
-        if let Some(colon) = memchr::memchr(b':', line) {
-            names.push(&line[..colon]);
-        }
-        rest = after;
-    }
+    names.extend(line_pairs(lines).map(|(name, _)| name));
     names
+}
+
+/// `(name, value)` of each `name: value\r\n` line, the value without its surrounding
+/// spaces; a line without a colon is skipped (found with memchr: this runs on every answer).
+pub fn line_pairs(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = lines;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
+            let (line, after) = rest.split_at(end);
+            rest = after;
+            if let Some(colon) = memchr::memchr(b':', line) {
+                return Some((&line[..colon], line[colon + 1..].trim_ascii()));
+            }
+        }
+        None
+    })
 }
 
 /// `name: value\r\n` for each header an upstream gets, in the client's order: every header

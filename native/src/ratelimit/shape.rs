@@ -7,6 +7,8 @@
 //! keys, charges them all or nothing ([`Limiter::acquire_all`]) and writes the headers.
 
 use super::{Ask, Decision, Limiter, Policy};
+use crate::header_rules::line_pairs;
+use crate::utc_text::write_digits;
 
 /// One key a request charges: the tenant's name followed by `suffix`.
 #[derive(Debug, Clone)]
@@ -143,9 +145,10 @@ impl Shape {
 
 /// `(name, value)` of each `name: value\r\n` line [`Shape::header_lines`] wrote.
 pub fn header_pairs(lines: &[u8]) -> Vec<(&str, &str)> {
-    let text = std::str::from_utf8(lines).unwrap_or_default();
-    text.split_terminator("\r\n")
-        .filter_map(|line| line.split_once(": "))
+    line_pairs(lines)
+        .filter_map(|(name, value)| {
+            Some((std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?))
+        })
         .collect()
 }
 
@@ -156,19 +159,8 @@ fn push_line(out: &mut Vec<u8>, name: &str, value: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The decimal digits of `number`.
-fn push_number(out: &mut Vec<u8>, mut number: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (number % 10) as u8;
-        number /= 10;
-        if number == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+fn push_number(out: &mut Vec<u8>, number: u64) {
+    write_digits(out, number, 1);
 }
 
 /// A wait as OpenAI writes it: `12ms` under a second, else `1.5s`, `6m0s`, `1h2m3s`.
@@ -189,18 +181,14 @@ pub fn write_duration(out: &mut Vec<u8>, ms: u64) {
         out.push(b'm');
     }
     push_number(out, rest / 1000);
-    let mut millis = rest % 1000;
+    let millis = rest % 1000;
     if millis > 0 {
-        let mut places = 3;
-        while millis % 10 == 0 {
-            millis /= 10;
-            places -= 1;
-        }
+        // Three digits (`1.001s`), less the trailing zeros (`1.5s`).
         out.push(b'.');
-        // Leading zeros of the fraction (`1.001s`), then its digits without trailing zeros.
-        let digits = if millis >= 100 { 3 } else if millis >= 10 { 2 } else { 1 };
-        out.extend(std::iter::repeat_n(b'0', places - digits));
-        push_number(out, millis);
+        write_digits(out, millis, 3);
+        while out.last() == Some(&b'0') {
+            out.pop();
+        }
     }
     out.push(b's');
 }

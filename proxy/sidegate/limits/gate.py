@@ -23,6 +23,7 @@ from typing import Final
 
 # The memory backend's ticket (native); `LimitTicket` below is the remote backends'.
 from sidegate._native import LimitTicket as LocalTicket
+from sidegate._native import header_block
 from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededError
 from sidegate.exchange import Exchange
 from sidegate.inspection import RequestFacts
@@ -42,7 +43,6 @@ from sidegate.limits.telemetry import LimitMetrics
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.routing import Candidate
 from sidegate.settings import PlanSettings
-from sidegate.upstream.headers import header_lines
 
 log = logging.getLogger("sidegate.ratelimit")
 
@@ -94,7 +94,7 @@ class LimitTicket:
 
     @property
     def header_lines(self) -> bytes:
-        return header_lines(self._headers)
+        return header_block(self._headers)
 
     def settle(self, exchange: Exchange) -> None:
         if self._settled:

@@ -99,13 +99,8 @@ def upstream_request_headers(
     return headers
 
 
-def header_lines(headers: Mapping[str, str]) -> bytes:
-    """`name: value\\r\\n` for each header (the gateway's own: no line breaks in them)."""
-    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
-
-
 def lines_headers(lines: bytes) -> dict[str, str]:
-    """The headers of `name: value\\r\\n` lines, as `header_lines` wrote them."""
+    """The headers of `name: value\\r\\n` lines, as `_native.header_block` writes them."""
     pairs = (line.partition(": ") for line in lines.decode().split("\r\n") if line)
     return {name: value for name, _, value in pairs}
 
