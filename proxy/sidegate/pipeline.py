@@ -32,7 +32,7 @@ from sidegate.errors import (
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
-from sidegate.lean_server.messages import body_in_hand, open_stream, whole_answer
+from sidegate.lean_server.messages import body_in_hand, open_stream, send_pending, whole_answer
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
@@ -295,6 +295,8 @@ class Pipeline:
         complete = False
         try:
             while True:
+                if not upstream.piece_in_hand():
+                    send_pending(response)  # a paced event leaves now, not a loop turn later
                 waited = time.perf_counter()
                 try:
                     piece = await anext(body)

@@ -169,7 +169,13 @@ async def test_sse_pieces_arrive_before_the_stream_ends() -> None:
         assert response.headers["Transfer-Encoding"] == "chunked"
         pieces = response.iter_body()
         assert await anext(pieces) == b'data: {"n": 1}\n\n'
+        assert not response.piece_in_hand()  # a relay sends what it holds now
         gate.set()
+        for _ in range(100):
+            if response.complete:
+                break
+            await asyncio.sleep(0.01)
+        assert response.piece_in_hand()  # the rest came whole: nothing to wait for
         rest = b"".join([piece async for piece in pieces])
         assert rest == b'data: {"n": 2}\n\ndata: [DONE]\n\n'
         response.close()

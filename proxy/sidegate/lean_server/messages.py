@@ -315,6 +315,10 @@ class LeanStream(web.StreamResponse):
         if connection.writing_paused:  # only then: each drain() call creates a coroutine
             await connection.drain()
 
+    def send_now(self) -> None:
+        """Write what is pending at once instead of at the end of the loop's turn."""
+        self._connection.flush()
+
     async def write_eof(self, data: bytes = b"") -> None:
         if self.finished:
             return
@@ -326,6 +330,13 @@ class LeanStream(web.StreamResponse):
             connection.send_soon(b"0\r\n\r\n")
         if connection.writing_paused or connection.closed:
             await connection.drain()
+
+
+def send_pending(response: web.StreamResponse) -> None:
+    """Before a wait for the upstream: the lean server's pending writes go now (aiohttp's
+    server has written them already)."""
+    if isinstance(response, LeanStream):
+        response.send_now()
 
 
 async def open_stream(

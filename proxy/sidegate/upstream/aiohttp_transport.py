@@ -61,6 +61,9 @@ class AiohttpResponse:
     def read_now(self) -> bytes | None:
         return None  # aiohttp's reader says nothing without a coroutine
 
+    def piece_in_hand(self) -> bool:
+        return self._response.content.is_eof()  # the whole body has arrived
+
     def close(self) -> None:
         # release() returns a fully read connection to the pool; close() drops a half-read one.
         if self._response.content.at_eof():

@@ -113,6 +113,9 @@ class _GuardedResponse:
     def read_now(self) -> bytes | None:
         return self._inner.read_now()
 
+    def piece_in_hand(self) -> bool:
+        return self._inner.piece_in_hand()
+
     def close(self) -> None:
         self._inner.close()
         if not self._done:

@@ -125,6 +125,9 @@ class LeanResponse:
         self.close()
         return body
 
+    def piece_in_hand(self) -> bool:
+        return bool(self._pieces) or self.complete or self.error is not None
+
     def close(self) -> None:
         conn = self._conn
         if conn is None:

@@ -44,6 +44,12 @@ class UpstreamResponse(Protocol):
         coroutine."""
         ...
 
+    def piece_in_hand(self) -> bool:
+        """True when the next body piece (or the body's end) can be had without waiting. A
+        relay writes what it holds at once when False, rather than at the end of the loop's
+        turn: nothing else would join that write."""
+        ...
+
     def close(self) -> None:
         """Release the connection: back to the pool when the body was read whole,
         discarded otherwise (never returned half-read). Idempotent."""
