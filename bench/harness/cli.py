@@ -286,6 +286,10 @@ def _meta(args: argparse.Namespace, argv: list[str], stamp: str) -> dict[str, An
             "sidegate-w2 runs on both cores, shared with wrk and the upstream, so its figures show "
             "efficiency (CPU µs/req) more than scaling.",
             "Added latency = system minus direct in the same round; negative values are noise.",
+            "Added TTFB and gap p99 leave out the mock upstream's own time: its time from the "
+            "request to its first write, and its own gap between two writes, which it states in "
+            "SSE comments (`--stamp-events`). A system that drops the comments is compared on "
+            "the raw figures. The direct row shows the raw figures.",
         ],
     }
 

@@ -6,6 +6,7 @@ divided by the requests that completed with 2xx: it is steadier than req/s on a 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import subprocess
@@ -69,6 +70,9 @@ def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
             gap_p50_ms=percentile(result.gaps_ms, 0.5),
             gap_p99_ms=percentile(result.gaps_ms, 0.99),
             gaps=len(result.gaps_ms),
+            ttfb_net_p50_ms=percentile(result.net_ttfb_ms, 0.5),
+            gap_stretch_p99_ms=percentile(result.stretches_ms, 0.99),
+            stretches=len(result.stretches_ms),
         )
     else:
         outcome = wrk.run(system.target(lane.kind), lane.concurrency, seconds, workdir)
@@ -100,20 +104,43 @@ def warm_up(system: Running, seconds: float, workdir: Path, with_paced: bool) ->
         paced.run(system.target(Kind.PACED), 2, min(seconds, 1.0))
 
 
-def slope_mb_per_min(samples: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope of RSS over time and the half-width of its ~95% interval."""
-    if len(samples) < 3:
-        return math.nan, math.nan
+@dataclass(frozen=True)
+class Slope:
+    """RSS trend in MB/min, the half-width of its ~95% interval, and what widened it."""
+
+    mb_per_min: float
+    half_width: float
+    lag1: float  # autocorrelation of the fit's residuals
+    effective_samples: float
+
+
+def slope_mb_per_min(samples: list[tuple[float, float]]) -> Slope:
+    """Least-squares slope of RSS over time, its interval widened for autocorrelated residuals.
+
+    RSS moves in steps (an allocator takes a new arena, then holds it), so successive residuals
+    of a straight-line fit are far from independent, and the plain interval is far too narrow:
+    a single step after warm-up reads as a trend. The interval uses the effective sample size
+    n(1 - r1)/(1 + r1), r1 the residuals' lag-1 autocorrelation (the usual correction for
+    trends in autocorrelated series; Santer et al., 2000). A steady leak leaves residuals that
+    scatter around the line, r1 stays small, and the interval stays narrow.
+    """
+    nothing = Slope(math.nan, math.nan, math.nan, math.nan)
+    if len(samples) < 4:
+        return nothing
     xs = [t / 60 for t, _ in samples]
     ys = [rss for _, rss in samples]
     x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - x_mean) ** 2 for x in xs)
     if sxx == 0:
-        return math.nan, math.nan
+        return nothing
     slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys, strict=True)) / sxx
     residuals = [y - (y_mean + slope * (x - x_mean)) for x, y in zip(xs, ys, strict=True)]
-    stderr = math.sqrt(sum(r * r for r in residuals) / (len(xs) - 2) / sxx)
-    return slope, 2 * stderr
+    squares = sum(r * r for r in residuals)
+    lag1 = sum(a * b for a, b in itertools.pairwise(residuals)) / squares if squares else 0.0
+    effective = len(xs) * (1 - lag1) / (1 + lag1) if lag1 > 0 else float(len(xs))
+    # Three samples at least: a line through two says nothing about its own error.
+    stderr = math.sqrt(squares / (max(effective, 3.0) - 2) / sxx)
+    return Slope(slope, 2 * stderr, lag1, effective)
 
 
 def soak(system: Running, seconds: float, workdir: Path, interval: float) -> Row:
@@ -131,7 +158,7 @@ def soak(system: Running, seconds: float, workdir: Path, interval: float) -> Row
     results = [wrk.finish(load, seconds) for load in loads]
     done = sum(result.ok_requests for result in results)
     fitted = [s for s in samples if s[0] >= seconds * SOAK_WARMUP_SHARE]
-    slope, half_width = slope_mb_per_min(fitted)
+    slope = slope_mb_per_min(fitted)
     cpu = procs.cpu_seconds(pids) - cpu_before
     return {
         "lane": "soak",
@@ -141,8 +168,10 @@ def soak(system: Running, seconds: float, workdir: Path, interval: float) -> Row
         "non2xx": sum(result.non2xx for result in results),
         "rss_start_mb": round(samples[0][1], 1) if samples else None,
         "rss_end_mb": round(samples[-1][1], 1) if samples else None,
-        "slope_mb_per_min": round(slope, 4),
-        "slope_ci95_mb_per_min": round(half_width, 4),
+        "slope_mb_per_min": round(slope.mb_per_min, 4),
+        "slope_ci95_mb_per_min": round(slope.half_width, 4),
+        "slope_residual_lag1": round(slope.lag1, 3),
+        "slope_effective_samples": round(slope.effective_samples, 1),
         "cpu_us_per_req": round(cpu * 1e6 / done, 1) if done else None,
         "samples": [[round(t, 1), round(rss, 2)] for t, rss in samples],
     }

@@ -134,12 +134,12 @@ class Upstream:
 
 
 def start_paced_mock(workdir: Path, python: str, cpus: str) -> tuple[procs.Proc, int] | None:
-    """`sidegate mock-upstream --tokens-per-second 50`, or None when it does not come up."""
+    """`sidegate mock-upstream --tokens-per-second 50 --stamp-events`, or None when it does not
+    come up."""
     port = procs.free_port()
     argv = [python, "-m", "sidegate.cli", "mock-upstream", "--port", str(port)]
-    proc = procs.start(
-        "mock-upstream", [*argv, "--tokens-per-second", "50"], cpus=cpus, workdir=workdir
-    )
+    argv += ["--tokens-per-second", "50", "--stamp-events"]
+    proc = procs.start("mock-upstream", argv, cpus=cpus, workdir=workdir)
     if procs.wait_port(port, proc, timeout=20):
         return proc, port
     proc.stop()

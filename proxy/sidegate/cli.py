@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=9000)
     mock.add_argument("--latency-ms", type=float, default=0.0)
     mock.add_argument("--tokens-per-second", type=float, default=0.0)
+    mock.add_argument(
+        "--stamp-events",
+        action="store_true",
+        help="precede each streamed write with an SSE comment carrying the mock's clock",
+    )
 
     check = commands.add_parser("check-config", help="validate a settings file and exit")
     check.add_argument("file")
@@ -64,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 latency_ms=args.latency_ms,
                 tokens_per_second=args.tokens_per_second,
+                stamp_events=args.stamp_events,
             )
         except ValueError as exc:
             print(f"sidegate mock-upstream: {exc}", file=sys.stderr)

@@ -27,6 +27,12 @@ Pacing
     the start, and a non-streamed answer waits as long as its longest choice would take to
     stream. 0 means as fast as possible; the unpaced stream is then written in one piece.
 
+Timing stamps (`stamp_events`, `--stamp-events`)
+    Each write of a stream leads with an SSE comment, `: mock-timing arrived_ns=A sent_ns=S`,
+    on the machine's monotonic clock (`time.monotonic_ns`): when the request reached the mock
+    and when this write left. Clients ignore comments; a benchmark client on the same machine
+    subtracts the mock's own time from what it measures.
+
 Steering (see `sidegate.mock.steering`)
     The last user message (legacy: the last prompt) may start with commands, which are removed
     from the reply and can be combined: `!sleep 200 !drop 2 hello` waits 200 ms, streams the

@@ -44,3 +44,32 @@ def test_a_run_of_the_paced_lane_alone_still_reports_sidegate_against_its_target
     checks = {target: (measured, met) for target, measured, met in target_rows(rows, layout)}
     assert checks["added TTFB ≤ 0.3 ms"] == ("0.250 ms", True)
     assert checks["chat ≥ 0.8x floor"][1] is None
+
+
+def test_paced_figures_leave_out_the_mock_where_its_stamps_came_through() -> None:
+    layout = Layout(chat=["chat-c1"], stream="stream", paced="paced")
+    figures = {
+        # system: raw TTFB, TTFB less the mock's time, raw gap p99, gap stretch p99
+        "direct": (2.0, 1.0, 21.0, 0.5),
+        "sidegate": (2.9, 1.2, 21.1, 0.6),
+        "litellm": (30.0, None, 25.0, None),  # re-frames events: the comments are gone
+    }
+    rows: list[dict[str, object]] = [
+        {
+            "system": system,
+            "lane": "paced",
+            "round": 1,
+            "ttfb_p50_ms": ttfb,
+            "ttfb_net_p50_ms": float("nan") if net is None else net,
+            "gap_p99_ms": gap,
+            "gap_stretch_p99_ms": float("nan") if stretch is None else stretch,
+        }
+        for system, (ttfb, net, gap, stretch) in figures.items()
+    ]
+    head, _rule, *body = latency_table(rows, layout)
+    table = {_cells(line)[0]: dict(zip(_cells(head), _cells(line), strict=True)) for line in body}
+    assert (table["sidegate"]["TTFB p50"], table["sidegate"]["gap p99"]) == ("0.200", "0.100")
+    assert (table["litellm"]["TTFB p50"], table["litellm"]["gap p99"]) == ("28.000", "4.000")
+    checks = {target: (measured, met) for target, measured, met in target_rows(rows, layout)}
+    assert checks["added TTFB ≤ 0.3 ms"] == ("0.200 ms", True)
+    assert checks["added inter-chunk p99 ≤ 0.2 ms"] == ("0.100 ms", True)

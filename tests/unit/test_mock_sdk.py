@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import openai
@@ -170,6 +172,46 @@ def test_paced_process() -> None:
         assert len(arrivals) == 4
         # Four tokens at 50 ms after 100 ms of latency: the last cannot come before 300 ms.
         assert arrivals[-1] >= 0.27
+
+
+def test_stamped_events_state_the_mock_clock_and_the_sdk_ignores_them() -> None:
+    port = free_port()
+    args = [*sidegate_command(), "mock-upstream", "--port", str(port)]
+    args += ["--tokens-per-second", "50", "--stamp-events"]
+    body = {
+        "model": "mock-gpt",
+        "messages": [{"role": "user", "content": "one two three"}],
+        "stream": True,
+    }
+    with (
+        run_process(args, f"http://127.0.0.1:{port}/health") as process,
+        openai.OpenAI(base_url=f"{process.url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        sent_request = time.monotonic_ns()
+        stamps: list[tuple[int, int, int]] = []  # (arrived, sent, received here)
+        request = urllib.request.Request(
+            f"{process.url}/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            for raw in answer:
+                line = raw.decode().rstrip("\n")
+                if line.startswith(": mock-timing "):
+                    fields = dict(part.split("=") for part in line.split()[2:])
+                    stamps.append(
+                        (int(fields["arrived_ns"]), int(fields["sent_ns"]), time.monotonic_ns())
+                    )
+        # The role chunk, three tokens, the closing events: one stamp for each write.
+        assert len(stamps) == 5
+        assert len({arrived for arrived, _, _ in stamps}) == 1
+        for arrived, sent, received in stamps:
+            assert sent_request <= arrived <= sent <= received  # one clock, the machine's
+        sent_times = [sent for _, sent, _ in stamps]
+        assert sent_times == sorted(sent_times)
+        stream = client.chat.completions.create(**body)
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text == "one two three"
 
 
 def test_process_stays_quiet(mock_process: Process, sdk: openai.OpenAI) -> None:

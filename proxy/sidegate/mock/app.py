@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -14,7 +15,7 @@ from aiohttp.typedefs import Handler
 from sidegate.errors import ProxyError
 from sidegate.mock.completions import chat_completions, completions
 from sidegate.mock.embeddings import ENCODED_VECTORS_KEY, EncodedVectors, embeddings
-from sidegate.mock.wire import MOCK_CONFIG_KEY, MockConfig, json_response
+from sidegate.mock.wire import ARRIVED_NS, MOCK_CONFIG_KEY, MockConfig, json_response
 
 MOCK_MODELS: Final = ("mock-gpt", "mock-gpt-mini", "mock-embedding")
 # A fixed date keeps the model list byte-for-byte stable between runs.
@@ -31,7 +32,9 @@ _log = logging.getLogger("sidegate.mock")
 LAST_REQUEST_KEY: Final = web.AppKey("LAST_REQUEST_KEY", dict)
 
 
-def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -> web.Application:
+def build_mock_app(
+    *, latency_ms: float = 0.0, tokens_per_second: float = 0.0, stamp_events: bool = False
+) -> web.Application:
     """The mock model server as an application, ready for `web.run_app` or a test server."""
     if not (0 <= latency_ms < math.inf and 0 <= tokens_per_second < math.inf):
         raise ValueError("latency_ms and tokens_per_second must be finite and not negative")
@@ -39,6 +42,7 @@ def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -
     app[MOCK_CONFIG_KEY] = MockConfig(
         latency_s=latency_ms / 1000,
         seconds_per_token=1 / tokens_per_second if tokens_per_second > 0 else 0.0,
+        stamp_events=stamp_events,
     )
     app[ENCODED_VECTORS_KEY] = EncodedVectors()
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -53,12 +57,19 @@ def build_mock_app(*, latency_ms: float = 0.0, tokens_per_second: float = 0.0) -
 
 
 def run_mock_upstream(
-    *, host: str, port: int, latency_ms: float = 0.0, tokens_per_second: float = 0.0
+    *,
+    host: str,
+    port: int,
+    latency_ms: float = 0.0,
+    tokens_per_second: float = 0.0,
+    stamp_events: bool = False,
 ) -> None:
     """Serve the mock on host:port until SIGINT/SIGTERM (blocking)."""
     import uvloop
 
-    app = build_mock_app(latency_ms=latency_ms, tokens_per_second=tokens_per_second)
+    app = build_mock_app(
+        latency_ms=latency_ms, tokens_per_second=tokens_per_second, stamp_events=stamp_events
+    )
     web.run_app(
         app,
         host=host,
@@ -100,6 +111,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _remember(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.app[MOCK_CONFIG_KEY].stamp_events:
+        request[ARRIVED_NS] = time.monotonic_ns()
     if request.path.startswith("/v1/"):
         # The app's state is frozen once it serves: the dict made at start-up is refilled.
         last = request.app[LAST_REQUEST_KEY]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, Final
@@ -11,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from sidegate.mock.replies import Completion
-from sidegate.mock.wire import DROP_GRACE_S, MockConfig, cut_connection
+from sidegate.mock.wire import ARRIVED_NS, DROP_GRACE_S, MockConfig, cut_connection
 
 FINGERPRINT: Final = "fp_sidegate_mock"
 _SSE_HEADERS: Final = {
@@ -103,8 +105,9 @@ async def send_stream(
     closing = b"" if drop_after is not None else events.closing()
     response = web.StreamResponse(headers=_SSE_HEADERS)
     await response.prepare(request)
+    write = _stamped_writer(response, request.get(ARRIVED_NS))
     try:
-        await _write_events(response, events.opening(), chunks, closing, config.seconds_per_token)
+        await _write_events(write, events.opening(), chunks, closing, config.seconds_per_token)
     except ConnectionError:
         # The client left mid-stream: an everyday event for a server, not an error to log.
         return response
@@ -115,8 +118,24 @@ async def send_stream(
     return response
 
 
+def _stamped_writer(
+    response: web.StreamResponse, arrived_ns: int | None
+) -> Callable[[bytes], Awaitable[None]]:
+    """`response.write`, or with `--stamp-events` a write that leads with an SSE comment: when
+    the request arrived and when this write left, on the machine's monotonic clock. A client on
+    the same machine takes them from its own receive times to see what lay between."""
+    if arrived_ns is None:
+        return response.write
+
+    async def write(events: bytes) -> None:
+        stamp = b": mock-timing arrived_ns=%d sent_ns=%d\n\n" % (arrived_ns, time.monotonic_ns())
+        await response.write(stamp + events)
+
+    return write
+
+
 async def _write_events(
-    response: web.StreamResponse,
+    write: Callable[[bytes], Awaitable[None]],
     opening: bytes,
     chunks: list[tuple[int, bytes]],
     closing: bytes,
@@ -125,10 +144,10 @@ async def _write_events(
     if pace <= 0:
         # Unpaced, the whole stream goes out in one write: still one SSE event per token, but
         # one syscall, which keeps the mock cheap when it is the upstream of a benchmark.
-        await response.write(opening + b"".join(chunk for _, chunk in chunks) + closing)
+        await write(opening + b"".join(chunk for _, chunk in chunks) + closing)
         return
     if opening:
-        await response.write(opening)
+        await write(opening)
     loop = asyncio.get_running_loop()
     start = loop.time()
     for position, group in groupby(chunks, key=itemgetter(0)):
@@ -136,6 +155,6 @@ async def _write_events(
         delay = start + (position + 1) * pace - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        await response.write(b"".join(chunk for _, chunk in group))
+        await write(b"".join(chunk for _, chunk in group))
     if closing:
-        await response.write(closing)
+        await write(closing)

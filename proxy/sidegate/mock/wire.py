@@ -26,9 +26,12 @@ _MAX_TOKEN_ID: Final = 1 << 31
 class MockConfig:
     latency_s: float
     seconds_per_token: float  # 0: as fast as possible
+    stamp_events: bool = False  # SSE comments with the mock's clock (see `sidegate.mock_upstream`)
 
 
 MOCK_CONFIG_KEY: Final = web.AppKey("MOCK_CONFIG_KEY", MockConfig)
+# Where a request's arrival (time.monotonic_ns) is kept when events are stamped.
+ARRIVED_NS: Final = "sidegate_mock_arrived_ns"
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
