@@ -139,8 +139,22 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> Slope:
     lag1 = sum(a * b for a, b in itertools.pairwise(residuals)) / squares if squares else 0.0
     effective = len(xs) * (1 - lag1) / (1 + lag1) if lag1 > 0 else float(len(xs))
     # Three samples at least: a line through two says nothing about its own error.
-    stderr = math.sqrt(squares / (max(effective, 3.0) - 2) / sxx)
-    return Slope(slope, 2 * stderr, lag1, effective)
+    freedom = max(effective, 3.0) - 2
+    stderr = math.sqrt(squares / freedom / sxx)
+    return Slope(slope, _t975(freedom) * stderr, lag1, effective)
+
+
+# Student's t, 97.5th percentile, for 1..30 degrees of freedom; 2 beyond (1.96 to 2.04).
+_T975: tuple[float, ...] = (
+    *(12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13),
+    *(2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04),
+)
+
+
+def _t975(freedom: float) -> float:
+    """A few effective samples say little: the interval widens as Student's t does."""
+    whole = math.floor(freedom)
+    return _T975[whole - 1] if whole <= len(_T975) else 2.0
 
 
 def soak(system: Running, seconds: float, workdir: Path, interval: float) -> Row:

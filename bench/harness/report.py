@@ -177,12 +177,12 @@ def soak_lines(rows: list[Row]) -> list[str]:
         )
     lines += [
         "",
-        "The fit leaves out the first 20% of the soak (warm-up). Its interval is two standard "
-        "errors with the effective sample size n(1 - r1)/(1 + r1), r1 the lag-1 autocorrelation "
-        "of the residuals: RSS moves in steps, which a fit taking its samples as independent "
-        "reads as a trend, while a steady leak still gives a narrow interval. One step near "
-        "the middle of the fit can still read as a slow drift. r1 and the effective n are in "
-        "results.jsonl.",
+        "The fit leaves out the first 20% of the soak (warm-up). Its interval is Student's t "
+        "(97.5%) standard errors, degrees of freedom from the effective sample size "
+        "n(1 - r1)/(1 + r1), r1 the lag-1 autocorrelation of the residuals: RSS moves in "
+        "steps, which a fit taking its samples as independent reads as a trend, while a "
+        "steady leak still gives a narrow interval. One step near the middle of the fit can "
+        "still read as a slow drift. r1 and the effective n are in results.jsonl.",
     ]
     return lines
 
