@@ -32,7 +32,7 @@ from sidegate.errors import (
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint, RequestFacts, inspect_request
-from sidegate.lean_server.messages import body_in_hand, open_stream, send_pending, whole_answer
+from sidegate.lean_server.messages import LeanStream, body_in_hand, open_stream, whole_answer
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import Tracing
@@ -291,24 +291,12 @@ class Pipeline:
         self._stamp(headers, exchange)
         response = await open_stream(request, upstream.status, headers, lines)
         framer = SseFramer(hide_usage=hide_usage)
-        body = upstream.iter_body()
         complete = False
         try:
-            while True:
-                if not upstream.piece_in_hand():
-                    send_pending(response)  # a paced event leaves now, not a loop turn later
-                waited = time.perf_counter()
-                try:
-                    piece = await anext(body)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    exchange.upstream_seconds += time.perf_counter() - waited
-                out = framer.feed(piece)
-                if out:
-                    if exchange.first_byte_at is None:
-                        exchange.first_byte_at = time.perf_counter()
-                    await response.write(out)
+            if isinstance(response, LeanStream):
+                await _push_events(upstream, response, framer, exchange)
+            else:
+                await _pull_events(upstream, response, framer, exchange)
             if framer.done:
                 complete = True
             else:
@@ -378,6 +366,54 @@ class Pipeline:
         headers["x-cache"] = exchange.cache
         overhead = exchange.overhead_seconds(time.perf_counter())
         headers["x-sidegate-overhead-ms"] = f"{overhead * 1000:.3f}"
+
+
+async def _push_events(
+    upstream: UpstreamResponse, response: LeanStream, framer: SseFramer, exchange: Exchange
+) -> None:
+    """Relay on the lean server: each piece is framed and written inside the upstream
+    connection's callback, with no task wake-up between the read and the write."""
+
+    def relay(piece: bytes) -> bool:
+        out = framer.feed(piece)
+        if not out:
+            return True
+        if exchange.first_byte_at is None:
+            exchange.first_byte_at = time.perf_counter()
+        return response.write_now(out)
+
+    while True:
+        waited = time.perf_counter()
+        try:
+            ended = await upstream.push_body(relay)
+        finally:
+            exchange.upstream_seconds += time.perf_counter() - waited
+        if ended:
+            return
+        await response.drain()  # the client lags (or has gone: ConnectionResetError)
+
+
+async def _pull_events(
+    upstream: UpstreamResponse,
+    response: web.StreamResponse,
+    framer: SseFramer,
+    exchange: Exchange,
+) -> None:
+    """Relay on aiohttp's server, whose writes are coroutines."""
+    body = upstream.iter_body()
+    while True:
+        waited = time.perf_counter()
+        try:
+            piece = await anext(body)
+        except StopAsyncIteration:
+            return
+        finally:
+            exchange.upstream_seconds += time.perf_counter() - waited
+        out = framer.feed(piece)
+        if out:
+            if exchange.first_byte_at is None:
+                exchange.first_byte_at = time.perf_counter()
+            await response.write(out)
 
 
 def _account_usage(

@@ -257,6 +257,42 @@ def test_a_client_leaving_mid_stream_is_recorded_and_the_server_carries_on(
     assert reply_text(answer) == "still here"
 
 
+def test_a_client_that_reads_slowly_gets_the_whole_stream_in_order(
+    mock_upstream: Process, paced_upstream: Process, tmp_path: Path
+) -> None:
+    # Big enough (~1 MB of events) to fill the kernel's buffers and the server's, so the relay
+    # must stop and wait for this client rather than drop or reorder events.
+    roomy = _serve(
+        CONFIG.replace("max_body_bytes: 4096", "max_body_bytes: 65536"),
+        tmp_path,
+        mock_upstream,
+        paced_upstream,
+    )
+    text = " ".join(f"w{n}" for n in range(5000))
+    try:
+        host, port = roomy.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect((host, int(port)))
+        sock.sendall(chat(text, stream=True))
+        time.sleep(0.5)  # read nothing while the upstream's events pile up
+        answers = Answers()
+        while answers.completed() < 1:
+            data = sock.recv(2048)
+            assert data, "the server closed the stream early"
+            answers.feed(data)
+        sock.close()
+    finally:
+        roomy.stop()
+    (answer,) = answers.answers
+    events = [e for e in answer.body.split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    chunks = [orjson.loads(e.removeprefix(b"data: ")) for e in events[:-1]]
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert content == text
+
+
 def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
     spawn: Callable[..., Process], write_config: Callable[[str], Path], mock_upstream: Process
 ) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
 from tests.unit.both_loops import on_both_loops
 from tests.unit.serving import serving
 
@@ -149,41 +150,115 @@ async def test_many_headers_with_repeats() -> None:
         assert response.headers.getall("set-cookie") == ["a=1", "b=2"]
 
 
-@on_both_loops
-async def test_sse_pieces_arrive_before_the_stream_ends() -> None:
-    gate = asyncio.Event()
+def gated_sse(gate: asyncio.Event, *, first: bool = True) -> Handler:
+    """An SSE answer whose head (and first event, if `first`) is written before `gate` opens."""
 
     async def sse(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await response.write(b'data: {"n": 1}\n\n')
-        await gate.wait()  # the client must have the first event before the second is written
+        if first:
+            await response.write(b'data: {"n": 1}\n\n')
+        await gate.wait()  # the client must have what came so far before the rest is written
         await response.write(b'data: {"n": 2}\n\n')
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
-    async with serve(web.post("/v1/chat/completions", sse)) as server, lean() as transport:
+    return sse
+
+
+async def until(condition: Callable[[], object]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 2 s")
+
+
+@on_both_loops
+async def test_sse_pieces_arrive_before_the_stream_ends() -> None:
+    gate = asyncio.Event()
+    async with serve(web.post("/v1/chat/completions", gated_sse(gate))) as server, lean() as t:
         url = str(server.make_url("/v1/chat/completions"))
-        response = await transport.send("POST", url, [], b"{}", TIMEOUTS)
+        response = await t.send("POST", url, [], b"{}", TIMEOUTS)
         assert response.headers["Transfer-Encoding"] == "chunked"
         pieces = response.iter_body()
         assert await anext(pieces) == b'data: {"n": 1}\n\n'
-        assert not response.piece_in_hand()  # a relay sends what it holds now
         gate.set()
-        for _ in range(100):
-            if response.complete:
-                break
-            await asyncio.sleep(0.01)
-        assert response.piece_in_hand()  # the rest came whole: nothing to wait for
         rest = b"".join([piece async for piece in pieces])
         assert rest == b'data: {"n": 2}\n\ndata: [DONE]\n\n'
         response.close()
         # Read whole, so the connection went back to the pool and carries the next request.
-        again = await transport.send("POST", url, [], b"{}", TIMEOUTS)
-        gate.set()
+        again = await t.send("POST", url, [], b"{}", TIMEOUTS)
         assert (await again.read()).endswith(b"data: [DONE]\n\n")
-        assert transport.connections(url) == 1
+        assert t.connections(url) == 1
+
+
+@on_both_loops
+async def test_pushed_pieces_reach_the_sink_while_the_body_is_still_open() -> None:
+    gate = asyncio.Event()
+    async with serve(web.post("/v1/chat/completions", gated_sse(gate))) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        response = await t.send("POST", url, [], b"{}", TIMEOUTS)
+        got: list[bytes] = []
+        pushing = asyncio.ensure_future(response.push_body(lambda piece: got.append(piece) or True))
+        await until(lambda: got)
+        assert got == [b'data: {"n": 1}\n\n'] and not pushing.done()
+        gate.set()
+        assert await pushing is True  # the body ended
+        assert b"".join(got) == b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n'
+        again = await t.send("POST", url, [], b"{}", TIMEOUTS)  # the connection was pooled
+        assert (await again.read()).endswith(b"data: [DONE]\n\n")
+        assert t.connections(url) == 1
+
+
+@pytest.mark.parametrize("pushed", [False, True], ids=["held-piece", "pushed-piece"])
+@on_both_loops
+async def test_a_lagging_sink_stops_the_push_and_the_next_call_goes_on(pushed: bool) -> None:
+    # pushed: the push is waiting when the first piece comes (the connection's callback hands
+    # it over); else the piece may already be held when the push starts.
+    gate = asyncio.Event()
+    route = web.post("/v1/chat/completions", gated_sse(gate, first=not pushed))
+    async with serve(route) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        response = await t.send("POST", url, [], b"{}", TIMEOUTS)
+        got: list[bytes] = []
+
+        def lagging(piece: bytes) -> bool:
+            got.append(piece)
+            return False  # consumed, but send no more for now
+
+        pushing = asyncio.ensure_future(response.push_body(lagging))
+        if pushed:
+            await asyncio.sleep(0.05)
+            gate.set()
+        assert await pushing is False
+        assert len(got) == 1 and got[0].startswith(b"data: {")
+        gate.set()
+        assert await response.push_body(lambda piece: got.append(piece) or True) is True
+        assert b"".join(got).endswith(b'data: {"n": 2}\n\ndata: [DONE]\n\n')
+
+
+@on_both_loops
+async def test_a_sink_that_raises_fails_the_push_not_the_connection_callback() -> None:
+    gate = asyncio.Event()
+    route = web.post("/v1/chat/completions", gated_sse(gate, first=False))
+    async with serve(route) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        response = await t.send("POST", url, [], b"{}", TIMEOUTS)
+
+        def broken(piece: bytes) -> bool:
+            raise ValueError("cannot frame this")
+
+        pushing = asyncio.ensure_future(response.push_body(broken))
+        await asyncio.sleep(0.05)  # waiting for the first piece, which comes in a callback
+        gate.set()
+        with pytest.raises(ValueError, match="cannot frame this"):
+            await pushing
+        response.close()
+        # The connection's callback went on parsing: the transport still serves requests.
+        again = await t.send("POST", url, [], b"{}", TIMEOUTS)
+        assert (await again.read()).endswith(b"data: [DONE]\n\n")
 
 
 @on_both_loops

@@ -421,7 +421,7 @@ class LeanConnection(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         """Write now (after anything `send_soon` left pending)."""
-        transport = self._writable()
+        transport = self.writable()
         if self._outgoing is not None:
             self._outgoing.append(data)
             data = b"".join(self._outgoing)
@@ -434,7 +434,7 @@ class LeanConnection(asyncio.Protocol):
         A stream's head, its events and its last chunk are often all in hand within one turn
         (a short answer relayed whole): one system call instead of three, each of which costs
         more on loopback than the Python around it."""
-        self._writable()
+        self.writable()
         if self._outgoing is None:
             self._outgoing = [data]
             self._loop.call_soon(self.flush)
@@ -447,7 +447,7 @@ class LeanConnection(asyncio.Protocol):
             return
         self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
-    def _writable(self) -> asyncio.Transport:
+    def writable(self) -> asyncio.Transport:
         if self.closed or self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("Cannot write to closing transport")
         return self.transport

@@ -315,9 +315,23 @@ class LeanStream(web.StreamResponse):
         if connection.writing_paused:  # only then: each drain() call creates a coroutine
             await connection.drain()
 
-    def send_now(self) -> None:
-        """Write what is pending at once instead of at the end of the loop's turn."""
-        self._connection.flush()
+    def write_now(self, data: bytes) -> bool:
+        """Write `data` at once (with anything pending), from a plain callback; False when the
+        client's buffer is full or the client has gone: await `drain()` before writing more
+        (it raises `ConnectionResetError` for a client that has gone)."""
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        connection = self._connection
+        try:
+            connection.send(data)
+        except ConnectionResetError:
+            return False
+        return not connection.writing_paused
+
+    async def drain(self) -> None:
+        connection = self._connection
+        connection.writable()  # raises for a client that has gone, or is going
+        await connection.drain()
 
     async def write_eof(self, data: bytes = b"") -> None:
         if self.finished:
@@ -330,13 +344,6 @@ class LeanStream(web.StreamResponse):
             connection.send_soon(b"0\r\n\r\n")
         if connection.writing_paused or connection.closed:
             await connection.drain()
-
-
-def send_pending(response: web.StreamResponse) -> None:
-    """Before a wait for the upstream: the lean server's pending writes go now (aiohttp's
-    server has written them already)."""
-    if isinstance(response, LeanStream):
-        response.send_now()
 
 
 async def open_stream(

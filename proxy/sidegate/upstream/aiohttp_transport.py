@@ -11,7 +11,7 @@ re-reads the environment and `.netrc` each time and cost ~0.65 ms per request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -28,11 +28,12 @@ from sidegate.upstream.transport import Timeouts
 
 
 class AiohttpResponse:
-    __slots__ = ("_read_timeout", "_response", "headers", "status")
+    __slots__ = ("_pushed", "_read_timeout", "_response", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
         self._response = response
         self._read_timeout = read_timeout
+        self._pushed: AsyncIterator[bytes] | None = None
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
@@ -58,11 +59,17 @@ class AiohttpResponse:
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self.iter_body()])
 
+    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+        # aiohttp's reader has no callback to push from: pull, and keep the place between calls.
+        if self._pushed is None:
+            self._pushed = self.iter_body()
+        async for piece in self._pushed:
+            if not sink(piece):
+                return False
+        return True
+
     def read_now(self) -> bytes | None:
         return None  # aiohttp's reader says nothing without a coroutine
-
-    def piece_in_hand(self) -> bool:
-        return self._response.content.is_eof()  # the whole body has arrived
 
     def close(self) -> None:
         # release() returns a fully read connection to the pool; close() drops a half-read one.

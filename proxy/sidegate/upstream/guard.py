@@ -113,8 +113,8 @@ class _GuardedResponse:
     def read_now(self) -> bytes | None:
         return self._inner.read_now()
 
-    def piece_in_hand(self) -> bool:
-        return self._inner.piece_in_hand()
+    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+        return await self._inner.push_body(sink)
 
     def close(self) -> None:
         self._inner.close()

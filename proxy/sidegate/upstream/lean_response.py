@@ -2,14 +2,17 @@
 
 Body pieces are buffered for the consumer as they arrive; the socket is paused while the consumer
 lags by more than `max_buffered` bytes and resumed once it has drained to a quarter of that.
-Waiting uses one future per wait, never `asyncio.wait_for` (a task per call).
+Waiting uses one future per wait, never `asyncio.wait_for` (a task per call). A relay can
+instead have each piece pushed to it as it arrives (`push_body`), inside the connection's own
+callback: no future, no task wake-up and no loop turn between an upstream read and the client
+write.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -39,6 +42,8 @@ class LeanResponse:
         "_pieces",
         "_pool",
         "_read_timeout",
+        "_sink",
+        "_sink_error",
         "_wait_start",
         "_waiter",
         "complete",
@@ -70,6 +75,8 @@ class LeanResponse:
         self._buffered = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[bytes], bool] | None = None
+        self._sink_error: Exception | None = None
         self._wait_start = 0.0
         self.head_request = head_request
         self.status = 0
@@ -106,6 +113,34 @@ class LeanResponse:
                 raise StopAsyncIteration
             await self.wait()
 
+    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+        while True:
+            pieces = self._pieces
+            while pieces:
+                piece = pieces.popleft()
+                self._buffered -= len(piece)
+                if not sink(piece):
+                    return False
+            if self.error is not None:
+                self.close()
+                raise self.error
+            if self.complete:
+                self.close()
+                return True
+            if self._paused:
+                self._resume()
+            self._sink = sink
+            try:
+                await self.wait()  # woken by the body's end or failure, or by the sink's refusal
+            finally:
+                refused = self._sink is None  # `on_piece` let go of it
+                self._sink = None
+            if refused:
+                error, self._sink_error = self._sink_error, None
+                if error is not None:
+                    raise error
+                return False
+
     async def read(self) -> bytes:
         body = self.read_now()
         if body is not None:
@@ -124,9 +159,6 @@ class LeanResponse:
         self._buffered = 0
         self.close()
         return body
-
-    def piece_in_hand(self) -> bool:
-        return bool(self._pieces) or self.complete or self.error is not None
 
     def close(self) -> None:
         conn = self._conn
@@ -178,13 +210,22 @@ class LeanResponse:
     def on_piece(self, piece: bytes) -> None:
         if self.complete:
             return
+        sink = self._sink
+        if sink is not None:
+            try:
+                go_on = sink(piece)
+            except Exception as error:  # raised in the parser's callback, it would kill the
+                self._sink_error = error  # connection: `push_body` raises it instead
+                go_on = False
+            if not go_on:
+                self._sink = None
+                self._pause()  # the relay's reader lags: read no more until it caught up
+                self._wake()
+            return
         self._pieces.append(piece)
         self._buffered += len(piece)
         if not self._paused and self._buffered > self._high_water:
-            conn = self._conn
-            if conn is not None and conn.transport is not None:
-                conn.transport.pause_reading()
-                self._paused = True
+            self._pause()
         if self._waiter is not None:
             self._wake()
 
@@ -258,6 +299,12 @@ class LeanResponse:
             UpstreamTimeoutError(f"the upstream sent nothing for {self._read_timeout:g}s {what}")
         )
         conn.abort()
+
+    def _pause(self) -> None:
+        conn = self._conn
+        if not self._paused and conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+            self._paused = True
 
     def _resume(self) -> None:
         conn = self._conn

@@ -13,7 +13,7 @@ Errors are raised as `sidegate.errors.UpstreamError` subclasses only:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,10 +44,12 @@ class UpstreamResponse(Protocol):
         coroutine."""
         ...
 
-    def piece_in_hand(self) -> bool:
-        """True when the next body piece (or the body's end) can be had without waiting. A
-        relay writes what it holds at once when False, rather than at the end of the loop's
-        turn: nothing else would join that write."""
+    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+        """Hand each body piece to `sink` in order, as soon as it arrives (the lean transport
+        calls it from the connection's own callback, so `sink` must not block and should not
+        raise). Returns True once the body has ended; False as soon as `sink` returns False
+        (it consumed the piece, but its reader lags): the caller waits for the reader, then
+        calls again to go on. Mixing it with `iter_body` on one answer is not supported."""
         ...
 
     def close(self) -> None:
