@@ -112,6 +112,15 @@ class _Connection:
     def send_soon(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def send_joining(self, data: bytes) -> None:
+        if self.closed:
+            raise ConnectionResetError("Cannot write to closing transport")
+        self.sent.append(data)
+
+    def writable(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("Cannot write to closing transport")
+
     async def drain(self) -> None:
         self.drains += 1
 
@@ -127,3 +136,18 @@ async def test_a_stream_waits_for_the_client_only_while_writing_is_paused() -> N
     assert connection.drains == 2
     assert connection.sent[1:] == [b"9\r\ndata: 1\n\n\r\n", b"9\r\ndata: 2\n\n\r\n", b"0\r\n\r\n"]
     assert connection.sent[0].startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+
+
+async def test_a_relay_writing_from_a_callback_is_told_when_to_stop() -> None:
+    connection = _Connection()
+    stream = LeanStream(connection, 200, {"Content-Type": "text/event-stream"})  # type: ignore[arg-type]
+    assert stream.write_now(b"data: 1\n\n") is True
+    connection.writing_paused = True  # the client's buffer filled with that write
+    assert stream.write_now(b"data: 2\n\n") is False  # written, but wait before the next
+    await stream.drain()
+    assert connection.drains == 1
+    assert connection.sent[1:] == [b"9\r\ndata: 1\n\n\r\n", b"9\r\ndata: 2\n\n\r\n"]
+    connection.closed = True  # the client has gone
+    assert stream.write_now(b"data: 3\n\n") is False
+    with pytest.raises(ConnectionResetError):
+        await stream.drain()

@@ -441,6 +441,14 @@ class LeanConnection(asyncio.Protocol):
         else:
             self._outgoing.append(data)
 
+    def send_joining(self, data: bytes) -> None:
+        """Join a write pending in this turn (a stream's head, say: they leave together at the
+        turn's end, with whatever else joins them); write now when nothing is pending."""
+        if self._outgoing is None:
+            self.send(data)
+        else:
+            self.send_soon(data)
+
     def flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, None
         if not outgoing or self.closed or self.transport is None or self.transport.is_closing():

@@ -316,14 +316,15 @@ class LeanStream(web.StreamResponse):
             await connection.drain()
 
     def write_now(self, data: bytes) -> bool:
-        """Write `data` at once (with anything pending), from a plain callback; False when the
-        client's buffer is full or the client has gone: await `drain()` before writing more
-        (it raises `ConnectionResetError` for a client that has gone)."""
+        """Write `data` from a plain callback: at once, or with a write already pending in this
+        turn (a canned stream's head, events and last chunk then go in one system call); False
+        when the client's buffer is full or the client has gone: await `drain()` before writing
+        more (it raises `ConnectionResetError` for a client that has gone)."""
         if self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         connection = self._connection
         try:
-            connection.send(data)
+            connection.send_joining(data)
         except ConnectionResetError:
             return False
         return not connection.writing_paused
