@@ -375,12 +375,16 @@ async def _push_events(
     connection's callback, with no task wake-up between the read and the write."""
 
     def relay(piece: bytes) -> bool:
+        began = time.perf_counter()
         out = framer.feed(piece)
-        if not out:
-            return True
-        if exchange.first_byte_at is None:
-            exchange.first_byte_at = time.perf_counter()
-        return response.write_now(out)
+        go_on = True
+        if out:
+            if exchange.first_byte_at is None:
+                exchange.first_byte_at = began
+            go_on = response.write_now(out)
+        # The wait around `push_body` is counted as the upstream's time; this is our own.
+        exchange.upstream_seconds -= time.perf_counter() - began
+        return go_on
 
     while True:
         waited = time.perf_counter()

@@ -202,6 +202,24 @@ def test_overhead_leaves_out_the_time_spent_waiting_on_the_upstream(
     assert overhead is not None and overhead < 1.0
 
 
+def test_a_streams_pauses_between_events_are_the_upstreams_time(
+    spawn: Callable[..., Process],
+    paced_upstream: Process,
+    write_config: Callable[[str], Path],
+    sdk: Callable[[Process, str], openai.OpenAI],
+) -> None:
+    gateway = spawn("serve", "--config", str(write_config(_config(paced_upstream.url))))
+    stream = sdk(gateway, ACME_KEY).chat.completions.create(
+        model="gpt-4o-mini", messages=user("word " * 60), stream=True
+    )
+    assert len([chunk for chunk in stream]) > 60  # paced: the stream takes over a second
+    text = scrape(gateway)
+    waited = metric_value(text, "llm_upstream_duration_seconds_sum", upstream="local")
+    assert waited is not None and waited >= 1.0
+    overhead = metric_value(text, "llm_proxy_overhead_seconds_sum")
+    assert overhead is not None and overhead < 0.5
+
+
 def test_rate_limited_requests_log_an_event_with_the_tenant(
     spawn: Callable[..., Process],
     mock_upstream: Process,
