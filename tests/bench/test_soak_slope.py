@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from bench.harness.lanes import slope_mb_per_min
+from bench.harness.report import growth_per_1k_requests, soak_lines
 
 # One sample every 5 s from 2 to 10 minutes: the fitted part of a 10-minute soak.
 TIMES = range(120, 601, 5)
@@ -48,3 +49,31 @@ def test_flat_memory_with_page_jitter_is_flat() -> None:
 def test_too_few_samples_give_no_slope() -> None:
     slope = slope_mb_per_min([(0.0, 1.0), (5.0, 1.1), (10.0, 1.2)])
     assert slope.mb_per_min != slope.mb_per_min  # NaN
+
+
+def test_the_soak_table_states_what_a_leak_could_hide_per_request() -> None:
+    # 0.004 ± 0.001 MB/min at 4,500 requests a second: at most 0.005 MB a minute over
+    # 270,000 requests, about 19 bytes per 1,000.
+    row = {
+        "lane": "soak",
+        "system": "sidegate",
+        "seconds": 600.0,
+        "requests": 2_700_000,
+        "rss_start_mb": 98.6,
+        "rss_end_mb": 98.9,
+        "slope_mb_per_min": 0.004,
+        "slope_ci95_mb_per_min": 0.001,
+    }
+    assert abs(growth_per_1k_requests(row) - 0.005 * 2**20 / 270) < 1e-9
+    head, _rule, line, *_notes = soak_lines([row])
+    cells = dict(
+        zip(
+            [c.strip() for c in head.strip("|").split("|")],
+            [c.strip() for c in line.strip("|").split("|")],
+            strict=True,
+        )
+    )
+    assert cells["at most, bytes per 1k requests"] == "19.4"
+    assert cells["verdict"].startswith("slow drift")
+    # A shrinking process hides nothing.
+    assert growth_per_1k_requests({**row, "slope_mb_per_min": -0.01}) == 0.0
