@@ -5,10 +5,30 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 from bench.harness import upstream, wrk
-from bench.harness.systems import LITELLM
+from bench.harness.systems import LITELLM, LOAD_CPUS, SUT_CPUS
+
+# Reads the clock in a loop on one core and counts the gaps: time the core was taken away
+# (by the hypervisor, or the kernel) from a process that never blocks.
+_STALL_PROBE = """
+import sys, time
+clock = time.perf_counter_ns
+prev = clock()
+end = prev + int(float(sys.argv[1]) * 1e9)
+over_quarter = over_one = longest = 0
+while prev < end:
+    now = clock()
+    gap = now - prev
+    prev = now
+    if gap > 250_000:
+        over_quarter += 1
+        over_one += gap > 1_000_000
+        longest = max(longest, gap)
+print(over_quarter, over_one, longest)
+"""
 
 
 def _run(argv: list[str]) -> str:
@@ -28,7 +48,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def describe(root: Path) -> dict[str, str]:
+def describe(root: Path, stall_seconds: float = 3.0) -> dict[str, str]:
     info = {
         "cores (nproc)": str(os.cpu_count()),
         "CPU": cpu_model(),
@@ -40,6 +60,8 @@ def describe(root: Path) -> dict[str, str]:
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "sidegate commit": _commit(root),
     }
+    if stall_seconds > 0 and SUT_CPUS != LOAD_CPUS:
+        info[f"stalls of cpu {SUT_CPUS} while cpu {LOAD_CPUS} is busy"] = core_stalls(stall_seconds)
     if LITELLM.exists():
         version = "import importlib.metadata as m; print(m.version('litellm'))"
         info["LiteLLM"] = _run([str(LITELLM.with_name("python")), "-c", version])
@@ -56,3 +78,27 @@ def _commit(root: Path) -> str:
 def _meminfo() -> str:
     first = Path("/proc/meminfo").read_text().splitlines()[0].split()
     return f"{int(first[1]) / 1024 / 1024:.1f} GiB"
+
+
+def core_stalls(seconds: float) -> str:
+    """How often the systems' core is taken away while the load generator's core is busy, as
+    in every lane. At c=1 a request that meets a stall waits it out: when the Python floor
+    and Sidegate share their p99, this is where it comes from."""
+    spin = ["taskset", "-c", LOAD_CPUS, sys.executable, "-c", "while True: pass"]
+    probe = ["taskset", "-c", SUT_CPUS, sys.executable, "-c", _STALL_PROBE, str(seconds)]
+    try:
+        spinner = subprocess.Popen(spin)
+    except OSError:
+        return "unknown"
+    try:
+        answer = _run(probe).split()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    if len(answer) != 3 or not all(part.isdigit() for part in answer):
+        return "unknown"
+    quarter, one, longest = (int(part) for part in answer)
+    return (
+        f"{quarter / seconds:.1f}/s over 0.25 ms, {one / seconds:.1f}/s over 1 ms "
+        f"(longest {longest / 1e6:.1f} ms; a clock read in a loop for {seconds:g} s)"
+    )

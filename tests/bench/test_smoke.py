@@ -9,6 +9,7 @@ system answered its requests.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,4 +89,7 @@ def test_summary_has_the_tables_and_the_plot_is_a_png(smoke: Path) -> None:
     for system in ALWAYS_MEASURED:
         assert any(line.startswith(f"| {system} |") for line in table), system
     assert "added p50 @c1" in summary
+    if (os.cpu_count() or 1) > 1:  # the systems' core is measured for stalls, with a figure
+        stalls = [line for line in summary.splitlines() if line.startswith("- stalls of cpu 1")]
+        assert stalls and "/s over 1 ms" in stalls[0], summary[-1500:]
     assert (smoke / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
