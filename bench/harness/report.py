@@ -154,8 +154,8 @@ def latency_table(rows: list[Row], layout: Layout) -> list[str]:
 
 def growth_per_1k_requests(row: Row) -> float:
     """The slope's upper 95% bound as bytes of RSS per 1,000 requests served, at the soak's
-    own rate: a leak of even one small object (16 bytes or more) in a few hundred requests
-    is above it, whatever the machine's speed."""
+    own rate: a per-request leak larger than this would have shown, which compares across
+    machines of different speeds where MB/min does not."""
     slope, half = row["slope_mb_per_min"], row["slope_ci95_mb_per_min"]
     per_minute = row["requests"] / (row["seconds"] / 60) if row.get("seconds") else 0.0
     if math.isnan(slope) or math.isnan(half) or per_minute <= 0:
