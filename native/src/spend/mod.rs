@@ -222,7 +222,8 @@ fn run(shared: &Shared, path: &std::path::Path) {
     let mut since_checkpoint = 0u64;
     // One batch buffer for the thread's life: a fresh one per write, sized by the backlog of
     // the moment, left the writer's heap fragmented and growing by a page now and then as
-    // backlogs peaked (seen as a slow RSS creep in the soak).
+    // backlogs peaked (seen as a slow RSS creep in the soak). After a backlog it is shrunk
+    // back to the everyday size, below.
     let mut batch: Vec<SpendRecord> = Vec::new();
     loop {
         let (ticket, stop_by) = {
@@ -270,7 +271,15 @@ fn run(shared: &Shared, path: &std::path::Path) {
             let mut queue = shared.queue.lock();
             take_rows(&mut queue.rows, &mut batch);
         }
+        // A backlog (a slow checkpoint, the writer kept off its core) grows the queue and the
+        // batch; left at their peak, every new peak raised the process's RSS a step for good
+        // (a slow creep in the soak). Once it is written both go back to the everyday size.
+        let everyday = options.batch_size.saturating_mul(2);
+        batch.shrink_to(everyday);
         let mut queue = shared.queue.lock();
+        if queue.rows.len() <= everyday {
+            queue.rows.shrink_to(everyday);
+        }
         queue.clean = clean && queue.rows.is_empty();
         queue.served = queue.served.max(ticket);
         shared.served.notify_all();

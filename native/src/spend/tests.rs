@@ -212,3 +212,26 @@ fn an_unwritable_path_is_retried_not_fatal() -> Result {
     assert_eq!(tenants(&path)?, ["kept"]);
     Ok(())
 }
+
+#[test]
+fn a_backlog_once_written_gives_the_queues_room_back() -> Result {
+    let path = scratch("backlog")?;
+    let writer = SpendWriter::start(path.clone(), WriterOptions { batch_size: 10, ..options() })?;
+    writer.record(row("first", 1.0));
+    assert!(writer.flush(WAIT));
+    let other = Connection::open(&path)?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    for index in 0..5_000 {
+        writer.record(row("late", f64::from(index)));
+    }
+    // The writer takes at most MOST_ROWS_PER_WRITE rows at a time, and none is written while
+    // the other connection holds the file: the rest stay queued.
+    let peak = writer.shared.queue.lock().rows.capacity();
+    other.execute_batch("COMMIT")?;
+    assert!(writer.flush(WAIT));
+    assert_eq!(writer.written(), 5_001);
+    let kept = writer.shared.queue.lock().rows.capacity();
+    assert!(peak >= 5_000 - MOST_ROWS_PER_WRITE, "the backlog's room: {peak}");
+    assert!(kept <= 20, "room kept once the backlog was written: {kept} (peak {peak})");
+    Ok(())
+}
