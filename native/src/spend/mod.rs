@@ -222,8 +222,7 @@ fn run(shared: &Shared, path: &std::path::Path) {
     let mut since_checkpoint = 0u64;
     // One batch buffer for the thread's life: a fresh one per write, sized by the backlog of
     // the moment, left the writer's heap fragmented and growing by a page now and then as
-    // backlogs peaked (seen as a slow RSS creep in the soak). After a backlog it is shrunk
-    // back to the everyday size, below.
+    // backlogs peaked (seen as a slow RSS creep in the soak).
     let mut batch: Vec<SpendRecord> = Vec::new();
     loop {
         let (ticket, stop_by) = {
@@ -272,8 +271,8 @@ fn run(shared: &Shared, path: &std::path::Path) {
             take_rows(&mut queue.rows, &mut batch);
         }
         // A backlog (a slow checkpoint, the writer kept off its core) grows the queue and the
-        // batch; left at their peak, every new peak raised the process's RSS a step for good
-        // (a slow creep in the soak). Once it is written both go back to the everyday size.
+        // batch; kept at their peak, each new peak raised RSS for good. Once it is written both
+        // go back to the everyday size (a copy of at most that many rows, under the lock).
         let everyday = options.batch_size.saturating_mul(2);
         batch.shrink_to(everyday);
         let mut queue = shared.queue.lock();
