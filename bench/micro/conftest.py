@@ -87,5 +87,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                 f"  {group:<21} {ours} costs {our_min / base_min:5.2f}x {baseline} "
                 f"[{our_med / base_med:5.2f}x]  (ours {our_min * 1e6:.2f} us)"
             )
+    for variant, (best, median) in sorted(timings.get("spend-record", {}).items()):
+        write(f"  spend-record          {variant} {best * 1e9:.0f} ns [{median * 1e9:.0f} ns]")
     for variant, (best, median) in sorted(timings.get("limiter-acquire", {}).items()):
         write(f"  limiter-acquire       {variant} {best * 1e9:.0f} ns [{median * 1e9:.0f} ns]")

@@ -12,11 +12,11 @@
 //! then the oldest go, counted), and the writer tries again after 0.5 s, doubling to 30 s.
 //! What went wrong is kept as `SpendEvent`s for the Python side to log.
 
+mod packed;
 mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,11 +25,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use packed::{Block, PackedRows};
 pub use store::{SqliteSpend, SCHEMA};
 
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-// The most rows one transaction takes: a long backlog is written in parts, each committed.
+// The rows one transaction takes at most, give or take a block (blocks are taken whole): a long
+// backlog is written in parts, each committed.
 const MOST_ROWS_PER_WRITE: usize = 4096;
 // Events kept for the Python side between two of its reads (it reads every second).
 const MOST_EVENTS: usize = 64;
@@ -39,23 +41,24 @@ const MOST_EVENTS: usize = 64;
 // the writer still gets ~10 % of a saturated core, more than a row per request needs.
 const WRITER_NICE: i32 = 10;
 
-/// One request's row of the spend table (`created_at` as `time.time()`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpendRecord {
+/// One request's row of the spend table (`created_at` as `time.time()`), borrowed: the queue
+/// keeps a packed copy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendRecord<'a> {
     pub created_at: f64,
-    pub request_id: String,
-    pub tenant: String,
-    pub key_id: Option<String>,
-    pub model: String,
-    pub served_model: String,
-    pub upstream: String,
+    pub request_id: &'a str,
+    pub tenant: &'a str,
+    pub key_id: Option<&'a str>,
+    pub model: &'a str,
+    pub served_model: &'a str,
+    pub upstream: &'a str,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: f64,
     pub latency_ms: f64,
     pub status: i64,
-    pub cache: String,
-    pub trace_id: Option<String>,
+    pub cache: &'a str,
+    pub trace_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +88,7 @@ pub enum SpendEvent {
 
 #[derive(Default)]
 struct Queue {
-    rows: VecDeque<SpendRecord>,
+    rows: PackedRows,
     dropped: u64,
     events: Vec<SpendEvent>,
     /// Set by `close`: write what is left until then, then stop.
@@ -136,15 +139,18 @@ impl SpendWriter {
         Ok(Self { shared, thread: Mutex::new(Some(thread)) })
     }
 
-    /// Queues one row (no I/O: this runs at the end of every request).
-    pub fn record(&self, row: SpendRecord) {
+    /// Queues a copy of one row (no I/O: this runs at the end of every request). A row no
+    /// memory can be mapped for is counted as dropped.
+    pub fn record(&self, row: &SpendRecord<'_>) {
         let options = &self.shared.options;
         let mut queue = self.shared.queue.lock();
         if queue.rows.len() >= options.max_pending {
             queue.rows.pop_front();
             queue.dropped += 1;
         }
-        queue.rows.push_back(row);
+        if !queue.rows.push(row) {
+            queue.dropped += 1;
+        }
         if queue.rows.len() == options.batch_size {
             self.shared.wake.notify_one();
         }
@@ -160,6 +166,11 @@ impl SpendWriter {
 
     pub fn checkpoints(&self) -> u64 {
         self.shared.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Blocks of memory the queue holds mapped (rows and spares; not the writer's batch).
+    pub fn mapped_blocks(&self) -> usize {
+        self.shared.queue.lock().rows.blocks()
     }
 
     /// What happened since the last call (dropped rows included), oldest first.
@@ -220,10 +231,8 @@ fn run(shared: &Shared, path: &std::path::Path) {
     let mut store: Option<SqliteSpend> = None;
     let mut retry: Option<Duration> = None;
     let mut since_checkpoint = 0u64;
-    // One batch buffer for the thread's life: a fresh one per write, sized by the backlog of
-    // the moment, left the writer's heap fragmented and growing by a page now and then as
-    // backlogs peaked (seen as a slow RSS creep in the soak).
-    let mut batch: Vec<SpendRecord> = Vec::new();
+    // The blocks of rows being written.
+    let mut batch: Vec<Block> = Vec::new();
     loop {
         let (ticket, stop_by) = {
             let mut queue = shared.queue.lock();
@@ -241,17 +250,17 @@ fn run(shared: &Shared, path: &std::path::Path) {
                     break;
                 }
             }
-            take_rows(&mut queue.rows, &mut batch);
+            queue.rows.take_front(&mut batch, MOST_ROWS_PER_WRITE);
             (queue.wanted, queue.stop_by)
         };
         let mut clean = true;
         while !batch.is_empty() {
             match write(&mut store, path, options, &batch) {
-                Ok(()) => {
-                    shared.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    since_checkpoint += batch.len() as u64;
+                Ok(rows) => {
+                    shared.written.fetch_add(rows, Ordering::Relaxed);
+                    since_checkpoint += rows;
                     retry = None;
-                    batch.clear();
+                    recycle(shared, &mut batch);
                 }
                 Err(error) => {
                     store = None; // opened again next time: the file may have been replaced
@@ -268,17 +277,9 @@ fn run(shared: &Shared, path: &std::path::Path) {
             }
             // Rows that arrived meanwhile go in this cycle too.
             let mut queue = shared.queue.lock();
-            take_rows(&mut queue.rows, &mut batch);
+            queue.rows.take_front(&mut batch, MOST_ROWS_PER_WRITE);
         }
-        // A backlog (a slow checkpoint, the writer kept off its core) grows the queue and the
-        // batch; kept at their peak, each new peak raised RSS for good. Once it is written both
-        // go back to the everyday size (a copy of at most that many rows, under the lock).
-        let everyday = options.batch_size.saturating_mul(2);
-        batch.shrink_to(everyday);
         let mut queue = shared.queue.lock();
-        if queue.rows.len() <= everyday {
-            queue.rows.shrink_to(everyday);
-        }
         queue.clean = clean && queue.rows.is_empty();
         queue.served = queue.served.max(ticket);
         shared.served.notify_all();
@@ -294,36 +295,37 @@ fn write(
     store: &mut Option<SqliteSpend>,
     path: &std::path::Path,
     options: &WriterOptions,
-    rows: &[SpendRecord],
-) -> rusqlite::Result<()> {
+    batch: &[Block],
+) -> rusqlite::Result<u64> {
     if store.is_none() {
         *store = Some(SqliteSpend::open(path, options.busy_timeout)?);
     }
+    let rows: usize = batch.iter().map(Block::rows).sum();
     match store {
-        Some(open) => open.write(rows),
-        None => Ok(()),
+        Some(open) => open.write(batch.iter().flat_map(Block::iter), rows).map(|()| rows as u64),
+        None => Ok(0),
     }
 }
 
-/// Moves the oldest queued rows, at most `MOST_ROWS_PER_WRITE`, into the (empty) `batch`.
-fn take_rows(rows: &mut VecDeque<SpendRecord>, batch: &mut Vec<SpendRecord>) {
-    let take = rows.len().min(MOST_ROWS_PER_WRITE);
-    batch.extend(rows.drain(..take));
+/// Hands the written blocks back to the queue as spares; those it has no use for are unmapped
+/// here, outside the lock.
+fn recycle(shared: &Shared, batch: &mut Vec<Block>) {
+    let mut unmapped = Vec::new();
+    {
+        let mut queue = shared.queue.lock();
+        unmapped.extend(batch.drain(..).filter_map(|block| queue.rows.spare(block)));
+    }
+    drop(unmapped);
 }
 
 /// A batch the database refused goes back to the front of the queue (leaving `batch` empty);
-/// rows that no longer fit (the queue filled meanwhile) are the newest, and are counted as
-/// dropped.
-fn requeue(shared: &Shared, batch: &mut Vec<SpendRecord>, error: String, retry_in: Duration) {
+/// past `max_pending` the oldest rows are dropped and counted, as in `record`.
+fn requeue(shared: &Shared, batch: &mut Vec<Block>, error: String, retry_in: Duration) {
     let mut queue = shared.queue.lock();
-    let room = shared.options.max_pending.saturating_sub(batch.len());
-    if queue.rows.len() > room {
-        let over = queue.rows.len() - room;
-        queue.rows.truncate(room);
-        queue.dropped += over as u64;
-    }
-    for row in batch.drain(..).rev() {
-        queue.rows.push_front(row);
+    queue.rows.put_back(batch);
+    while queue.rows.len() > shared.options.max_pending {
+        queue.rows.pop_front();
+        queue.dropped += 1;
     }
     let pending = queue.rows.len();
     if queue.events.len() < MOST_EVENTS {

@@ -75,18 +75,27 @@ impl SqliteSpend {
         })
     }
 
-    /// Appends `rows` in one transaction: all of them or, on an error, none.
-    pub fn write(&mut self, rows: &[SpendRecord]) -> rusqlite::Result<()> {
+    /// Appends the `count` rows of `rows` in one transaction: all of them or, on an error, none.
+    pub fn write<'r>(
+        &mut self,
+        mut rows: impl Iterator<Item = SpendRecord<'r>>,
+        count: usize,
+    ) -> rusqlite::Result<()> {
         let transaction = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut rest = rows;
+        let mut left = count;
+        let mut these = Vec::with_capacity(ROWS_PER_INSERT[0]);
         for (size, sql) in ROWS_PER_INSERT.iter().zip(&self.inserts) {
             let mut insert = transaction.prepare_cached(sql)?;
-            while rest.len() >= *size {
-                let (these, after) = rest.split_at(*size);
+            while left >= *size {
+                these.clear();
+                these.extend(rows.by_ref().take(*size));
+                if these.len() < *size {
+                    return Err(rusqlite::Error::InvalidQuery); // fewer rows than `count`
+                }
                 // The rows' time texts, end to end: bound values borrow them until the execute.
                 self.time_text.clear();
                 self.time_ends.clear();
-                for row in these {
+                for row in &these {
                     self.times.write(&mut self.time_text, row.created_at);
                     self.time_ends.push(self.time_text.len());
                 }
@@ -98,7 +107,7 @@ impl SqliteSpend {
                     start = *end;
                 }
                 insert.raw_execute()?;
-                rest = after;
+                left -= size;
             }
         }
         transaction.commit()
@@ -119,21 +128,21 @@ fn bind(
     insert: &mut rusqlite::CachedStatement<'_>,
     offset: usize,
     created_at: &str,
-    row: &SpendRecord,
+    row: &SpendRecord<'_>,
 ) -> rusqlite::Result<()> {
     let at = |field: usize| offset + field;
     insert.raw_bind_parameter(at(1), created_at)?;
-    insert.raw_bind_parameter(at(2), &row.request_id)?;
-    insert.raw_bind_parameter(at(3), &row.tenant)?;
-    insert.raw_bind_parameter(at(4), &row.key_id)?;
-    insert.raw_bind_parameter(at(5), &row.model)?;
-    insert.raw_bind_parameter(at(6), &row.served_model)?;
-    insert.raw_bind_parameter(at(7), &row.upstream)?;
+    insert.raw_bind_parameter(at(2), row.request_id)?;
+    insert.raw_bind_parameter(at(3), row.tenant)?;
+    insert.raw_bind_parameter(at(4), row.key_id)?;
+    insert.raw_bind_parameter(at(5), row.model)?;
+    insert.raw_bind_parameter(at(6), row.served_model)?;
+    insert.raw_bind_parameter(at(7), row.upstream)?;
     insert.raw_bind_parameter(at(8), row.input_tokens)?;
     insert.raw_bind_parameter(at(9), row.output_tokens)?;
     insert.raw_bind_parameter(at(10), row.cost_usd)?;
     insert.raw_bind_parameter(at(11), row.latency_ms)?;
     insert.raw_bind_parameter(at(12), row.status)?;
-    insert.raw_bind_parameter(at(13), &row.cache)?;
-    insert.raw_bind_parameter(at(14), &row.trace_id)
+    insert.raw_bind_parameter(at(13), row.cache)?;
+    insert.raw_bind_parameter(at(14), row.trace_id)
 }

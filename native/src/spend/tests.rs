@@ -29,21 +29,21 @@ fn options() -> WriterOptions {
     }
 }
 
-fn row(tenant: &str, at: f64) -> SpendRecord {
+fn row(tenant: &str, at: f64) -> SpendRecord<'_> {
     SpendRecord {
         created_at: at,
-        request_id: "req_1".into(),
-        tenant: tenant.into(),
-        key_id: Some("abc123".into()),
-        model: "gpt-4o-mini".into(),
-        served_model: "gpt-4o-mini".into(),
-        upstream: "openai".into(),
+        request_id: "req_1",
+        tenant,
+        key_id: Some("abc123"),
+        model: "gpt-4o-mini",
+        served_model: "gpt-4o-mini",
+        upstream: "openai",
         input_tokens: 10,
         output_tokens: 5,
         cost_usd: 0.01,
         latency_ms: 12.5,
         status: 200,
-        cache: "miss".into(),
+        cache: "miss",
         trace_id: None,
     }
 }
@@ -65,9 +65,9 @@ fn rows_keep_their_order_and_values() -> Result {
     let writer = SpendWriter::start(path.clone(), options())?;
     let mut special = row("t7", 1_700_000_007.25);
     special.key_id = None;
-    special.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
-    writer.record(row("t0", 1_700_000_000.0));
-    writer.record(special);
+    special.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736");
+    writer.record(&row("t0", 1_700_000_000.0));
+    writer.record(&special);
     assert!(writer.flush(WAIT));
     assert_eq!(writer.written(), 2);
     assert_eq!(writer.close(WAIT), 0);
@@ -99,7 +99,7 @@ fn a_full_batch_wakes_the_writer_before_the_interval() -> Result {
     let path = scratch("batch")?;
     let writer = SpendWriter::start(path, WriterOptions { batch_size: 10, ..options() })?;
     for index in 0..10 {
-        writer.record(row(&format!("t{index}"), 1.0));
+        writer.record(&row(&format!("t{index}"), 1.0));
     }
     let deadline = Instant::now() + WAIT;
     while writer.written() < 10 && Instant::now() < deadline {
@@ -113,12 +113,12 @@ fn a_full_batch_wakes_the_writer_before_the_interval() -> Result {
 fn rows_wait_out_another_writer_and_are_written_in_order_after_it() -> Result {
     let path = scratch("busy")?;
     let writer = SpendWriter::start(path.clone(), options())?;
-    writer.record(row("first", 1.0));
+    writer.record(&row("first", 1.0));
     assert!(writer.flush(WAIT));
     let other = Connection::open(&path)?;
     other.execute_batch("BEGIN IMMEDIATE")?;
-    writer.record(row("late-1", 2.0));
-    writer.record(row("late-2", 3.0));
+    writer.record(&row("late-1", 2.0));
+    writer.record(&row("late-2", 3.0));
     assert!(!writer.flush(WAIT));
     assert_eq!(writer.pending(), 2);
     let events = writer.take_events();
@@ -138,7 +138,7 @@ fn a_full_queue_drops_the_oldest_rows_and_says_how_many() -> Result {
     let path = scratch("full")?;
     let writer = SpendWriter::start(path.clone(), WriterOptions { max_pending: 3, ..options() })?;
     for index in 0..5 {
-        writer.record(row(&format!("t{index}"), 1.0));
+        writer.record(&row(&format!("t{index}"), 1.0));
     }
     assert_eq!(writer.pending(), 3);
     assert_eq!(writer.take_events(), [SpendEvent::RowsDropped { dropped: 2 }]);
@@ -155,7 +155,7 @@ fn checkpoints_let_the_write_ahead_log_start_over() -> Result {
         SpendWriter::start(path.clone(), WriterOptions { checkpoint_rows: 1_000, ..options() })?;
     for part in 0..20 {
         for index in 0..1_000 {
-            writer.record(row(&format!("t{part}-{index}"), 1.0));
+            writer.record(&row(&format!("t{part}-{index}"), 1.0));
         }
         assert!(writer.flush(WAIT));
     }
@@ -175,7 +175,7 @@ fn close_writes_what_is_left() -> Result {
     let path = scratch("close")?;
     let writer = SpendWriter::start(path.clone(), options())?;
     for index in 0..3 {
-        writer.record(row(&format!("t{index}"), 1.0));
+        writer.record(&row(&format!("t{index}"), 1.0));
     }
     assert_eq!(writer.close(WAIT), 0);
     assert_eq!(tenants(&path)?, ["t0", "t1", "t2"]);
@@ -186,11 +186,11 @@ fn close_writes_what_is_left() -> Result {
 fn close_gives_up_on_a_database_that_stays_locked_and_counts_the_rows() -> Result {
     let path = scratch("lost")?;
     let writer = SpendWriter::start(path.clone(), options())?;
-    writer.record(row("first", 1.0));
+    writer.record(&row("first", 1.0));
     assert!(writer.flush(WAIT));
     let other = Connection::open(&path)?;
     other.execute_batch("BEGIN IMMEDIATE")?;
-    writer.record(row("late", 2.0));
+    writer.record(&row("late", 2.0));
     let started = Instant::now();
     assert_eq!(writer.close(Duration::from_millis(300)), 1);
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -202,7 +202,7 @@ fn close_gives_up_on_a_database_that_stays_locked_and_counts_the_rows() -> Resul
 fn an_unwritable_path_is_retried_not_fatal() -> Result {
     let path = scratch("missing")?.with_file_name("no-such-dir").join("spend.db");
     let writer = SpendWriter::start(path.clone(), options())?;
-    writer.record(row("kept", 1.0));
+    writer.record(&row("kept", 1.0));
     assert!(!writer.flush(WAIT));
     assert_eq!(writer.pending(), 1);
     let parent = path.parent().ok_or("no parent")?;
@@ -217,21 +217,21 @@ fn an_unwritable_path_is_retried_not_fatal() -> Result {
 fn a_backlog_once_written_gives_the_queues_room_back() -> Result {
     let path = scratch("backlog")?;
     let writer = SpendWriter::start(path.clone(), WriterOptions { batch_size: 10, ..options() })?;
-    writer.record(row("first", 1.0));
+    writer.record(&row("first", 1.0));
     assert!(writer.flush(WAIT));
     let other = Connection::open(&path)?;
     other.execute_batch("BEGIN IMMEDIATE")?;
-    for index in 0..5_000 {
-        writer.record(row("late", f64::from(index)));
+    for index in 0..20_000 {
+        writer.record(&row("late", f64::from(index)));
     }
-    // The writer takes at most MOST_ROWS_PER_WRITE rows at a time, and none is written while
-    // the other connection holds the file: the rest stay queued.
-    let peak = writer.shared.queue.lock().rows.capacity();
+    // None is written while the other connection holds the file: the rows stay queued, bar the
+    // blocks the writer has taken.
+    let peak = writer.mapped_blocks();
     other.execute_batch("COMMIT")?;
     assert!(writer.flush(WAIT));
-    assert_eq!(writer.written(), 5_001);
-    let kept = writer.shared.queue.lock().rows.capacity();
-    assert!(peak >= 5_000 - MOST_ROWS_PER_WRITE, "the backlog's room: {peak}");
-    assert!(kept <= 20, "room kept once the backlog was written: {kept} (peak {peak})");
+    assert_eq!(writer.written(), 20_001);
+    let kept = writer.mapped_blocks();
+    assert!(peak >= 10, "blocks the backlog took: {peak}");
+    assert!(kept <= packed::SPARE_BLOCKS, "blocks kept once the backlog was written: {kept}");
     Ok(())
 }
