@@ -257,10 +257,10 @@ fn run(shared: &Shared, path: &std::path::Path) {
         while !batch.is_empty() {
             match write(&mut store, path, options, &batch) {
                 Ok(rows) => {
-                    shared.written.fetch_add(rows, Ordering::Relaxed);
-                    since_checkpoint += rows;
+                    shared.written.fetch_add(rows as u64, Ordering::Relaxed);
+                    since_checkpoint += rows as u64;
                     retry = None;
-                    recycle(shared, &mut batch);
+                    recycle(shared, &mut batch, rows);
                 }
                 Err(error) => {
                     store = None; // opened again next time: the file may have been replaced
@@ -296,23 +296,25 @@ fn write(
     path: &std::path::Path,
     options: &WriterOptions,
     batch: &[Block],
-) -> rusqlite::Result<u64> {
+) -> rusqlite::Result<usize> {
     if store.is_none() {
         *store = Some(SqliteSpend::open(path, options.busy_timeout)?);
     }
-    let rows: usize = batch.iter().map(Block::rows).sum();
     match store {
-        Some(open) => open.write(batch.iter().flat_map(Block::iter), rows).map(|()| rows as u64),
+        Some(open) => open.write(batch.iter().flat_map(Block::iter)),
         None => Ok(0),
     }
 }
 
 /// Hands the written blocks back to the queue as spares; those it has no use for are unmapped
-/// here, outside the lock.
-fn recycle(shared: &Shared, batch: &mut Vec<Block>) {
+/// here, outside the lock. Rows of the batch that were not `written` (that could not be read
+/// back, which a bug alone would cause) are counted as dropped rather than retried forever.
+fn recycle(shared: &Shared, batch: &mut Vec<Block>, written: usize) {
+    let unread = batch.iter().map(Block::rows).sum::<usize>().saturating_sub(written);
     let mut unmapped = Vec::new();
     {
         let mut queue = shared.queue.lock();
+        queue.dropped += unread as u64;
         unmapped.extend(batch.drain(..).filter_map(|block| queue.rows.spare(block)));
     }
     drop(unmapped);

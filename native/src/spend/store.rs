@@ -75,42 +75,51 @@ impl SqliteSpend {
         })
     }
 
-    /// Appends the `count` rows of `rows` in one transaction: all of them or, on an error, none.
+    /// Appends `rows` in one transaction (all of them or, on an error, none); returns how many.
     pub fn write<'r>(
         &mut self,
         mut rows: impl Iterator<Item = SpendRecord<'r>>,
-        count: usize,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<usize> {
         let transaction = self.connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut left = count;
-        let mut these = Vec::with_capacity(ROWS_PER_INSERT[0]);
-        for (size, sql) in ROWS_PER_INSERT.iter().zip(&self.inserts) {
-            let mut insert = transaction.prepare_cached(sql)?;
-            while left >= *size {
-                these.clear();
-                these.extend(rows.by_ref().take(*size));
-                if these.len() < *size {
-                    return Err(rusqlite::Error::InvalidQuery); // fewer rows than `count`
-                }
-                // The rows' time texts, end to end: bound values borrow them until the execute.
-                self.time_text.clear();
-                self.time_ends.clear();
-                for row in &these {
-                    self.times.write(&mut self.time_text, row.created_at);
-                    self.time_ends.push(self.time_text.len());
-                }
-                let texts = std::str::from_utf8(&self.time_text).unwrap_or_default();
-                let mut start = 0;
-                for (index, (row, end)) in these.iter().zip(&self.time_ends).enumerate() {
-                    let created_at = texts.get(start..*end).unwrap_or_default();
-                    bind(&mut insert, index * FIELDS, created_at, row)?;
-                    start = *end;
-                }
-                insert.raw_execute()?;
-                left -= size;
+        let mut written = 0;
+        let mut group = Vec::with_capacity(ROWS_PER_INSERT[0]);
+        loop {
+            group.clear();
+            group.extend(rows.by_ref().take(ROWS_PER_INSERT[0]));
+            if group.is_empty() {
+                break;
             }
+            let mut rest = group.as_slice();
+            for (size, sql) in ROWS_PER_INSERT.iter().zip(&self.inserts) {
+                if rest.len() < *size {
+                    continue;
+                }
+                let mut insert = transaction.prepare_cached(sql)?;
+                while rest.len() >= *size {
+                    let (these, after) = rest.split_at(*size);
+                    // The rows' time texts, end to end: bound values borrow them until the
+                    // execute.
+                    self.time_text.clear();
+                    self.time_ends.clear();
+                    for row in these {
+                        self.times.write(&mut self.time_text, row.created_at);
+                        self.time_ends.push(self.time_text.len());
+                    }
+                    let texts = std::str::from_utf8(&self.time_text).unwrap_or_default();
+                    let mut start = 0;
+                    for (index, (row, end)) in these.iter().zip(&self.time_ends).enumerate() {
+                        let created_at = texts.get(start..*end).unwrap_or_default();
+                        bind(&mut insert, index * FIELDS, created_at, row)?;
+                        start = *end;
+                    }
+                    insert.raw_execute()?;
+                    rest = after;
+                }
+            }
+            written += group.len();
         }
-        transaction.commit()
+        transaction.commit()?;
+        Ok(written)
     }
 
     /// Copies the write-ahead log into the database and lets the log start over.
