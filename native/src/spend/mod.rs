@@ -143,10 +143,11 @@ impl SpendWriter {
     /// memory can be mapped for is counted as dropped.
     pub fn record(&self, row: &SpendRecord<'_>) {
         let options = &self.shared.options;
+        let mut unmapped = Vec::new();
         let mut queue = self.shared.queue.lock();
         if queue.rows.len() >= options.max_pending {
-            queue.rows.pop_front();
-            queue.dropped += 1;
+            let over = queue.rows.len() + 1 - options.max_pending;
+            queue.dropped += queue.rows.drop_front(over, &mut unmapped) as u64;
         }
         if !queue.rows.push(row) {
             queue.dropped += 1;
@@ -154,6 +155,8 @@ impl SpendWriter {
         if queue.rows.len() == options.batch_size {
             self.shared.wake.notify_one();
         }
+        drop(queue);
+        drop(unmapped);
     }
 
     pub fn pending(&self) -> usize {
@@ -321,18 +324,20 @@ fn recycle(shared: &Shared, batch: &mut Vec<Block>, written: usize) {
 }
 
 /// A batch the database refused goes back to the front of the queue (leaving `batch` empty);
-/// past `max_pending` the oldest rows are dropped and counted, as in `record`.
+/// past `max_pending` the oldest rows are dropped and counted, as in `record`, whole blocks at a
+/// time, and what is unmapped is unmapped outside the lock.
 fn requeue(shared: &Shared, batch: &mut Vec<Block>, error: String, retry_in: Duration) {
+    let mut unmapped = Vec::new();
     let mut queue = shared.queue.lock();
     queue.rows.put_back(batch);
-    while queue.rows.len() > shared.options.max_pending {
-        queue.rows.pop_front();
-        queue.dropped += 1;
-    }
+    let over = queue.rows.len().saturating_sub(shared.options.max_pending);
+    queue.dropped += queue.rows.drop_front(over, &mut unmapped) as u64;
     let pending = queue.rows.len();
     if queue.events.len() < MOST_EVENTS {
         queue.events.push(SpendEvent::WriteFailed { error, pending, retry_in });
     }
+    drop(queue);
+    drop(unmapped);
 }
 
 fn checkpoint(shared: &Shared, store: Option<&SqliteSpend>) {

@@ -234,17 +234,34 @@ impl PackedRows {
         pushed
     }
 
-    /// Drops the oldest row.
-    pub fn pop_front(&mut self) {
-        let Some(first) = self.blocks.front_mut() else { return };
-        let before = first.rows;
-        first.pop_front();
-        self.rows -= before - first.rows;
-        if first.rows == 0 {
-            if let Some(empty) = self.blocks.pop_front() {
-                let _unmapped = self.spare(empty);
+    /// Drops the oldest `count` rows (fewer when the queue holds fewer) and returns how many
+    /// went. Whole blocks go at once, so a large drop costs a step per block, not per row; the
+    /// emptied blocks that are not kept as spares are pushed onto `unmapped`, for the caller to
+    /// unmap outside any lock.
+    pub fn drop_front(&mut self, count: usize, unmapped: &mut Vec<Block>) -> usize {
+        let mut dropped = 0;
+        while dropped < count {
+            let Some(first) = self.blocks.front_mut() else { break };
+            if first.rows <= count - dropped {
+                dropped += first.rows;
+                self.rows -= first.rows;
+                if let Some(empty) = self.blocks.pop_front() {
+                    unmapped.extend(self.spare(empty));
+                }
+                continue;
             }
+            while dropped < count {
+                let before = first.rows;
+                first.pop_front();
+                if first.rows == before {
+                    break; // unreadable rest: only whole-block drops can clear it
+                }
+                dropped += 1;
+                self.rows -= 1;
+            }
+            break;
         }
+        dropped
     }
 
     /// Moves whole blocks from the front into `taken` until it holds at least `most_rows`
@@ -340,8 +357,10 @@ mod tests {
             assert!(rows.push(&row(name, index)));
         }
         assert!(rows.blocks() > 1, "5,000 rows fill more than one block");
-        for _ in 0..1_500 {
-            rows.pop_front();
+        let mut unmapped = Vec::new();
+        assert_eq!(rows.drop_front(1_000, &mut unmapped), 1_000);
+        for _ in 0..500 {
+            assert_eq!(rows.drop_front(1, &mut unmapped), 1);
         }
         assert_eq!(rows.len(), 3_500);
         let read = drain(&mut rows);
@@ -387,5 +406,21 @@ mod tests {
         let unmapped = taken.drain(..).filter_map(|block| rows.spare(block)).count();
         assert!(unmapped > 0);
         assert_eq!(rows.blocks(), SPARE_BLOCKS);
+    }
+
+    #[test]
+    fn a_large_drop_takes_whole_blocks_and_hands_the_extra_ones_back_for_unmapping() {
+        let mut rows = PackedRows::default();
+        for index in 0..20_000 {
+            assert!(rows.push(&row("acme", index)));
+        }
+        let blocks = rows.blocks();
+        let mut unmapped = Vec::new();
+        assert_eq!(rows.drop_front(19_990, &mut unmapped), 19_990);
+        assert_eq!(rows.len(), 10);
+        let tokens: Vec<i64> = drain(&mut rows).iter().map(|(_, tokens, _)| *tokens).collect();
+        assert_eq!(tokens, (19_990..20_000).collect::<Vec<i64>>());
+        assert_eq!(unmapped.len() + SPARE_BLOCKS, blocks - 1, "all but the last block emptied");
+        assert_eq!(rows.drop_front(5, &mut unmapped), 0, "nothing left to drop");
     }
 }
