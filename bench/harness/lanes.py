@@ -53,6 +53,7 @@ def percentile(values: list[float], share: float) -> float:
 def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
     pids = system.pids()
     cpu_before = procs.cpu_seconds(pids)
+    wait_before = procs.core_wait_seconds(pids)
     row: Row = {
         "lane": lane.name,
         "kind": str(lane.kind),
@@ -88,6 +89,8 @@ def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
     cpu = procs.cpu_seconds(pids) - cpu_before
     row["cpu_s"] = round(cpu, 3)
     row["cpu_us_per_req"] = round(cpu * 1e6 / done, 1) if done else None
+    waited = procs.core_wait_seconds(pids) - wait_before
+    row["core_wait_ms"] = None if math.isnan(waited) else round(waited * 1e3, 3)
     return row
 
 

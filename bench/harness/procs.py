@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -143,6 +144,29 @@ def cpu_seconds(pids: list[int]) -> float:
         # Fields 14 and 15 of stat(5) (utime, stime); the slice starts at field 3.
         ticks += int(fields[11]) + int(fields[12])
     return ticks / CLOCK_TICKS
+
+
+def core_wait_seconds(pids: list[int]) -> float:
+    """Time the threads of these processes were ready to run but waited for a core (the second
+    field of each thread's /proc schedstat), NaN where the kernel does not keep it. At c=1 a
+    request that arrives while the system's own thread waits, for another thread of the
+    system or anything else on its core, waits as long: a tail with this time is the core's, a
+    tail without it is the system's own work."""
+    waited_ns = 0
+    for pid in pids:
+        try:
+            threads = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                waited_ns += int((thread / "schedstat").read_text().split()[1])
+            except FileNotFoundError:
+                if not Path("/proc/self/schedstat").exists():
+                    return math.nan
+            except (OSError, IndexError, ValueError):
+                continue
+    return waited_ns / 1e9
 
 
 def rss_mb(pids: list[int]) -> float:

@@ -3,7 +3,7 @@ reports what it measured."""
 
 from __future__ import annotations
 
-from bench.harness.report import Layout, latency_table, target_rows
+from bench.harness.report import Layout, latency_table, target_rows, targets_table
 
 
 def _rows(lanes: list[str]) -> list[dict[str, object]]:
@@ -41,7 +41,7 @@ def test_a_run_of_the_paced_lane_alone_still_reports_sidegate_against_its_target
     _head, _rule, sidegate, _direct = latency_table(rows, layout)
     assert _cells(sidegate)[0] == "sidegate"
     assert _cells(sidegate)[-2] == "0.250"
-    checks = {target: (measured, met) for target, measured, met in target_rows(rows, layout)}
+    checks = {t.name: (t.measured, t.met) for t in target_rows(rows, layout)}
     assert checks["added TTFB ≤ 0.3 ms"] == ("0.250 ms", True)
     assert checks["chat ≥ 0.8x floor"][1] is None
 
@@ -70,6 +70,22 @@ def test_paced_figures_leave_out_the_mock_where_its_stamps_came_through() -> Non
     table = {_cells(line)[0]: dict(zip(_cells(head), _cells(line), strict=True)) for line in body}
     assert (table["sidegate"]["TTFB p50"], table["sidegate"]["gap p99"]) == ("0.200", "0.100")
     assert (table["litellm"]["TTFB p50"], table["litellm"]["gap p99"]) == ("28.000", "4.000")
-    checks = {target: (measured, met) for target, measured, met in target_rows(rows, layout)}
+    checks = {t.name: (t.measured, t.met) for t in target_rows(rows, layout)}
     assert checks["added TTFB ≤ 0.3 ms"] == ("0.200 ms", True)
     assert checks["added inter-chunk p99 ≤ 0.2 ms"] == ("0.100 ms", True)
+
+
+def test_each_latency_target_shows_whether_nginx_the_practical_limit_meets_it() -> None:
+    layout = Layout(chat=["chat-c1"], stream="stream", paced="paced")
+    added = {"direct": (0.0, 0.0), "nginx": (0.05, 0.46), "sidegate": (0.25, 0.78)}
+    rows: list[dict[str, object]] = []
+    for system, (p50, ttfb) in added.items():
+        rows.append({"system": system, "lane": "chat-c1", "round": 1, "p50_ms": 0.1 + p50})
+        rows.append({"system": system, "lane": "paced", "round": 1, "ttfb_p50_ms": 1 + ttfb})
+    head, _rule, *body = targets_table(rows, layout)
+    assert _cells(head)[-1] == "nginx, the practical limit"
+    table = {_cells(line)[0]: _cells(line)[1:] for line in body}
+    assert table["added TTFB ≤ 0.3 ms"] == ["0.780 ms", "**missed**", "0.460 ms (misses it too)"]
+    assert table["added p50 @c1 ≤ 0.45 ms"] == ["0.250 ms", "met", "0.050 ms (meets it)"]
+    assert table["added inter-chunk p99 ≤ 0.2 ms"][-1] == "n/a"
+    assert table["RSS after load ≤ 100 MB"][-1] == "—"

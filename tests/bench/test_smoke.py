@@ -62,6 +62,8 @@ def test_every_lane_measures_the_core_systems(smoke: Path) -> None:
         if "rps" in row:
             assert row["requests"] > 0 and row["non2xx"] == 0 and row["errors"] == 0, row
             assert row["cpu_us_per_req"] is not None, row
+        if row["lane"] in {"chat-c1", "paced-c4"}:
+            assert row["core_wait_ms"] is None or row["core_wait_ms"] >= 0, row
         if "ttfb_p50_ms" in row:
             assert row["streams"] > 0 and row["failures"] == 0, row
 
