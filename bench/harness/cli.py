@@ -139,6 +139,7 @@ def _measure_all(
 ) -> None:
     args = run.args
     throughput_only = {s.name for s in running if systems.SPEC_BY_NAME[s.name].throughput_only}
+    direct = next((system for system in running if system.name == "direct"), None)
     for round_no in range(1, args.rounds + 1):
         for lane in plan:
             for system in list(running):
@@ -155,7 +156,7 @@ def _measure_all(
                     running.remove(system)
                     continue
                 seconds = args.paced_seconds if lane.paced else args.seconds
-                row = lanes.measure(system, lane, seconds, workdir)
+                row = lanes.measure(system, lane, seconds, workdir, reference=direct)
                 row["round"] = round_no
                 run.record(row)
                 progress.step(f"round {round_no} {describe_row(row)}")
@@ -285,7 +286,9 @@ def _meta(args: argparse.Namespace, argv: list[str], stamp: str) -> dict[str, An
         "notes": [
             "sidegate-w2 runs on both cores, shared with wrk and the upstream, so its figures show "
             "efficiency (CPU µs/req) more than scaling.",
-            "Added latency = system minus direct in the same round; negative values are noise.",
+            "Added latency = system minus direct in the same round; negative values are noise. "
+            "In the paced lane direct is measured stream by stream in turn with each system "
+            "(the `direct_*` figures of its row).",
             "Added TTFB and gap p99 leave out the mock upstream's own time: its time from the "
             "request to its first write, and its own gap between two writes, which it states in "
             "SSE comments (`--stamp-events`). A system that drops the comments is compared on "

@@ -20,6 +20,8 @@ from bench.harness.systems import Kind, Running, probe
 
 Row = dict[str, Any]
 SOAK_WARMUP_SHARE = 0.2
+# Row keys of the direct streams that took turns with a system's in the paced lane.
+PAIRED = "direct_"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,26 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[index]
 
 
-def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
+def _paced_figures(result: paced.PacedResult) -> Row:
+    return {
+        "streams": result.streams,
+        "failures": result.failures,
+        "ttfb_p50_ms": percentile(result.ttfb_ms, 0.5),
+        "ttfb_p99_ms": percentile(result.ttfb_ms, 0.99),
+        "gap_p50_ms": percentile(result.gaps_ms, 0.5),
+        "gap_p99_ms": percentile(result.gaps_ms, 0.99),
+        "gaps": len(result.gaps_ms),
+        "ttfb_net_p50_ms": percentile(result.net_ttfb_ms, 0.5),
+        "gap_stretch_p99_ms": percentile(result.stretches_ms, 0.99),
+        "stretches": len(result.stretches_ms),
+    }
+
+
+def measure(
+    system: Running, lane: Lane, seconds: float, workdir: Path, reference: Running | None = None
+) -> Row:
+    """One system in one lane. In the paced lane a `reference` (direct) takes turns with the
+    system stream by stream, and its figures go into the same row under `PAIRED` keys."""
     pids = system.pids()
     cpu_before = procs.cpu_seconds(pids)
     wait_before = procs.core_wait_seconds(pids)
@@ -60,21 +81,17 @@ def measure(system: Running, lane: Lane, seconds: float, workdir: Path) -> Row:
         "system": system.name,
         "concurrency": lane.concurrency,
     }
-    if lane.paced:
+    if lane.paced and reference is not None and reference is not system:
+        result, alongside = paced.run_paired(
+            system.target(lane.kind), reference.target(lane.kind), lane.concurrency, seconds
+        )
+        done = result.streams
+        row.update(_paced_figures(result))
+        row.update({f"{PAIRED}{key}": value for key, value in _paced_figures(alongside).items()})
+    elif lane.paced:
         result = paced.run(system.target(lane.kind), lane.concurrency, seconds)
         done = result.streams
-        row.update(
-            streams=result.streams,
-            failures=result.failures,
-            ttfb_p50_ms=percentile(result.ttfb_ms, 0.5),
-            ttfb_p99_ms=percentile(result.ttfb_ms, 0.99),
-            gap_p50_ms=percentile(result.gaps_ms, 0.5),
-            gap_p99_ms=percentile(result.gaps_ms, 0.99),
-            gaps=len(result.gaps_ms),
-            ttfb_net_p50_ms=percentile(result.net_ttfb_ms, 0.5),
-            gap_stretch_p99_ms=percentile(result.stretches_ms, 0.99),
-            stretches=len(result.stretches_ms),
-        )
+        row.update(_paced_figures(result))
     else:
         outcome = wrk.run(system.target(lane.kind), lane.concurrency, seconds, workdir)
         done = outcome.ok_requests

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from bench.harness.lanes import PAIRED
+
 Row = dict[str, Any]
 FLOOR = "aiohttp-floor"
 SUT = "sidegate"
@@ -41,11 +43,15 @@ def stat(rows: list[Row], lane: str, system: str, key: str) -> float:
 
 
 def added(rows: list[Row], lane: str, system: str, key: str) -> float:
-    """Median over rounds of (system - direct) for `key` in `lane`."""
+    """Median over rounds of (system - direct) for `key` in `lane`: direct's figure from the
+    same row where direct took turns with the system (`PAIRED` keys), else from direct's own
+    row of the same round."""
     base = {r["round"]: r.get(key) for r in _rows(rows, lane, "direct")}
     diffs = []
     for row in _rows(rows, lane, system):
-        ref, value = base.get(row["round"]), row.get(key)
+        ref, value = row.get(PAIRED + key), row.get(key)
+        if ref is None or math.isnan(ref):
+            ref = base.get(row["round"])
         if ref is not None and value is not None:
             diffs.append(value - ref)
     return median(diffs)
@@ -54,8 +60,8 @@ def added(rows: list[Row], lane: str, system: str, key: str) -> float:
 def added_paced(rows: list[Row], lane: str, system: str, figure: str) -> float:
     """Added TTFB ("ttfb") or inter-chunk p99 ("gap") in the paced lane: from the figures
     free of the mock's own time where the system and direct both have them, else raw."""
-    paired, raw = PACED_FIGURES[figure]
-    value = added(rows, lane, system, paired)
+    net, raw = PACED_FIGURES[figure]
+    value = added(rows, lane, system, net)
     return added(rows, lane, system, raw) if math.isnan(value) else value
 
 
