@@ -15,7 +15,7 @@ of "system minus direct".
 `run_paired` measures a system and direct together: each client opens its streams to the two in
 turn, so both meet the host in the same state. Block against block (ten seconds of one, then ten
 of the other) the host drifted between them by as much as the target for added TTFB (direct's
-own TTFB moved 0.84 to 1.48 ms from round to round on one host), and that drift went straight
+own TTFB moved from 1.11 to 1.54 ms between rounds on one host), and that drift went straight
 into "system minus direct".
 """
 

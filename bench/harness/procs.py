@@ -147,25 +147,21 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def core_wait_seconds(pids: list[int]) -> float:
-    """Time the threads of these processes were ready to run but waited for a core (the second
-    field of each thread's /proc schedstat), NaN where the kernel does not keep it. At c=1 a
-    request that arrives while the system's own thread waits, for another thread of the
-    system or anything else on its core, waits as long: a tail with this time is the core's, a
-    tail without it is the system's own work."""
+    """Time the main threads of these processes (where their event loops run) were ready to
+    run but waited for a core: the second field of /proc/PID/schedstat, NaN where the kernel
+    does not keep it. At c=1 a request that arrives while that thread waits, for another
+    thread of the system or anything else on its core, waits as long: a tail with this time is
+    the core's, a tail without it is the system's own work. Helper threads are left out: their
+    own waits (a writer thread kept waiting by the loop) delay no request."""
     waited_ns = 0
     for pid in pids:
         try:
-            threads = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:
+            waited_ns += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+        except FileNotFoundError:
+            if not Path("/proc/self/schedstat").exists():
+                return math.nan
+        except (OSError, IndexError, ValueError):
             continue
-        for thread in threads:
-            try:
-                waited_ns += int((thread / "schedstat").read_text().split()[1])
-            except FileNotFoundError:
-                if not Path("/proc/self/schedstat").exists():
-                    return math.nan
-            except (OSError, IndexError, ValueError):
-                continue
     return waited_ns / 1e9
 
 
