@@ -16,8 +16,8 @@ SPIN = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="no schedstat here")
 def test_core_wait_counts_the_time_a_process_was_kept_off_its_busy_core() -> None:
-    """Two spinning processes on one core each wait about half the time; one alone on an idle
-    core hardly waits. What a reader of a tail at c=1 needs to tell the two apart."""
+    """Two spinning processes on one core each wait about half the time: the time a loop
+    sharing its core would keep a request waiting."""
     core = str(min(os.sched_getaffinity(0)))
     pair = [subprocess.Popen(["taskset", "-c", core, sys.executable, "-c", SPIN]) for _ in range(2)]
     try:
