@@ -14,14 +14,14 @@ memory; a queue that gives it back ends close to where it started.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench.harness import systems, upstream, wrk
-from bench.harness.systems import LOAD_CPUS, SIDEGATE_KEY, Kind, Running, Spec, Target
+from bench.harness import systems, wrk
+from bench.harness.systems import Kind, Running, Target
 
 CONCURRENCY = 64
 
@@ -71,15 +71,13 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=10.0)
     args = parser.parse_args()
     holds = [int(seconds) for seconds in args.holds.split(",")]
-    workdir = Path(tempfile.mkdtemp(prefix="sidegate-backlog-"))
-    nginx = upstream.start_upstream(workdir, LOAD_CPUS, None)
+    nginx, env = systems.start_alone("sidegate-backlog-")
+    workdir = env.workdir
     sidegate: Running | str = "not started"
     try:
-        env = systems.Env(workdir, nginx.port)
-        direct = Running("direct", nginx.port, None, nginx.proc.pid, False)
-        launcher = systems.sidegate_launcher(1)
-        spec = Spec("sidegate", "sut", launcher, by_model=True, auth=SIDEGATE_KEY)
-        sidegate = systems.start(spec, env, direct)
+        sidegate = systems.start(
+            systems.SPEC_BY_NAME["sidegate"], env, systems.direct_running(nginx)
+        )
         if isinstance(sidegate, str):
             raise SystemExit(f"sidegate did not start: {sidegate}")
         target = sidegate.target(Kind.CHAT)
@@ -102,6 +100,7 @@ def main() -> None:
         if isinstance(sidegate, Running):
             sidegate.stop()
         nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
