@@ -389,7 +389,7 @@ async def _push_events(
     while True:
         waited = time.perf_counter()
         try:
-            ended = await upstream.push_body(relay)
+            ended = await upstream.push_body(relay, response.send_pending)
         finally:
             exchange.upstream_seconds += time.perf_counter() - waited
         if ended:

@@ -212,6 +212,43 @@ async def test_pushed_pieces_reach_the_sink_while_the_body_is_still_open() -> No
         assert t.connections(url) == 1
 
 
+@on_both_loops
+async def test_the_push_says_it_goes_idle_once_the_pieces_in_hand_are_handed_over() -> None:
+    # The relay holds a stream's head back to join its first events; it must send them the
+    # moment the push would wait, not at the end of a later turn of the loop.
+    gate = asyncio.Event()
+    async with serve(web.post("/v1/chat/completions", gated_sse(gate))) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        response = await t.send("POST", url, [], b"{}", TIMEOUTS)
+        await asyncio.sleep(0.05)  # the first event is held by now
+        seen: list[bytes | str] = []
+        pushing = asyncio.ensure_future(
+            response.push_body(
+                lambda piece: seen.append(piece) or True, lambda: seen.append("idle")
+            )
+        )
+        await until(lambda: "idle" in seen)
+        assert seen == [b'data: {"n": 1}\n\n', "idle"] and not pushing.done()
+        gate.set()
+        assert await pushing is True
+        # Pieces that came while it waited went straight to the sink: it never went idle again.
+        assert seen[2:] and "idle" not in seen[2:]
+        assert b"".join(p for p in seen[2:] if isinstance(p, bytes)).endswith(b"[DONE]\n\n")
+
+        # An answer already whole when the push starts (a canned stream) never waits.
+        gate.clear()
+        gate.set()
+        whole = await t.send("POST", url, [], b"{}", TIMEOUTS)
+        await asyncio.sleep(0.05)
+        seen.clear()
+        assert await whole.push_body(
+            lambda piece: seen.append(piece) or True, lambda: seen.append("idle")
+        )
+        assert "idle" not in seen and b"".join(p for p in seen if isinstance(p, bytes)).endswith(
+            b"[DONE]\n\n"
+        )
+
+
 @pytest.mark.parametrize("pushed", [False, True], ids=["held-piece", "pushed-piece"])
 @on_both_loops
 async def test_a_lagging_sink_stops_the_push_and_the_next_call_goes_on(pushed: bool) -> None:

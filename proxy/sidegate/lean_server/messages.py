@@ -329,6 +329,11 @@ class LeanStream(web.StreamResponse):
             return False
         return not connection.writing_paused
 
+    def send_pending(self) -> None:
+        """Send now what waits for the end of this turn of the loop (the head, events joined to
+        it): for a relay about to wait on its upstream, the end of the turn is later."""
+        self._connection.flush()
+
     async def drain(self) -> None:
         connection = self._connection
         connection.writable()  # raises for a client that has gone, or is going

@@ -59,14 +59,22 @@ class AiohttpResponse:
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self.iter_body()])
 
-    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+    async def push_body(
+        self, sink: Callable[[bytes], bool], idle: Callable[[], None] | None = None
+    ) -> bool:
         # aiohttp's reader has no callback to push from: pull, and keep the place between calls.
+        # It does not tell whether the next pull will wait, so `idle` comes before every pull.
         if self._pushed is None:
             self._pushed = self.iter_body()
-        async for piece in self._pushed:
+        while True:
+            if idle is not None:
+                idle()
+            try:
+                piece = await anext(self._pushed)
+            except StopAsyncIteration:
+                return True
             if not sink(piece):
                 return False
-        return True
 
     def read_now(self) -> bytes | None:
         return None  # aiohttp's reader says nothing without a coroutine

@@ -113,8 +113,10 @@ class _GuardedResponse:
     def read_now(self) -> bytes | None:
         return self._inner.read_now()
 
-    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
-        return await self._inner.push_body(sink)
+    async def push_body(
+        self, sink: Callable[[bytes], bool], idle: Callable[[], None] | None = None
+    ) -> bool:
+        return await self._inner.push_body(sink, idle)
 
     def close(self) -> None:
         self._inner.close()

@@ -113,7 +113,9 @@ class LeanResponse:
                 raise StopAsyncIteration
             await self.wait()
 
-    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+    async def push_body(
+        self, sink: Callable[[bytes], bool], idle: Callable[[], None] | None = None
+    ) -> bool:
         while True:
             pieces = self._pieces
             while pieces:
@@ -129,6 +131,8 @@ class LeanResponse:
                 return True
             if self._paused:
                 self._resume()
+            if idle is not None:
+                idle()
             self._sink = sink
             try:
                 await self.wait()  # woken by the body's end or failure, or by the sink's refusal

@@ -44,12 +44,16 @@ class UpstreamResponse(Protocol):
         coroutine."""
         ...
 
-    async def push_body(self, sink: Callable[[bytes], bool]) -> bool:
+    async def push_body(
+        self, sink: Callable[[bytes], bool], idle: Callable[[], None] | None = None
+    ) -> bool:
         """Hand each body piece to `sink` in order, as soon as it arrives (the lean transport
         calls it from the connection's own callback, so `sink` must not block and should not
         raise). Returns True once the body has ended; False as soon as `sink` returns False
         (it consumed the piece, but its reader lags): the caller waits for the reader, then
-        calls again to go on. Mixing it with `iter_body` on one answer is not supported."""
+        calls again to go on. `idle`, when given, is called each time every piece in hand has
+        been handed over and more must be waited for: the moment to send what `sink` held
+        back. Mixing it with `iter_body` on one answer is not supported."""
         ...
 
     def close(self) -> None:
