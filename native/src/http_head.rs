@@ -9,6 +9,10 @@
 //! status, a head llhttp might read differently (bare LF line ends, a repeated
 //! `Content-Length`) — is declined, and the caller gives the bytes to llhttp, which then
 //! answers or refuses them exactly as before.
+//!
+//! A streamed answer's head (`Transfer-Encoding: chunked`) is read here too
+//! (`chunked_response`), and its body by `chunked::ChunkedBody`: llhttp would call back once
+//! per header and again per event.
 
 /// Headers read before a message is declined (an SDK sends about seventeen).
 pub const MAX_HEADERS: usize = 64;
@@ -71,6 +75,39 @@ pub fn plain_request(data: &[u8], head_limit: usize) -> Option<PlainRequest<'_>>
 /// not 204 or 304) framed by `Content-Length`, its head at most `head_limit` bytes; `None` for
 /// anything llhttp should read instead — bytes after the answer included.
 pub fn plain_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_>> {
+    with_answer_head(data, head_limit, |status, head_len, parsed| {
+        // Without `Content-Length` an answer ends with the connection: llhttp's to read.
+        let plain = with_headers(data, head_len, status, parsed, None)?;
+        (data.len() == plain.len()).then_some(plain)
+    })
+}
+
+/// The head of an HTTP/1.1 answer framed by `Transfer-Encoding: chunked` (status 200 to 599,
+/// not 204 or 304) at the start of `data`, as a streamed completion comes; its body is read by
+/// `chunked::ChunkedBody` from `data[head_len..]` on. `content_length` is 0 and means nothing
+/// here. `None` for anything llhttp should read instead: a head not all in `data`, another
+/// framing, a `Content-Length` beside the chunking, a coding besides `chunked`.
+pub fn chunked_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_>> {
+    with_answer_head(data, head_limit, |status, head_len, parsed| {
+        let ((headers, keep_alive), framing) = read_headers(data, head_len, parsed)?;
+        (framing == Framing::Chunked).then_some(Plain {
+            start: status,
+            headers,
+            head_len,
+            content_length: 0,
+            keep_alive,
+        })
+    })
+}
+
+/// `read(status, head_len, headers)` for the answer head at the start of `data`, when it is
+/// all there, HTTP/1.1, at most `head_limit` bytes, its lines ending in CRLF and its status
+/// one with a body (200 to 599 but 204 and 304); `None` otherwise.
+fn with_answer_head<'a, T>(
+    data: &'a [u8],
+    head_limit: usize,
+    read: impl FnOnce(u16, usize, &[httparse::Header<'a>]) -> Option<T>,
+) -> Option<T> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     let head_len = match response.parse(data) {
@@ -87,9 +124,7 @@ pub fn plain_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_
     {
         return None;
     }
-    // Without `Content-Length` an answer ends with the connection: llhttp's to read.
-    let plain = with_headers(data, head_len, status, response.headers, None)?;
-    (data.len() == plain.len()).then_some(plain)
+    read(status, head_len, response.headers)
 }
 
 /// The message with its headers as llhttp reads them; `None` when they ask for framing this
@@ -101,7 +136,36 @@ fn with_headers<'a, S>(
     parsed: &[httparse::Header<'a>],
     unstated_length: Option<usize>,
 ) -> Option<Plain<'a, S>> {
+    let ((headers, keep_alive), framing) = read_headers(data, head_len, parsed)?;
+    let content_length = match framing {
+        Framing::Length(length) => length,
+        Framing::Unstated => unstated_length?,
+        Framing::Chunked => return None,
+    };
+    Some(Plain { start, headers, head_len, content_length, keep_alive })
+}
+
+/// How a message's headers say its body is framed.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    Length(usize),
+    /// `Transfer-Encoding: chunked`, the one coding, in one header.
+    Chunked,
+    Unstated,
+}
+
+type ReadHeaders<'a> = (Vec<(&'a [u8], &'a [u8])>, bool);
+
+/// The headers as llhttp reads them, whether the connection stays open, and the framing;
+/// `None` for what this module leaves to llhttp (an upgrade, `Expect`, a repeated or bad
+/// `Content-Length`, a transfer coding other than a lone `chunked`, both framings at once).
+fn read_headers<'a>(
+    data: &'a [u8],
+    head_len: usize,
+    parsed: &[httparse::Header<'a>],
+) -> Option<(ReadHeaders<'a>, Framing)> {
     let mut content_length: Option<usize> = None;
+    let mut chunked = false;
     let mut keep_alive = true;
     let mut headers = Vec::with_capacity(parsed.len());
     for header in parsed {
@@ -121,21 +185,23 @@ fn with_headers<'a, S>(
                     return None;
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"upgrade")
-            || name.eq_ignore_ascii_case(b"expect")
-        {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                return None;
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"expect") {
             return None;
         }
         headers.push((name, value));
     }
-    Some(Plain {
-        start,
-        headers,
-        head_len,
-        content_length: content_length.or(unstated_length)?,
-        keep_alive,
-    })
+    let framing = match (content_length, chunked) {
+        (Some(_), true) => return None,
+        (Some(length), false) => Framing::Length(length),
+        (None, true) => Framing::Chunked,
+        (None, false) => Framing::Unstated,
+    };
+    Some(((headers, keep_alive), framing))
 }
 
 /// `value` as llhttp gives it: httparse drops the blanks before the line's CRLF, llhttp keeps

@@ -3,6 +3,7 @@
 
 pub mod access_line;
 pub mod cache_key;
+pub mod chunked;
 pub mod error;
 pub mod header_block;
 pub mod header_rules;
@@ -13,8 +14,8 @@ pub mod ratelimit;
 pub mod spend;
 pub mod sse_scan;
 pub mod tokens;
-pub mod utc_text;
 pub mod usage;
+pub mod utc_text;
 
 #[cfg(feature = "python")]
 mod py;

@@ -11,6 +11,7 @@ __all__ = [
     "UPSTREAM_ONLY",
     "AccessLines",
     "BucketObserver",
+    "ChunkedBody",
     "Decision",
     "HeadHeaders",
     "InvalidBodyError",
@@ -24,6 +25,7 @@ __all__ = [
     "SqliteSpendWriter",
     "Tokenizer",
     "cache_key",
+    "chunked_head",
     "encoding_for_model",
     "header_block",
     "inspect",
@@ -443,3 +445,26 @@ def response_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders,
     latin-1), or None when llhttp should read it: a partial answer or bytes after it, chunked
     or close-delimited framing, a status under 200, 204 or 304, HTTP/1.0, an upgrade, a
     repeated ``Content-Length``, bare LF or lone CR, or a head over ``head_limit`` bytes."""
+
+def chunked_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders, int] | None:
+    """``(status, keep_alive, headers, head_len)`` for the head of an HTTP/1.1 answer framed by
+    ``Transfer-Encoding: chunked`` (a lone ``chunked``, no ``Content-Length``) at the start of
+    ``data``; its body starts at ``data[head_len:]``, for a ``ChunkedBody``. None when llhttp
+    should read it: the head not all in ``data``, another framing, a status under 200, 204 or
+    304, HTTP/1.0, an upgrade, bare LF or lone CR, or a head over ``head_limit`` bytes."""
+
+@final
+class ChunkedBody:
+    """A chunked body read as its bytes come, however the reads cut its framing; strict
+    (CRLF line ends, at most 15 hex digits a size, short extensions and trailers, both
+    dropped)."""
+
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        """``(payload, used)``: the payload of the chunks in ``data`` and the bytes of it the
+        body took (fewer than all only when the body ended within them). ValueError for
+        broken framing, after which the body cannot be read further."""
+
+    @property
+    def done(self) -> bool:
+        """The last chunk and the trailer section are read."""

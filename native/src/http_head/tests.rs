@@ -1,4 +1,4 @@
-use super::{plain_request, plain_response, PlainRequest, MAX_HEADERS};
+use super::{chunked_response, plain_request, plain_response, PlainRequest, MAX_HEADERS};
 
 const LIMIT: usize = 64 * 1024;
 
@@ -147,4 +147,44 @@ fn an_answer_llhttp_must_frame_or_one_not_whole_is_declined() {
     }
     let old = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}";
     assert_eq!(plain_response(old, LIMIT), None);
+}
+
+#[test]
+fn reads_the_head_of_a_chunked_stream_with_its_first_events_behind_it() {
+    let head = "200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\
+                Connection: keep-alive\r\nx-request-id: req_2";
+    let data = answer(head, "e\r\ndata: [DONE]\n\n\r\n");
+    let read = chunked_response(&data, LIMIT).expect("a chunked answer");
+    assert_eq!(read.start, 200);
+    assert_eq!(read.headers.len(), 4, "Transfer-Encoding stays, for whoever drops it");
+    assert_eq!(read.headers[1], (&b"Transfer-Encoding"[..], &b"chunked"[..]));
+    assert_eq!(&data[read.head_len..], b"e\r\ndata: [DONE]\n\n\r\n");
+    assert!(read.keep_alive);
+    let closing = answer("502 Bad Gateway\r\nTransfer-Encoding: CHUNKED\r\nConnection: close", "");
+    let read = chunked_response(&closing, LIMIT).expect("chunked");
+    assert_eq!((read.start, read.keep_alive, read.head_len), (502, false, closing.len()));
+}
+
+#[test]
+fn a_head_llhttp_must_judge_is_not_read_as_chunked() {
+    for head in [
+        "200 OK\r\nContent-Length: 2",
+        "200 OK\r\nContent-Type: text/event-stream",
+        "200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2",
+        "200 OK\r\nTransfer-Encoding: gzip, chunked",
+        "200 OK\r\nTransfer-Encoding: chunked \r\nX: y",
+        "200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        "204 No Content\r\nTransfer-Encoding: chunked",
+        "100 Continue\r\nTransfer-Encoding: chunked",
+        "101 Switching Protocols\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked",
+        "200 OK\nTransfer-Encoding: chunked",
+    ] {
+        assert_eq!(chunked_response(&answer(head, ""), LIMIT), None, "{head:?}");
+    }
+    let partial = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n";
+    assert_eq!(chunked_response(partial, LIMIT), None);
+    let old = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(chunked_response(old, LIMIT), None);
+    let big = answer("200 OK\r\nTransfer-Encoding: chunked", "");
+    assert_eq!(chunked_response(&big, big.len() - 1), None);
 }

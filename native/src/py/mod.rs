@@ -6,6 +6,7 @@ use pyo3::types::PyTuple;
 use crate::header_rules;
 
 mod access;
+mod chunked;
 mod errors;
 mod http_head;
 mod inspect;
@@ -25,6 +26,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ratelimit::PyLimitShape>()?;
     m.add_class::<ratelimit::PyLimitTicket>()?;
     m.add_class::<http_head::HeadHeaders>()?;
+    m.add_class::<chunked::PyChunkedBody>()?;
     m.add_class::<spend::PySpendWriter>()?;
     m.add_class::<access::PyAccessLines>()?;
     m.add_class::<metric::PyMetricValue>()?;
@@ -39,6 +41,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect::py_usage_counts, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_request_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_response_head, m)?)?;
+    m.add_function(wrap_pyfunction!(http_head::py_chunked_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_header_block, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_usage_at, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_done_marker, m)?)?;

@@ -4,7 +4,9 @@ It feeds every byte to one llhttp response parser (httptools) and hands the pars
 the `LeanResponse` in flight (`lean_response.py`), which buffers body pieces for the consumer. An
 answer that arrives whole in one read, framed by `Content-Length` (an unstreamed completion), is
 read in one native call instead (`_native.response_head`, which declines anything llhttp should
-judge).
+judge); so is the head of a chunked answer (a stream: `_native.chunked_head`) when it comes
+whole in one read, and then its body by a `_native.ChunkedBody`, one call per read where llhttp
+would call back per header and per event.
 
 The read timeout is watched by one timer per connection that is re-armed only when it fires: a
 timer handle per wait would cost more than the rest of a small request's parsing. This module is
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from sidegate._native import HeadHeaders, response_head
+from sidegate._native import ChunkedBody, HeadHeaders, chunked_head, response_head
 from sidegate.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class LeanConnection(asyncio.Protocol):
 
     __slots__ = (
         "_between_messages",
+        "_chunks",
         "_head_bytes",
         "_loop",
         "_on_idle_lost",
@@ -86,12 +89,14 @@ class LeanConnection(asyncio.Protocol):
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._between_messages = True  # llhttp holds no part of an answer
+        self._chunks: ChunkedBody | None = None  # the body being read natively, if one is
 
     def start(self, response: LeanResponse) -> None:
         """Make `response` the one the next bytes belong to."""
         self.response = response
         self._raw_headers = []
         self._head_bytes = 0
+        self._chunks = None
 
     # asyncio.Protocol
 
@@ -122,11 +127,19 @@ class LeanConnection(asyncio.Protocol):
             self.abort()
             return
         response.received_any = True
+        chunks = self._chunks
+        if chunks is not None:
+            self._take_chunks(response, chunks, data)
+            return
         if not response.headers_done:
             if self._between_messages and not response.head_request:
                 whole = response_head(data, HEADER_BLOCK_LIMIT)
                 if whole is not None:
                     self._take_whole(response, data, *whole)
+                    return
+                head = chunked_head(data, HEADER_BLOCK_LIMIT)
+                if head is not None:
+                    self._take_chunked_head(response, data, *head)
                     return
             self._head_bytes += len(data)
         try:
@@ -162,6 +175,39 @@ class LeanConnection(asyncio.Protocol):
         if not keep_alive:
             self.reusable = False
         response.on_complete()
+
+    def _take_chunked_head(
+        self,
+        response: LeanResponse,
+        data: bytes,
+        status: int,
+        keep_alive: bool,
+        headers: HeadHeaders,
+        head_len: int,
+    ) -> None:
+        """What the parser callbacks would do for a chunked answer's head; its body is read
+        natively from here on."""
+        response.on_head(status, headers)
+        if not keep_alive:
+            self.reusable = False
+        chunks = self._chunks = ChunkedBody()
+        if len(data) > head_len:
+            self._take_chunks(response, chunks, data[head_len:])
+
+    def _take_chunks(self, response: LeanResponse, chunks: ChunkedBody, data: bytes) -> None:
+        try:
+            payload, used = chunks.feed(data)
+        except ValueError as exc:
+            self._chunks = None
+            self._protocol_error(response, f"the upstream sent a malformed chunked body: {exc}")
+            return
+        if payload:
+            response.on_piece(payload)
+        if chunks.done:
+            self._chunks = None
+            if used < len(data):
+                self.abort()  # bytes nobody asked for: the answer itself is complete and good
+            response.on_complete()
 
     # httptools callbacks (called from feed_data, so self.response is set)
 
