@@ -57,6 +57,7 @@ def describe(root: Path, stall_seconds: float = 3.0) -> dict[str, str]:
         "nginx": _run([upstream.NGINX, "-v"]).split("/")[-1],
         "wrk": _run([wrk.WRK, "--version"]).split()[1] if _run([wrk.WRK, "--version"]) else "",
         "memory": _meminfo(),
+        "idle cores (cpuidle)": idle_policy(),
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "sidegate commit": _commit(root),
     }
@@ -73,6 +74,28 @@ def _commit(root: Path) -> str:
     status = ["git", "-C", str(root), "status", "--porcelain", "--", "proxy", "native"]
     dirty = subprocess.run(status, capture_output=True, text=True, check=False).stdout.strip()
     return f"{commit} (with uncommitted changes in proxy/ or native/)" if dirty else commit
+
+
+def idle_policy(sys_root: Path = Path("/sys")) -> str:
+    """How an idle core sleeps. On a virtual machine whose guest halts at once (halt-polling
+    off), each wake-up of an idle core goes through the hypervisor: on one host a spinner at
+    idle priority on the systems' core cut nginx's added p99 gap on the paced stream from
+    0.47 to 0.12 ms and Sidegate's from 0.46 to 0.14 ms. The paced lane's figures depend on
+    this as much as on the system."""
+    cpuidle = sys_root / "devices/system/cpu/cpuidle"
+    try:
+        driver = (cpuidle / "current_driver").read_text().strip()
+    except OSError:
+        return "unknown"
+    if driver != "haltpoll":
+        return driver
+    try:
+        poll_ns = int((sys_root / "module/haltpoll/parameters/guest_halt_poll_ns").read_text())
+    except (OSError, ValueError):
+        return "haltpoll"
+    if poll_ns == 0:
+        return "haltpoll, halt-polling off (an idle core halts at once)"
+    return f"haltpoll, polls up to {poll_ns / 1000:g} µs before halting"
 
 
 def _meminfo() -> str:
