@@ -455,15 +455,20 @@ def chunked_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders, 
 
 @final
 class ChunkedBody:
-    """A chunked body read as its bytes come, however the reads cut its framing; strict
-    (CRLF line ends, at most 15 hex digits a size, short extensions and trailers, both
-    dropped)."""
+    """A chunked body read as its bytes come, however the reads cut its framing, as strictly
+    as llhttp reads it (CRLF line ends, sizes of at most 15 significant hex digits, nothing
+    after a size but well-formed extensions; extensions and trailer fields, each at most
+    4 KiB, are dropped)."""
 
     def __init__(self) -> None: ...
     def feed(self, data: bytes) -> tuple[bytes, int]:
         """``(payload, used)``: the payload of the chunks in ``data`` and the bytes of it the
-        body took (fewer than all only when the body ended within them). ValueError for
-        broken framing, after which the body cannot be read further."""
+        body took (fewer than all only when the body ended within them). Broken framing is
+        not raised: what came before it is in ``payload``, and ``error`` says what broke."""
+
+    @property
+    def error(self) -> str | None:
+        """What broke the framing, once it broke (every later call reads nothing more)."""
 
     @property
     def done(self) -> bool:

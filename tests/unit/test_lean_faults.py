@@ -585,3 +585,22 @@ async def test_broken_chunk_framing_mid_stream_is_a_protocol_error(
         async for _ in pieces:
             pass
     assert transport.connections(upstream.url) == 0
+
+
+@on_both_loops
+async def test_events_before_broken_framing_in_the_same_read_still_reach_the_reader(
+    upstream_factory: UpstreamFactory, transport: LeanTransport
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await upstream.read_request(reader)
+        writer.write(CHUNKED_HEAD + b"3\r\nabc\r\n4\r\ndefg\r\nZZ")
+        await writer.drain()
+        await forever()
+
+    upstream = await upstream_factory(handler)
+    response = await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
+    got: list[bytes] = []
+    with pytest.raises(UpstreamProtocolError, match="chunk size"):
+        async for piece in response.iter_body():
+            got.append(piece)
+    assert b"".join(got) == b"abcdefg"

@@ -51,7 +51,7 @@ fn a_body_not_yet_ended_says_so() {
 
 #[test]
 fn sizes_in_either_case_extensions_and_trailers_are_read() {
-    let data = b"A;name=value\r\n0123456789\r\nc ; x\r\n hello world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+    let data = b"A;name=value\r\n0123456789\r\nc;x\r\n hello world\r\n0\r\nX-Trailer: 1\r\n\r\n";
     let (out, used, done) = read_all(data).unwrap();
     assert_eq!(out, b"0123456789 hello world");
     assert_eq!((used, done), (data.len(), true));
@@ -68,9 +68,22 @@ fn malformed_framing_is_an_error() {
         (b"-5\r\n", ChunkError::BadSize),
         (b"5\r\nhelloXY", ChunkError::BadChunkEnd),
         (b"5\r\nhello\rX", ChunkError::BadChunkEnd),
-        (b"5;a\0b\r\n", ChunkError::BadSize),
+        (b"1 0\r\na\r\n", ChunkError::BadSize),
+        (b"5 \r\n", ChunkError::BadSize),
+        (b"5\t;a\r\n", ChunkError::BadSize),
+        (b"5;\r\n", ChunkError::BadExtension),
+        (b"5;a=\r\n", ChunkError::BadExtension),
+        (b"5;a=\"x\r\n", ChunkError::BadExtension),
+        (b"5;\x80\r\n", ChunkError::BadExtension),
+        (b"5;a b\r\n", ChunkError::BadExtension),
+        (b"5;a=b c\r\n", ChunkError::BadExtension),
+        (b"5;a\0b\r\n", ChunkError::BadExtension),
         (b"1000000000000000\r\n", ChunkError::SizeTooLarge),
         (b"0\r\nX-Trailer: 1\n", ChunkError::BadLineEnd),
+        (b"0\r\nfoo\r\n\r\n", ChunkError::BadLineEnd),
+        (b"0\r\nA: \x01\r\n\r\n", ChunkError::BadTrailer),
+        (b"0\r\nA: 1\r\n folded\r\n\r\n", ChunkError::BadTrailer),
+        (b"0\r\n: 1\r\n\r\n", ChunkError::BadTrailer),
         (b"0\r\n\rX", ChunkError::BadLineEnd),
     ];
     for (data, error) in cases {
@@ -79,9 +92,27 @@ fn malformed_framing_is_an_error() {
 }
 
 #[test]
-fn the_largest_size_is_fifteen_digits() {
+fn the_largest_size_is_fifteen_digits_leading_zeros_aside() {
     let (out, used, done) = read_all(b"fffffffffffffff\r\nab").unwrap();
     assert_eq!((out.as_slice(), used, done), (&b"ab"[..], 19, false));
+    let data = b"0000000000000000005\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(read_all(data), Ok((b"hello".to_vec(), data.len(), true)));
+}
+
+#[test]
+fn extensions_of_every_form_are_read_and_dropped() {
+    let data = b"5;a\r\nhello\r\n1;a=b;c\r\n \r\n5;q=\"x \\\" ;y\";z=1\r\nworld\r\n0;end\r\n\r\n";
+    assert_eq!(read_all(data), Ok((b"hello world".to_vec(), data.len(), true)));
+}
+
+#[test]
+fn what_came_before_broken_framing_is_handed_over_and_the_error_stays() {
+    let mut body = ChunkedBody::new();
+    let mut out = Vec::new();
+    assert_eq!(body.feed(b"3\r\nabc\r\n4\r\ndefg\r\nZZ", &mut out), Err(ChunkError::BadSize));
+    assert_eq!(out, b"abcdefg");
+    assert_eq!(body.feed(b"\r\n0\r\n\r\n", &mut out), Err(ChunkError::BadSize));
+    assert!(!body.is_done());
 }
 
 #[test]

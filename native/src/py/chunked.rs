@@ -1,37 +1,43 @@
 //! `ChunkedBody`: a streamed answer's chunked body, read as it comes (see `chunked`).
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::chunked::ChunkedBody;
+use crate::chunked::{ChunkError, ChunkedBody};
 
 #[pyclass(name = "ChunkedBody", module = "sidegate._native")]
 pub(crate) struct PyChunkedBody {
     body: ChunkedBody,
     payload: Vec<u8>,
+    error: Option<ChunkError>,
 }
 
 #[pymethods]
 impl PyChunkedBody {
     #[new]
     fn new() -> Self {
-        Self { body: ChunkedBody::new(), payload: Vec::new() }
+        Self { body: ChunkedBody::new(), payload: Vec::new(), error: None }
     }
 
     /// `(payload, used)`: the chunks' payload in `data` and how many of its bytes the body
-    /// took (fewer than all only when it ended within them); ValueError for broken framing.
-    fn feed<'py>(
-        &mut self,
-        py: Python<'py>,
-        data: &[u8],
-    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    /// took (fewer than all only when it ended within them). Broken framing is not raised:
+    /// what came before it is the upstream's and is in `payload`; `error` then says what broke.
+    fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> (Bound<'py, PyBytes>, usize) {
         self.payload.clear();
-        let used = self
-            .body
-            .feed(data, &mut self.payload)
-            .map_err(|error| PyValueError::new_err(error.to_string()))?;
-        Ok((PyBytes::new(py, &self.payload), used))
+        let used = match self.body.feed(data, &mut self.payload) {
+            Ok(used) => used,
+            Err(error) => {
+                self.error = Some(error);
+                data.len()
+            }
+        };
+        (PyBytes::new(py, &self.payload), used)
+    }
+
+    /// What broke the framing, once it broke; None before.
+    #[getter]
+    fn error(&self) -> Option<String> {
+        self.error.map(|error| error.to_string())
     }
 
     /// The last chunk and the trailers are read.

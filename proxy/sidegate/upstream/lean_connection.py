@@ -195,14 +195,14 @@ class LeanConnection(asyncio.Protocol):
             self._take_chunks(response, chunks, data[head_len:])
 
     def _take_chunks(self, response: LeanResponse, chunks: ChunkedBody, data: bytes) -> None:
-        try:
-            payload, used = chunks.feed(data)
-        except ValueError as exc:
-            self._chunks = None
-            self._protocol_error(response, f"the upstream sent a malformed chunked body: {exc}")
-            return
+        payload, used = chunks.feed(data)
         if payload:
-            response.on_piece(payload)
+            response.on_piece(payload)  # before any error: the upstream did send it
+        broken = chunks.error
+        if broken is not None:
+            self._chunks = None
+            self._protocol_error(response, f"the upstream sent a malformed chunked body: {broken}")
+            return
         if chunks.done:
             self._chunks = None
             if used < len(data):
