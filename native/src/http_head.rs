@@ -11,7 +11,7 @@
 //! answers or refuses them exactly as before.
 //!
 //! A streamed answer's head (`Transfer-Encoding: chunked`) is read here too
-//! (`chunked_response`), and its body by `chunked::ChunkedBody`: llhttp would call back once
+//! (`chunked_response`; `answer_start` reads either kind at once), and its body by `chunked::ChunkedBody`: llhttp would call back once
 //! per header and again per event.
 
 /// Headers read before a message is declined (an SDK sends about seventeen).
@@ -75,11 +75,7 @@ pub fn plain_request(data: &[u8], head_limit: usize) -> Option<PlainRequest<'_>>
 /// not 204 or 304) framed by `Content-Length`, its head at most `head_limit` bytes; `None` for
 /// anything llhttp should read instead — bytes after the answer included.
 pub fn plain_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_>> {
-    with_answer_head(data, head_limit, |status, head_len, parsed| {
-        // Without `Content-Length` an answer ends with the connection: llhttp's to read.
-        let plain = with_headers(data, head_len, status, parsed, None)?;
-        (data.len() == plain.len()).then_some(plain)
-    })
+    answer_start(data, head_limit).and_then(|(plain, chunked)| (!chunked).then_some(plain))
 }
 
 /// The head of an HTTP/1.1 answer framed by `Transfer-Encoding: chunked` (status 200 to 599,
@@ -88,15 +84,22 @@ pub fn plain_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_
 /// here. `None` for anything llhttp should read instead: a head not all in `data`, another
 /// framing, a `Content-Length` beside the chunking, a coding besides `chunked`.
 pub fn chunked_response(data: &[u8], head_limit: usize) -> Option<PlainResponse<'_>> {
+    answer_start(data, head_limit).and_then(|(plain, chunked)| chunked.then_some(plain))
+}
+
+/// `plain_response` or `chunked_response`, whichever `data` holds, read once; true for a
+/// chunked answer.
+pub fn answer_start(data: &[u8], head_limit: usize) -> Option<(PlainResponse<'_>, bool)> {
     with_answer_head(data, head_limit, |status, head_len, parsed| {
         let ((headers, keep_alive), framing) = read_headers(data, head_len, parsed)?;
-        (framing == Framing::Chunked).then_some(Plain {
-            start: status,
-            headers,
-            head_len,
-            content_length: 0,
-            keep_alive,
-        })
+        let (content_length, chunked) = match framing {
+            Framing::Length(length) => (length, false),
+            Framing::Chunked => (0, true),
+            // Without `Content-Length` an answer ends with the connection: llhttp's to read.
+            Framing::Unstated => return None,
+        };
+        let plain = Plain { start: status, headers, head_len, content_length, keep_alive };
+        (chunked || data.len() == plain.len()).then_some((plain, chunked))
     })
 }
 

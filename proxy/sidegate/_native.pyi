@@ -25,7 +25,6 @@ __all__ = [
     "SqliteSpendWriter",
     "Tokenizer",
     "cache_key",
-    "chunked_head",
     "encoding_for_model",
     "header_block",
     "inspect",
@@ -439,19 +438,15 @@ def request_head(data: bytes, head_limit: int) -> tuple[bytes, bool, HeadHeaders
     read the bytes instead: a partial request, chunked framing, ``Expect``, an upgrade, HTTP/1.0,
     a repeated ``Content-Length``, bare LF line ends, or a head over ``head_limit`` bytes."""
 
-def response_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders, int] | None:
-    """``(status, keep_alive, headers, head_len)`` when ``data`` is exactly one whole HTTP/1.1
-    answer framed by ``Content-Length`` (its body is ``data[head_len:]``, headers decoded as
-    latin-1), or None when llhttp should read it: a partial answer or bytes after it, chunked
-    or close-delimited framing, a status under 200, 204 or 304, HTTP/1.0, an upgrade, a
-    repeated ``Content-Length``, bare LF or lone CR, or a head over ``head_limit`` bytes."""
-
-def chunked_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders, int] | None:
-    """``(status, keep_alive, headers, head_len)`` for the head of an HTTP/1.1 answer framed by
-    ``Transfer-Encoding: chunked`` (a lone ``chunked``, no ``Content-Length``) at the start of
-    ``data``; its body starts at ``data[head_len:]``, for a ``ChunkedBody``. None when llhttp
-    should read it: the head not all in ``data``, another framing, a status under 200, 204 or
-    304, HTTP/1.0, an upgrade, bare LF or lone CR, or a head over ``head_limit`` bytes."""
+def response_head(data: bytes, head_limit: int) -> tuple[int, bool, HeadHeaders, int, bool] | None:
+    """``(status, keep_alive, headers, head_len, chunked)`` when ``data`` is exactly one whole
+    HTTP/1.1 answer framed by ``Content-Length`` (its body is ``data[head_len:]``), or starts
+    with the whole head of one framed by a lone ``Transfer-Encoding: chunked`` (``chunked``
+    true; its body, for a ``ChunkedBody``, starts at ``data[head_len:]``); headers decoded as
+    latin-1. None when llhttp should read it: a partial answer or bytes after a whole one,
+    close-delimited framing or both framings, a status under 200, 204 or 304, HTTP/1.0, an
+    upgrade, a repeated ``Content-Length``, bare LF or lone CR, or a head over ``head_limit``
+    bytes."""
 
 @final
 class ChunkedBody:

@@ -1,5 +1,5 @@
-//! `request_head`, `response_head` and `chunked_head`: the lean server's common request and the
-//! lean client's common answers, each head read in one call (see `http_head`).
+//! `request_head` and `response_head`: the lean server's common request and the lean client's
+//! common answers (whole, or a chunked stream's head), each read in one call (see `http_head`).
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -7,7 +7,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::header_block::push_line;
 use crate::header_rules::{forwarded_lines, returned_headers};
-use crate::http_head::{chunked_response, plain_request, plain_response, Plain};
+use crate::http_head::{answer_start, plain_request, Plain};
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
 /// start of `data`, headers as a `HeadHeaders` over a copy of the head; None when llhttp
@@ -33,8 +33,10 @@ pub(crate) fn py_request_head<'py>(
     fields.into_pyobject(py).map(Some)
 }
 
-/// `(status, keep_alive, headers, head_len)` when `data` is exactly one whole answer framed
-/// by `Content-Length` (its body is `data[head_len:]`); None when llhttp should read it.
+/// `(status, keep_alive, headers, head_len, chunked)` when `data` is exactly one whole answer
+/// framed by `Content-Length` (its body is `data[head_len:]`), or starts with the head of a
+/// chunked one (`chunked` true; its body, for a `ChunkedBody`, starts at `data[head_len:]`);
+/// None when llhttp should read it.
 #[pyfunction]
 #[pyo3(name = "response_head")]
 pub(crate) fn py_response_head<'py>(
@@ -42,7 +44,7 @@ pub(crate) fn py_response_head<'py>(
     data: &[u8],
     head_limit: usize,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let Some(plain) = plain_response(data, head_limit) else {
+    let Some((plain, chunked)) = answer_start(data, head_limit) else {
         return Ok(None);
     };
     let headers = HeadHeaders::of(data, &plain);
@@ -51,29 +53,7 @@ pub(crate) fn py_response_head<'py>(
         plain.keep_alive,
         Bound::new(py, headers)?,
         plain.head_len,
-    );
-    fields.into_pyobject(py).map(Some)
-}
-
-/// `(status, keep_alive, headers, head_len)` for the head of a chunked answer at the start of
-/// `data` (its body, read by `ChunkedBody`, starts at `data[head_len:]`); None when llhttp
-/// should read it.
-#[pyfunction]
-#[pyo3(name = "chunked_head")]
-pub(crate) fn py_chunked_head<'py>(
-    py: Python<'py>,
-    data: &[u8],
-    head_limit: usize,
-) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let Some(head) = chunked_response(data, head_limit) else {
-        return Ok(None);
-    };
-    let headers = HeadHeaders::of(data, &head);
-    let fields = (
-        head.start,
-        head.keep_alive,
-        Bound::new(py, headers)?,
-        head.head_len,
+        chunked,
     );
     fields.into_pyobject(py).map(Some)
 }

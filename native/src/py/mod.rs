@@ -41,7 +41,6 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect::py_usage_counts, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_request_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_response_head, m)?)?;
-    m.add_function(wrap_pyfunction!(http_head::py_chunked_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_header_block, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_usage_at, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_done_marker, m)?)?;

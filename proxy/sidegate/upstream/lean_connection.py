@@ -4,9 +4,9 @@ It feeds every byte to one llhttp response parser (httptools) and hands the pars
 the `LeanResponse` in flight (`lean_response.py`), which buffers body pieces for the consumer. An
 answer that arrives whole in one read, framed by `Content-Length` (an unstreamed completion), is
 read in one native call instead (`_native.response_head`, which declines anything llhttp should
-judge); so is the head of a chunked answer (a stream: `_native.chunked_head`) when it comes
-whole in one read, and then its body by a `_native.ChunkedBody`, one call per read where llhttp
-would call back per header and per event.
+judge); so is the head of a chunked answer (a stream) when it comes whole in one read, and then
+its body by a `_native.ChunkedBody`, one call per read where llhttp would call back per header
+and per event.
 
 The read timeout is watched by one timer per connection that is re-armed only when it fires: a
 timer handle per wait would cost more than the rest of a small request's parsing. This module is
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from sidegate._native import ChunkedBody, HeadHeaders, chunked_head, response_head
+from sidegate._native import ChunkedBody, HeadHeaders, response_head
 from sidegate.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
@@ -133,13 +133,9 @@ class LeanConnection(asyncio.Protocol):
             return
         if not response.headers_done:
             if self._between_messages and not response.head_request:
-                whole = response_head(data, HEADER_BLOCK_LIMIT)
-                if whole is not None:
-                    self._take_whole(response, data, *whole)
-                    return
-                head = chunked_head(data, HEADER_BLOCK_LIMIT)
+                head = response_head(data, HEADER_BLOCK_LIMIT)
                 if head is not None:
-                    self._take_chunked_head(response, data, *head)
+                    self._take_head(response, data, *head)
                     return
             self._head_bytes += len(data)
         try:
@@ -159,7 +155,7 @@ class LeanConnection(asyncio.Protocol):
             if not response.headers_done and self._head_bytes > HEADER_BLOCK_LIMIT:
                 self._protocol_error(response, "the upstream sent an oversized header block")
 
-    def _take_whole(
+    def _take_head(
         self,
         response: LeanResponse,
         data: bytes,
@@ -167,32 +163,22 @@ class LeanConnection(asyncio.Protocol):
         keep_alive: bool,
         headers: HeadHeaders,
         head_len: int,
+        chunked: bool,
     ) -> None:
-        """What the parser callbacks would do for an answer that is all of `data`."""
+        """What the parser callbacks would do for an answer that is all of `data`, or for a
+        chunked answer's head (its body is read natively from here on)."""
         response.on_head(status, headers)
-        if len(data) > head_len:
-            response.on_piece(data[head_len:])
         if not keep_alive:
             self.reusable = False
+        rest = data[head_len:] if len(data) > head_len else b""
+        if chunked:
+            chunks = self._chunks = ChunkedBody()
+            if rest:
+                self._take_chunks(response, chunks, rest)
+            return
+        if rest:
+            response.on_piece(rest)
         response.on_complete()
-
-    def _take_chunked_head(
-        self,
-        response: LeanResponse,
-        data: bytes,
-        status: int,
-        keep_alive: bool,
-        headers: HeadHeaders,
-        head_len: int,
-    ) -> None:
-        """What the parser callbacks would do for a chunked answer's head; its body is read
-        natively from here on."""
-        response.on_head(status, headers)
-        if not keep_alive:
-            self.reusable = False
-        chunks = self._chunks = ChunkedBody()
-        if len(data) > head_len:
-            self._take_chunks(response, chunks, data[head_len:])
 
     def _take_chunks(self, response: LeanResponse, chunks: ChunkedBody, data: bytes) -> None:
         payload, used = chunks.feed(data)
