@@ -1,4 +1,5 @@
-"""The lean transport against misbehaving upstreams: raw `asyncio.start_server` on 127.0.0.1.
+"""The lean transport against misbehaving upstreams: raw `asyncio.start_server` on 127.0.0.1
+(`raw_upstream.py`). Chunked answers have their own file, `test_lean_chunked.py`.
 
 Every test runs on asyncio's own event loop and on uvloop's.
 """
@@ -7,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import pytest
-from tests.unit.both_loops import loops_with
+from tests.unit.raw_upstream import (
+    OK,
+    SHORT,
+    TIMEOUTS,
+    UpstreamFactory,
+    forever,
+    on_both_loops,
+)
 
 from sidegate.errors import (
     UpstreamConnectError,
@@ -21,105 +26,6 @@ from sidegate.errors import (
     UpstreamTimeoutError,
 )
 from sidegate.upstream.lean import LeanTransport
-from sidegate.upstream.transport import Timeouts
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-TIMEOUTS = Timeouts(connect=5.0, read=10.0)
-SHORT = Timeouts(connect=5.0, read=0.2)
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-class RawUpstream:
-    """A TCP server whose handler writes whatever bytes a test wants; counts connections."""
-
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
-        self.connections += 1
-        try:
-            await self._handler(reader, writer, self.connections)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            self._tasks.discard(task)  # type: ignore[arg-type]
-
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes | None:
-        """One request (head and Content-Length body), or None when the client closed."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await reader.readexactly(length)
-        self.requests.append(head + body)
-        return head + body
-
-
-@asynccontextmanager
-async def lean_transport() -> AsyncIterator[LeanTransport]:
-    transport = LeanTransport(max_connections_per_endpoint=4, idle_expiry_seconds=30.0)
-    try:
-        yield transport
-    finally:
-        await transport.close()
-
-
-@asynccontextmanager
-async def raw_upstreams() -> AsyncIterator[Callable[[Handler], Awaitable[RawUpstream]]]:
-    started: list[RawUpstream] = []
-
-    async def make(handler: Handler) -> RawUpstream:
-        upstream = RawUpstream(handler)
-        await upstream.start()
-        started.append(upstream)
-        return upstream
-
-    try:
-        yield make
-    finally:
-        for upstream in started:
-            await upstream.stop()
-
-
-# Built inside the test's own loop, so they are not pytest fixtures.
-LOOP_FIXTURES: dict[str, Callable[[], AbstractAsyncContextManager[Any]]] = {
-    "transport": lean_transport,
-    "upstream_factory": raw_upstreams,
-}
-on_both_loops = loops_with(LOOP_FIXTURES)
-
-UpstreamFactory = Callable[[Handler], Awaitable[RawUpstream]]
-
-
-async def forever() -> None:
-    await asyncio.Event().wait()
 
 
 @on_both_loops
@@ -493,114 +399,3 @@ async def test_transport_close_closes_idle_connections(upstream_factory: Upstrea
     await asyncio.wait_for(client_left.wait(), 10)
     with pytest.raises(UpstreamConnectError, match="closed"):
         await lean.send("GET", upstream.url, [], b"", TIMEOUTS)
-
-
-CHUNKED_HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-)
-CHUNKED_BODY = (
-    b'10;ext=1\r\ndata: {"n": 1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\nX-Trailer: dropped\r\n\r\n'
-)
-
-
-@pytest.mark.parametrize(
-    ("head_whole", "cut"),
-    [(True, 0), (True, 1), (True, 3), (True, 7), (False, 7)],
-    ids=["one-write", "body-bytewise", "body-by-3", "body-by-7", "head-cut-too"],
-)
-@on_both_loops
-async def test_a_chunked_answer_reads_the_same_however_its_bytes_are_cut(
-    upstream_factory: UpstreamFactory, transport: LeanTransport, head_whole: bool, cut: int
-) -> None:
-    # A stream's head usually comes whole and its body is read natively from there; a head
-    # cut short goes to llhttp. Either way the payload is the chunks' and the connection is
-    # pooled once the trailers are read.
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        while await upstream.read_request(reader) is not None:
-            answer = CHUNKED_BODY if head_whole else CHUNKED_HEAD + CHUNKED_BODY
-            if head_whole:
-                writer.write(CHUNKED_HEAD + (b"" if cut else CHUNKED_BODY))
-                await writer.drain()
-                await asyncio.sleep(0.01)
-                if not cut:
-                    continue
-            for at in range(0, len(answer), cut):
-                writer.write(answer[at : at + cut])
-                await writer.drain()
-                await asyncio.sleep(0)
-
-    upstream = await upstream_factory(handler)
-    for _ in range(2):
-        response = await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
-        assert response.status == 200
-        assert response.headers["Content-Type"] == "text/event-stream"
-        assert await response.read() == b'data: {"n": 1}\n\ndata: [DONE]\n\n'
-    assert upstream.connections == 1
-
-
-@pytest.mark.parametrize(
-    "tail",
-    [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray", b"\r\n"],
-    ids=["second-answer", "stray-line-end"],
-)
-@on_both_loops
-async def test_bytes_after_a_chunked_answer_spoil_only_the_connection(
-    upstream_factory: UpstreamFactory, transport: LeanTransport, tail: bytes
-) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        while await upstream.read_request(reader) is not None:
-            writer.write(CHUNKED_HEAD + CHUNKED_BODY + tail)
-            await writer.drain()
-
-    upstream = await upstream_factory(handler)
-    for _ in range(2):
-        response = await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
-        assert await response.read() == b'data: {"n": 1}\n\ndata: [DONE]\n\n'
-    assert upstream.connections == 2
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"5\r\nhello\n", b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n"],
-    ids=["bare-lf-after-data", "bare-lf-after-size", "no-crlf-after-data"],
-)
-@on_both_loops
-async def test_broken_chunk_framing_mid_stream_is_a_protocol_error(
-    upstream_factory: UpstreamFactory, transport: LeanTransport, body: bytes
-) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        await upstream.read_request(reader)
-        writer.write(CHUNKED_HEAD + b"3\r\nabc\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-        writer.write(body)
-        await writer.drain()
-        await forever()
-
-    upstream = await upstream_factory(handler)
-    response = await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
-    pieces = response.iter_body()
-    assert await anext(pieces) == b"abc"
-    with pytest.raises(UpstreamProtocolError, match="chunk"):
-        async for _ in pieces:
-            pass
-    assert transport.connections(upstream.url) == 0
-
-
-@on_both_loops
-async def test_events_before_broken_framing_in_the_same_read_still_reach_the_reader(
-    upstream_factory: UpstreamFactory, transport: LeanTransport
-) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        await upstream.read_request(reader)
-        writer.write(CHUNKED_HEAD + b"3\r\nabc\r\n4\r\ndefg\r\nZZ")
-        await writer.drain()
-        await forever()
-
-    upstream = await upstream_factory(handler)
-    response = await transport.send("POST", upstream.url, [], b"{}", TIMEOUTS)
-    got: list[bytes] = []
-    with pytest.raises(UpstreamProtocolError, match="chunk size"):
-        async for piece in response.iter_body():
-            got.append(piece)
-    assert b"".join(got) == b"abcdefg"
