@@ -292,11 +292,14 @@ class Pipeline:
         response = await open_stream(request, upstream.status, headers, lines)
         framer = SseFramer(hide_usage=hide_usage)
         complete = False
+        # A stream to be stored keeps its last events (`[DONE]` and what came with it) until
+        # it is: a client that asks again as soon as it has them must find the answer.
+        held: list[bytes] | None = [] if store is not None and upstream.status < 300 else None
         try:
             if isinstance(response, LeanStream):
-                await _push_events(upstream, response, framer, exchange)
+                await _push_events(upstream, response, framer, exchange, held)
             else:
-                await _pull_events(upstream, response, framer, exchange)
+                await _pull_events(upstream, response, framer, exchange, held)
             if framer.done:
                 complete = True
             else:
@@ -306,8 +309,10 @@ class Pipeline:
                 )
         except UpstreamError as error:
             exchange.status = 504 if isinstance(error, UpstreamTimeoutError) else 502
+            ended = b"".join(held or ())  # the upstream failed after its last event
+            held = None
             await response.write(
-                error_event(error.message, error.instance_code or "upstream_error")
+                ended + error_event(error.message, error.instance_code or "upstream_error")
             )
         except ConnectionResetError:
             exchange.status = 499
@@ -330,6 +335,8 @@ class Pipeline:
                         exchange.kind, assembled, exchange.input_tokens, exchange.output_tokens
                     ),
                 )
+        if held:
+            await response.write(b"".join(held))
         await response.write_eof()
         return response
 
@@ -369,10 +376,15 @@ class Pipeline:
 
 
 async def _push_events(
-    upstream: UpstreamResponse, response: LeanStream, framer: SseFramer, exchange: Exchange
+    upstream: UpstreamResponse,
+    response: LeanStream,
+    framer: SseFramer,
+    exchange: Exchange,
+    held: list[bytes] | None,
 ) -> None:
     """Relay on the lean server: each piece is framed and written inside the upstream
-    connection's callback, with no task wake-up between the read and the write."""
+    connection's callback, with no task wake-up between the read and the write. With `held`,
+    the events that end the stream go there instead of out."""
 
     def relay(piece: bytes) -> bool:
         began = time.perf_counter()
@@ -381,7 +393,10 @@ async def _push_events(
         if out:
             if exchange.first_byte_at is None:
                 exchange.first_byte_at = began
-            go_on = response.write_now(out)
+            if held is not None and framer.done:
+                held.append(out)
+            else:
+                go_on = response.write_now(out)
         # The wait around `push_body` is counted as the upstream's time; this is our own.
         exchange.upstream_seconds -= time.perf_counter() - began
         return go_on
@@ -402,8 +417,9 @@ async def _pull_events(
     response: web.StreamResponse,
     framer: SseFramer,
     exchange: Exchange,
+    held: list[bytes] | None,
 ) -> None:
-    """Relay on aiohttp's server, whose writes are coroutines."""
+    """Relay on aiohttp's server, whose writes are coroutines (`held` as for `_push_events`)."""
     body = upstream.iter_body()
     while True:
         waited = time.perf_counter()
@@ -417,7 +433,10 @@ async def _pull_events(
         if out:
             if exchange.first_byte_at is None:
                 exchange.first_byte_at = time.perf_counter()
-            await response.write(out)
+            if held is not None and framer.done:
+                held.append(out)
+            else:
+                await response.write(out)
 
 
 def _account_usage(
