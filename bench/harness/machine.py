@@ -30,6 +30,29 @@ while prev < end:
 print(over_quarter, over_one, longest)
 """
 
+# The same small piece of Python work (what a relay does with a request: parse a body, build
+# an answer) timed back to back and after each idle pause: after a pause the core's caches and
+# clock have moved on to other work, and a relay woken by a paced event pays for it.
+_COLD_PROBE = """
+import json, statistics, sys, time
+clock = time.perf_counter_ns
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello " * 40}]})
+def work():
+    request = json.loads(body)
+    answer = {"id": "x", "choices": [{"delta": {"content": str(n)}} for n in range(20)]}
+    return json.dumps(answer), request
+samples = int(sys.argv[1])
+for pause in [float(arg) for arg in sys.argv[2:]]:
+    taken = []
+    for _ in range(samples):
+        if pause:
+            time.sleep(pause)
+        began = clock()
+        work()
+        taken.append(clock() - began)
+    print(statistics.median(taken), end=" ")
+"""
+
 
 def _run(argv: list[str]) -> str:
     try:
@@ -48,7 +71,7 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def describe(root: Path, stall_seconds: float = 3.0) -> dict[str, str]:
+def describe(root: Path, stall_seconds: float = 3.0, cold_samples: int = 100) -> dict[str, str]:
     info = {
         "cores (nproc)": str(os.cpu_count()),
         "CPU": cpu_model(),
@@ -58,6 +81,7 @@ def describe(root: Path, stall_seconds: float = 3.0) -> dict[str, str]:
         "wrk": _run([wrk.WRK, "--version"]).split()[1] if _run([wrk.WRK, "--version"]) else "",
         "memory": _meminfo(),
         "idle cores (cpuidle)": idle_policy(),
+        f"Python work on cpu {SUT_CPUS} after an idle pause": cold_work(cold_samples),
         "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "sidegate commit": _commit(root),
     }
@@ -87,6 +111,8 @@ def idle_policy(sys_root: Path = Path("/sys")) -> str:
         driver = (cpuidle / "current_driver").read_text().strip()
     except OSError:
         return "unknown"
+    if driver == "none":
+        return "none (the kernel's default halt)"
     if driver != "haltpoll":
         return driver
     try:
@@ -125,3 +151,20 @@ def core_stalls(seconds: float) -> str:
         f"{quarter / seconds:.1f}/s over 0.25 ms, {one / seconds:.1f}/s over 1 ms "
         f"(longest {longest / 1e6:.1f} ms; a clock read in a loop for {seconds:g} s)"
     )
+
+
+def cold_work(samples: int, pauses: tuple[float, ...] = (0.0, 0.001, 0.02)) -> str:
+    """How much longer the same Python work takes on the systems' core after it idled than back
+    to back (medians of `samples`). The paced stream's events come 20 ms apart, so a relay meets
+    each one on a core that idled: on one host the work took 3.3x as long after 20 ms, which
+    is why a Python relay's added time to first byte there was several times nginx's."""
+    probe = ["taskset", "-c", SUT_CPUS, sys.executable, "-c", _COLD_PROBE, str(samples)]
+    answer = _run([*probe, *(str(pause) for pause in pauses)]).split()
+    if len(answer) != len(pauses) or not all(part.replace(".", "").isdigit() for part in answer):
+        return "unknown"
+    base, *after = (float(part) for part in answer)
+    factors = ", ".join(
+        f"{taken / base:.1f}x after {pause * 1000:g} ms"
+        for pause, taken in zip(pauses[1:], after, strict=True)
+    )
+    return f"{factors} (back to back {base / 1000:.0f} µs; medians of {samples})"

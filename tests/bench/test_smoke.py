@@ -96,4 +96,6 @@ def test_summary_has_the_tables_and_the_plot_is_a_png(smoke: Path) -> None:
     if (os.cpu_count() or 1) > 1:  # the systems' core is measured for stalls, with a figure
         stalls = [line for line in summary.splitlines() if line.startswith("- stalls of cpu 1")]
         assert stalls and "/s over 1 ms" in stalls[0], summary[-1500:]
+    after_idle = [line for line in summary.splitlines() if "after an idle pause" in line]
+    assert after_idle and "x after 20 ms" in after_idle[0], summary[-1500:]
     assert (smoke / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
