@@ -7,8 +7,6 @@ This module and its siblings `inspection.py` and `ratelimit.py` are the only one
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from functools import cache
@@ -26,7 +24,6 @@ TOKENS_PER_MESSAGE: Final = 3
 TOKENS_PER_NAME: Final = 1
 REPLY_PRIMING_TOKENS: Final = 3
 
-_MADV_DONTNEED: Final = 4  # Linux
 
 # Above this many characters (about 0.3 ms of counting), `count_async` leaves the event loop.
 INLINE_MAX_CHARS: Final = 64 * 1024
@@ -150,36 +147,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"cannot count a {type(value).__name__}")
-
-
-def release_vocabulary_pages() -> int:
-    """Give back the resident pages of the vocabularies compiled into the native extension;
-    returns how many bytes of mapping were released (0 where this is not Linux).
-
-    The extension embeds both encodings' tables (~47 MB). Building a tokenizer reads its table
-    once into its own structures; the embedded copy's pages stay resident (~32 MB for
-    o200k_base) and are never read again. `madvise(MADV_DONTNEED)` drops them; were they read
-    again (a first use of another encoding), the kernel faults them back in from the file.
-    Only the first, read-only mapping of the file is released: it holds the file's bytes as they
-    are (later read-only mappings are relocated at load and must not be dropped).
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        madvise = libc.madvise
-        with open("/proc/self/maps", encoding="ascii") as maps:
-            lines = maps.read().splitlines()
-    except (OSError, AttributeError):
-        return 0
-    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    path = os.path.realpath(_native.__file__)
-    for line in lines:
-        fields = line.split()
-        if (
-            len(fields) == 6
-            and fields[5] == path
-            and fields[1] == "r--p"
-            and int(fields[2], 16) == 0
-        ):
-            start, end = (int(bound, 16) for bound in fields[0].split("-"))
-            return end - start if madvise(start, end - start, _MADV_DONTNEED) == 0 else 0
-    return 0

@@ -24,30 +24,27 @@ def test_for_model_picks_encoding() -> None:
     assert Tokenizer.for_model("gpt-4").name == "cl100k_base"
 
 
-_RELEASE_SCRIPT = """
-from sidegate.tokens import Tokenizer, release_vocabulary_pages
+_FOOTPRINT_SCRIPT = """
+import random
+from sidegate.tokens import Tokenizer
 
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 1e6
 
-text = "Hello, world! Grüße aus der Küche, 你好世界 " * 50
-before = Tokenizer("o200k_base").encode(text)
-loaded = rss_mb()
-released = release_vocabulary_pages()
-print(released, loaded - rss_mb(), Tokenizer("o200k_base").encode(text) == before,
-      Tokenizer("cl100k_base").count(text))
+before = rss_mb()
+rng = random.Random(7)
+text = "".join(chr(rng.randint(32, 0x3000)) for _ in range(100_000))
+for encoding in ("cl100k_base", "o200k_base"):
+    Tokenizer(encoding).count(text + " Hello, world! " * 1000)
+print(rss_mb() - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, uses madvise")
-def test_released_vocabulary_pages_shrink_memory_and_change_no_count() -> None:
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_both_vocabularies_in_use_cost_a_sidecar_little_memory() -> None:
+    # A sidecar runs beside every pod: encoders built from the vocabularies took ~100 MB
+    # here; the tables are read in place from the extension, a lookup touching few pages.
     result = subprocess.run(
-        [sys.executable, "-c", _RELEASE_SCRIPT], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _FOOTPRINT_SCRIPT], capture_output=True, text=True, check=True
     )
-    released, shrunk_mb, same_ids, cl100k = result.stdout.split()
-    assert int(released) > 10_000_000
-    assert float(shrunk_mb) > 10  # the embedded o200k_base table's resident pages
-    assert same_ids == "True"
-    assert int(cl100k) == Tokenizer("cl100k_base").count(
-        "Hello, world! Grüße aus der Küche, 你好世界 " * 50
-    )
+    assert float(result.stdout) < 25, result.stdout

@@ -1,7 +1,8 @@
 //! Exact tiktoken-compatible BPE for `cl100k_base` and `o200k_base`.
 //!
-//! The vocabularies are compiled into the binary by `bpe-openai`, so nothing is read from disk
-//! or fetched at run time.
+//! The vocabularies are compiled into the binary as compact tables (`build.rs` writes them from
+//! the rank files `bpe-openai` embeds), so nothing is read from disk or fetched at run time,
+//! and a process holds a few megabytes of them where an automaton-based encoder builds tens.
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -9,10 +10,13 @@ use std::sync::LazyLock;
 use crate::CoreError;
 
 pub mod chat;
+mod merge;
 pub mod memo;
 mod prehashed;
+mod pretokenizer;
 mod split;
-mod whole;
+mod vocab;
+mod vocab_layout;
 
 /// Counts of long prompt texts seen recently (system prompts, resent conversation history).
 pub static PROMPT_MEMO: LazyLock<memo::CountMemo> =
@@ -69,7 +73,9 @@ impl Encoding {
         }
     }
 
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+    /// `bpe-openai`'s own tokenizer: what the tests hold ours to, beside tiktoken itself.
+    #[cfg(test)]
+    fn reference(self) -> &'static bpe_openai::Tokenizer {
         match self {
             Encoding::Cl100kBase => bpe_openai::cl100k_base(),
             Encoding::O200kBase => bpe_openai::o200k_base(),
@@ -88,10 +94,11 @@ impl Encoding {
     }
 
     fn count_piece(self, piece: &str) -> usize {
-        let bpe = &self.tokenizer().bpe;
-        match self.whole_tokens().get(bpe, piece.as_bytes()) {
+        // Most pieces of ordinary text (" the", "ing", ",") are one whole token.
+        let vocab = self.vocab();
+        match vocab.rank(piece.as_bytes()) {
             Some(_) => 1,
-            None => bpe.count(piece.as_bytes()),
+            None => merge::count(vocab, piece.as_bytes()),
         }
     }
 
@@ -119,13 +126,12 @@ impl Encoding {
 
     /// Token ids of `text`, identical to `tiktoken.encode_ordinary(text)`.
     pub fn encode(self, text: &str) -> Vec<u32> {
-        let bpe = &self.tokenizer().bpe;
+        let vocab = self.vocab();
         let mut tokens = Vec::with_capacity(text.len() / 4);
-        let whole = self.whole_tokens();
         for piece in self.pieces(text) {
-            match whole.get(bpe, piece.as_bytes()) {
+            match vocab.rank(piece.as_bytes()) {
                 Some(id) => tokens.push(id),
-                None => tokens.extend(bpe.encode_via_backtracking(piece.as_bytes())),
+                None => merge::encode_into(vocab, piece.as_bytes(), &mut tokens),
             }
         }
         tokens
@@ -133,17 +139,16 @@ impl Encoding {
 
     /// The bytes `tokens` stand for; a token may end inside a multi-byte character.
     pub fn decode_bytes(self, tokens: &[u32]) -> Result<Vec<u8>, CoreError> {
-        let bpe = &self.tokenizer().bpe;
-        let vocabulary = bpe.num_tokens();
-        match tokens.iter().find(|&&id| id as usize >= vocabulary) {
+        let vocab = self.vocab();
+        match tokens.iter().find(|&&id| id as usize >= vocab.len()) {
             Some(&bad) => Err(CoreError::InvalidToken(bad)),
-            None => Ok(bpe.decode_tokens(tokens)),
+            None => Ok(tokens.iter().flat_map(|&id| vocab.token(id)).copied().collect()),
         }
     }
 
     /// Decode ids back to text; `None` when the ids do not form valid UTF-8.
     pub fn decode(self, tokens: &[u32]) -> Option<String> {
-        self.tokenizer().decode(tokens)
+        String::from_utf8(self.decode_bytes(tokens).ok()?).ok()
     }
 }
 

@@ -1,7 +1,7 @@
 //! A fast pre-tokenizer for ASCII text, exact by construction and by test.
 //!
-//! tiktoken splits text with a regex before BPE; `bpe-openai` runs that regex with
-//! `regex-automata`, which costs about as much as the BPE itself. Most text is ASCII, where the
+//! tiktoken splits text with a regex before BPE (`pretokenizer.rs` runs it with
+//! `regex-automata`), which costs about as much as the BPE itself. Most text is ASCII, where the
 //! regex's classes (`\p{L}`, `\p{N}`, `\s`, ...) are byte tests, so this module matches the
 //! same alternatives by hand. Whenever a decision would depend on a non-ASCII character, it
 //! gives up on that piece and the regex decides; the next piece is tried by hand again.
@@ -209,7 +209,6 @@ fn shared_tail(bytes: &Bytes<'_>, at: usize, first: Class, slash: bool) -> Optio
 impl Encoding {
     /// The pre-tokenizer pieces of `text`, exactly as tiktoken's regex splits it.
     pub(crate) fn pieces<'a>(self, text: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let tokenizer = self.tokenizer();
         let mut at = 0;
         std::iter::from_fn(move || {
             let rest = text.get(at..).filter(|rest| !rest.is_empty())?;
@@ -220,7 +219,7 @@ impl Encoding {
             };
             let len = match fast {
                 Some(end) if end > at => end - at,
-                _ => tokenizer.split(rest).next().map_or(rest.len(), str::len),
+                _ => self.regex_piece_len(rest),
             };
             let piece = rest.get(..len)?;
             at += len;
@@ -238,7 +237,7 @@ mod tests {
     fn agree(text: &str) -> Result<(), TestCaseError> {
         for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
             let ours: Vec<&str> = enc.pieces(text).collect();
-            let regex: Vec<&str> = enc.tokenizer().split(text).collect();
+            let regex: Vec<&str> = enc.reference().split(text).collect();
             prop_assert_eq!(ours, regex, "{:?} {:?}", enc, text);
         }
         Ok(())

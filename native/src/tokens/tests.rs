@@ -117,3 +117,58 @@ fn a_prefix_of_plain_prose_is_mostly_settled() {
     assert!(consumed > text.len() - 32 && tokens > 0);
     assert_eq!(Encoding::O200kBase.count_prefix("   \n  "), (0, 0));
 }
+
+#[test]
+fn the_vocabulary_tables_hold_every_token_of_the_rank_files() {
+    for (enc, size) in [(Encoding::Cl100kBase, 100_256), (Encoding::O200kBase, 199_998)] {
+        let (vocab, reference) = (enc.vocab(), &enc.reference().bpe);
+        assert_eq!((vocab.len(), reference.num_tokens()), (size, size), "{enc:?}");
+        for id in 0..size as u32 {
+            let bytes = reference.token_bytes(id);
+            assert_eq!(vocab.token(id), bytes, "{enc:?} {id}");
+            assert_eq!(vocab.rank(bytes), Some(id), "{enc:?} {id}");
+        }
+        assert_eq!(vocab.token(size as u32), b"");
+        assert_eq!(vocab.rank(b""), None);
+        assert_eq!(vocab.rank(&[b'x'; 300]), None);
+    }
+}
+
+#[test]
+fn a_table_that_is_not_one_is_refused() {
+    let table = vocab_layout::write(&[b"a".to_vec(), b"b".to_vec(), b"ab".to_vec()]);
+    let table: &'static [u8] = Box::leak(table.unwrap_or_default().into_boxed_slice());
+    let read = vocab::Vocab::read(table).map(|vocab| (vocab.len(), vocab.rank(b"ab")));
+    assert_eq!(read, Some((3, Some(2))));
+    assert!(vocab::Vocab::read(&table[..table.len() - 1]).is_none());
+    assert!(vocab::Vocab::read(&table[..8]).is_none());
+    assert!(vocab_layout::write(&[b"a".to_vec(), b"a".to_vec()]).is_none());
+}
+
+/// Pieces longer than the short-piece limit: runs from a small alphabet merge deep.
+fn long_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[ab]{90,400}",
+        "[a-c0-1]{200,600}",
+        "[A-Za-z+/=]{100,800}",
+        "[é中😀a]{30,200}",
+        "(ab|ba|aab|abc){30,120}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn encoding_matches_the_reference_encoder(text in any::<String>()) {
+        for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
+            prop_assert_eq!(enc.encode(&text), enc.reference().encode(text.as_str()));
+        }
+    }
+
+    #[test]
+    fn long_pieces_match_the_reference_encoder(text in long_text()) {
+        for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
+            prop_assert_eq!(enc.encode(&text), enc.reference().encode(text.as_str()));
+            prop_assert_eq!(enc.count(&text), enc.reference().count(text.as_str()));
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Byte-pair merging of one pre-tokenizer piece, as tiktoken does it: of the adjacent pairs of
+//! parts whose joined bytes are a token, join the one of lowest rank (the leftmost of equals),
+//! until no pair is a token. Every single byte is a token of both vocabularies, so the parts
+//! left are the piece's tokens.
+//!
+//! Short pieces (almost all of them) keep the parts in a vector and scan it for the lowest
+//! rank, as tiktoken does. A long piece (a run of letters without spaces, a base64 blob) would
+//! make that quadratic, so its parts go in a linked list with the candidate pairs in a heap,
+//! keyed by (rank, position): the same choice at every step.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::vocab::Vocab;
+
+const NONE: u32 = u32::MAX;
+/// Above this many bytes a piece is merged with the heap.
+const SHORT_PIECE: usize = 96;
+
+/// Room for the parts of a short piece and the two entries that close the list.
+type ShortParts = [(u32, u32); SHORT_PIECE + 2];
+
+/// How many tokens `piece` encodes to.
+pub(crate) fn count(vocab: &Vocab, piece: &[u8]) -> usize {
+    match piece.len() {
+        0 => 0,
+        1..=SHORT_PIECE => merge_short(vocab, piece, &mut [(0, 0); SHORT_PIECE + 2]),
+        _ => merge_long(vocab, piece).len(),
+    }
+}
+
+/// The tokens of `piece`, appended to `out`.
+pub(crate) fn encode_into(vocab: &Vocab, piece: &[u8], out: &mut Vec<u32>) {
+    let mut push = |starts: &mut dyn Iterator<Item = usize>| {
+        let Some(mut start) = starts.next() else { return };
+        for end in starts.chain([piece.len()]) {
+            out.push(vocab.rank(&piece[start..end]).unwrap_or(NONE));
+            start = end;
+        }
+    };
+    match piece.len() {
+        0 => {}
+        1..=SHORT_PIECE => {
+            let mut parts = [(0, 0); SHORT_PIECE + 2];
+            let tokens = merge_short(vocab, piece, &mut parts);
+            push(&mut parts[..tokens].iter().map(|&(start, _)| start as usize));
+        }
+        _ => push(&mut merge_long(vocab, piece).into_iter()),
+    }
+}
+
+/// Merges `piece` (1 to `SHORT_PIECE` bytes) in `parts`, whose first entries then hold where
+/// each token starts; returns how many tokens there are.
+fn merge_short(vocab: &Vocab, piece: &[u8], parts: &mut ShortParts) -> usize {
+    let rank = |from: u32, to: u32| vocab.rank(&piece[from as usize..to as usize]).unwrap_or(NONE);
+    let len = piece.len();
+    // (start, rank of joining this part with the next); the last two close the list.
+    for (start, bytes) in piece.windows(2).enumerate() {
+        parts[start] = (start as u32, vocab.pair(bytes[0], bytes[1]).unwrap_or(NONE));
+    }
+    parts[len - 1] = (len as u32 - 1, NONE);
+    parts[len] = (len as u32, NONE);
+    let mut count = len + 1;
+    loop {
+        let mut lowest = (NONE, 0);
+        for (at, &(_, pair)) in parts[..count - 1].iter().enumerate() {
+            if pair < lowest.0 {
+                lowest = (pair, at);
+            }
+        }
+        if lowest.0 == NONE {
+            return count - 1;
+        }
+        let at = lowest.1;
+        // After joining `at` and `at + 1`, part `at` ends where `at + 2` does.
+        parts[at].1 = if at + 3 < count { rank(parts[at].0, parts[at + 3].0) } else { NONE };
+        if at > 0 {
+            parts[at - 1].1 = rank(parts[at - 1].0, parts[at + 2].0);
+        }
+        parts.copy_within(at + 2..count, at + 1);
+        count -= 1;
+    }
+}
+
+fn merge_long(vocab: &Vocab, piece: &[u8]) -> Vec<usize> {
+    let len = piece.len();
+    // Part `i` starts at byte `i` and keeps that start as it grows; `next[i]` is the start of
+    // the part after it (`len` at the end), `prev[i]` the one before (NONE at the start).
+    let mut next: Vec<u32> = (1..=len as u32).collect();
+    let mut prev: Vec<u32> = std::iter::once(NONE).chain(0..len as u32 - 1).collect();
+    let end_of = |next: &[u32], at: usize| next.get(at).map_or(len, |&n| n as usize);
+    let pair_rank = |next: &[u32], at: usize| -> u32 {
+        let second = end_of(next, at);
+        if second >= len {
+            return NONE;
+        }
+        vocab.rank(&piece[at..end_of(next, second)]).unwrap_or(NONE)
+    };
+    // `pair[i]`: the rank of joining part `i` with the next (NONE when that is no token).
+    let mut pair: Vec<u32> = (0..len).map(|at| pair_rank(&next, at)).collect();
+    let mut heap: BinaryHeap<_> = (pair.iter().enumerate())
+        .filter(|(_, &rank)| rank != NONE)
+        .map(|(at, &rank)| Reverse((rank, at as u32)))
+        .collect();
+    let mut alive = vec![true; len];
+    while let Some(Reverse((rank, at))) = heap.pop() {
+        let at = at as usize;
+        if !alive[at] || pair[at] != rank {
+            continue; // a pair that has changed since it was pushed
+        }
+        let gone = next[at] as usize;
+        alive[gone] = false;
+        next[at] = next[gone];
+        if let Some(after) = prev.get_mut(next[at] as usize) {
+            *after = at as u32;
+        }
+        pair[at] = pair_rank(&next, at);
+        if pair[at] != NONE {
+            heap.push(Reverse((pair[at], at as u32)));
+        }
+        if let Some(&before) = prev.get(at).filter(|&&before| before != NONE) {
+            let before = before as usize;
+            pair[before] = pair_rank(&next, before);
+            if pair[before] != NONE {
+                heap.push(Reverse((pair[before], before as u32)));
+            }
+        }
+    }
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < len {
+        starts.push(at);
+        at = next[at] as usize;
+    }
+    starts
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::tokens::Encoding;
+
+    proptest! {
+        /// The heap makes the same choices as the scan, on pieces of any length.
+        #[test]
+        fn the_long_merge_agrees_with_the_short_one(piece in "[ab ]{1,96}|\\PC{1,24}") {
+            for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
+                let vocab = enc.vocab();
+                let mut parts = [(0, 0); SHORT_PIECE + 2];
+                let tokens = merge_short(vocab, piece.as_bytes(), &mut parts);
+                let short: Vec<usize> = parts[..tokens].iter().map(|&(at, _)| at as usize).collect();
+                prop_assert_eq!(merge_long(vocab, piece.as_bytes()), short);
+            }
+        }
+    }
+}
