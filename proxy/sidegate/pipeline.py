@@ -31,7 +31,13 @@ from sidegate.errors import (
     status_of,
 )
 from sidegate.exchange import Exchange
-from sidegate.inspection import Endpoint, RequestFacts, inspect_request
+from sidegate.inspection import (
+    INLINE_MAX_BYTES,
+    Endpoint,
+    RequestFacts,
+    inspect_request,
+    inspect_request_off_loop,
+)
 from sidegate.lean_server.messages import LeanStream, body_in_hand, open_stream, whole_answer
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
@@ -110,14 +116,22 @@ class Pipeline:
         body = body_in_hand(request)
         if body is None:
             body = await request.read()
-        facts = inspect_request(body, kind, hash_body=self._cache.hashes_bodies)
+        hashes, inline = self._cache.hashes_bodies, len(body) <= INLINE_MAX_BYTES
+        facts = (
+            inspect_request(body, kind, hash_body=hashes)
+            if inline
+            else await inspect_request_off_loop(body, kind, hash_body=hashes)
+        )
         exchange.model = facts.model
         exchange.stream = facts.stream
         candidates = self._router.candidates(facts.model)
         primary = candidates[0]
         if primary.encoding != encoding_for_model(facts.model):
-            facts = inspect_request(
-                body, kind, primary.encoding, hash_body=self._cache.hashes_bodies
+            encoding = primary.encoding
+            facts = (
+                inspect_request(body, kind, encoding, hash_body=hashes)
+                if inline
+                else await inspect_request_off_loop(body, kind, encoding, hash_body=hashes)
             )
         exchange.input_tokens = facts.prompt_tokens
         admission = self._admission

@@ -9,6 +9,7 @@ import openai
 import orjson
 import pytest
 
+from sidegate.tokens import Tokenizer
 from tests.e2e.procs import Process, http_get, metric_value
 
 ACME_KEY = "sk-acme-observability-key"
@@ -293,3 +294,23 @@ def test_workers_share_one_set_of_totals(
         assert metric_value(text, "llm_requests_total", **labels) == sent
         assert metric_value(text, "llm_proxy_overhead_seconds_count") == sent
         assert metric_value(text, "llm_active_requests", model="gpt-4o-mini") == 0
+
+
+def test_a_prompt_of_many_kilobytes_is_served_and_counted(
+    spawn: Callable[..., Process],
+    mock_upstream: Process,
+    write_config: Callable[[str], Path],
+    sdk: Callable[[Process, str], openai.OpenAI],
+) -> None:
+    # Over the size inspected inline: counted off the event loop, and counted the same.
+    messages = user("Grüße, 你好 " * 20_000 + "a" * 50_000)
+    gateway = spawn("serve", "--config", str(write_config(_config(mock_upstream.url))))
+    completion = sdk(gateway, ACME_KEY).chat.completions.create(
+        model="gpt-4o-mini", messages=messages
+    )
+    expected = Tokenizer("o200k_base").count_chat(messages)
+    assert completion.usage is not None and completion.usage.prompt_tokens == expected
+    gateway.stop()
+    lines = [orjson.loads(line) for line in gateway.output().splitlines() if line.strip()]
+    served = [line for line in lines if line.get("message") == "request"]
+    assert [line["input_tokens"] for line in served] == [expected]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,7 +13,13 @@ from hypothesis import strategies as st
 
 from sidegate import _native
 from sidegate.errors import InvalidRequestError
-from sidegate.inspection import RequestFacts, body_hash, inspect_request
+from sidegate.inspection import (
+    INLINE_MAX_BYTES,
+    RequestFacts,
+    body_hash,
+    inspect_request,
+    inspect_request_off_loop,
+)
 from sidegate.tokens import Tokenizer
 
 
@@ -224,3 +231,27 @@ def test_the_prompt_memo_is_bounded() -> None:
             assert _native.prompt_memo_len() <= 64
     finally:
         _native.set_prompt_memo_capacity(capacity)
+
+
+async def test_a_large_body_is_inspected_while_the_loop_goes_on_serving() -> None:
+    # One word of a million letters: every byte merges, as slow to count as in tiktoken.
+    word = chat_body(messages=[{"role": "user", "content": "a" * 1_000_000}])
+    raw = orjson.dumps(word)
+    assert len(raw) > INLINE_MAX_BYTES
+    turns = 0
+
+    async def serve_others() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    others = asyncio.create_task(serve_others())
+    try:
+        got = await inspect_request_off_loop(raw, "chat", hash_body=False)
+    finally:
+        others.cancel()
+    assert turns > 1  # other tasks ran while the body was counted
+    assert got.prompt_tokens == inspect_request(raw, "chat", hash_body=False).prompt_tokens
+    with pytest.raises(InvalidRequestError):
+        await inspect_request_off_loop(b"[" + b" " * INLINE_MAX_BYTES + b"]", "chat")
