@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -10,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.loop_turns import counting_turns
 
 from sidegate import _native
 from sidegate.errors import InvalidRequestError
@@ -238,20 +238,9 @@ async def test_a_large_body_is_inspected_while_the_loop_goes_on_serving() -> Non
     word = chat_body(messages=[{"role": "user", "content": "a" * 1_000_000}])
     raw = orjson.dumps(word)
     assert len(raw) > INLINE_MAX_BYTES
-    turns = 0
-
-    async def serve_others() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    others = asyncio.create_task(serve_others())
-    try:
+    async with counting_turns() as turns:
         got = await inspect_request_off_loop(raw, "chat", hash_body=False)
-    finally:
-        others.cancel()
-    assert turns > 1  # other tasks ran while the body was counted
+    assert turns.count > 1  # other tasks ran while the body was counted
     assert got.prompt_tokens == inspect_request(raw, "chat", hash_body=False).prompt_tokens
     with pytest.raises(InvalidRequestError):
         await inspect_request_off_loop(b"[" + b" " * INLINE_MAX_BYTES + b"]", "chat")

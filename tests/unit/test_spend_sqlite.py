@@ -6,7 +6,6 @@ writer is always another process: two SQLite libraries in one process must not s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import subprocess
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.loop_turns import counting_turns
 from tests.unit.spend_rows import row
 
 from sidegate.spend import sqlite_log, summarize
@@ -94,21 +94,12 @@ async def test_another_writer_is_waited_out_off_the_event_loop(
     assert await spend.flush()
     holder = hold_write_lock(path, 0.5)
     spend.record(*row("late"))
-    turns = 0
-
-    async def count_turns() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0.005)
-
-    counter = asyncio.create_task(count_turns())
-    with caplog.at_level(logging.WARNING, logger="sidegate.spend"):
-        assert await spend.flush()  # written once the other writer commits
-    counter.cancel()
+    async with counting_turns(0.005) as turns:
+        with caplog.at_level(logging.WARNING, logger="sidegate.spend"):
+            assert await spend.flush()  # written once the other writer commits
     holder.communicate(timeout=10)
     assert holder.returncode == 0
-    assert turns >= 20  # the loop ran all the while the writer waited
+    assert turns.count >= 20  # the loop ran all the while the writer waited
     assert not caplog.records  # a busy file is not an incident
     await spend.close()
     assert tenants(path) == ["first", "late"]
