@@ -20,32 +20,52 @@ const SHORT_PIECE: usize = 96;
 /// Room for the parts of a short piece and the two entries that close the list.
 type ShortParts = [(u32, u32); SHORT_PIECE + 2];
 
-/// How many tokens `piece` encodes to.
-pub(crate) fn count(vocab: &Vocab, piece: &[u8]) -> usize {
-    match piece.len() {
-        0 => 0,
-        1..=SHORT_PIECE => merge_short(vocab, piece, &mut [(0, 0); SHORT_PIECE + 2]),
-        _ => merge_long(vocab, piece).len(),
-    }
+/// Counts and encodes the pieces of one text, with room for merging a short piece set up once.
+pub(crate) struct Merger<'v> {
+    vocab: &'v Vocab,
+    parts: ShortParts,
 }
 
-/// The tokens of `piece`, appended to `out`.
-pub(crate) fn encode_into(vocab: &Vocab, piece: &[u8], out: &mut Vec<u32>) {
-    let mut push = |starts: &mut dyn Iterator<Item = usize>| {
-        let Some(mut start) = starts.next() else { return };
-        for end in starts.chain([piece.len()]) {
-            out.push(vocab.rank(&piece[start..end]).unwrap_or(NONE));
-            start = end;
+impl<'v> Merger<'v> {
+    pub(crate) fn new(vocab: &'v Vocab) -> Self {
+        Self { vocab, parts: [(0, 0); SHORT_PIECE + 2] }
+    }
+
+    /// How many tokens `piece` encodes to.
+    pub(crate) fn count(&mut self, piece: &[u8]) -> usize {
+        // Most pieces of ordinary text (" the", "ing", ",") are one whole token.
+        if self.vocab.rank(piece).is_some() {
+            return 1;
         }
-    };
-    match piece.len() {
-        0 => {}
-        1..=SHORT_PIECE => {
-            let mut parts = [(0, 0); SHORT_PIECE + 2];
-            let tokens = merge_short(vocab, piece, &mut parts);
-            push(&mut parts[..tokens].iter().map(|&(start, _)| start as usize));
+        match piece.len() {
+            0 => 0,
+            1..=SHORT_PIECE => merge_short(self.vocab, piece, &mut self.parts),
+            _ => merge_long(self.vocab, piece).len(),
         }
-        _ => push(&mut merge_long(vocab, piece).into_iter()),
+    }
+
+    /// The tokens of `piece`, appended to `out`.
+    pub(crate) fn encode_into(&mut self, piece: &[u8], out: &mut Vec<u32>) {
+        let vocab = self.vocab;
+        if let Some(id) = vocab.rank(piece) {
+            out.push(id);
+            return;
+        }
+        let mut push = |starts: &mut dyn Iterator<Item = usize>| {
+            let Some(mut start) = starts.next() else { return };
+            for end in starts.chain([piece.len()]) {
+                out.push(vocab.rank(&piece[start..end]).unwrap_or(NONE));
+                start = end;
+            }
+        };
+        match piece.len() {
+            0 => {}
+            1..=SHORT_PIECE => {
+                let tokens = merge_short(vocab, piece, &mut self.parts);
+                push(&mut self.parts[..tokens].iter().map(|&(start, _)| start as usize));
+            }
+            _ => push(&mut merge_long(vocab, piece).into_iter()),
+        }
     }
 }
 

@@ -84,22 +84,14 @@ impl Encoding {
 
     /// Number of tokens `text` encodes to; equal to `len(tiktoken.encode_ordinary(text))`.
     pub fn count(self, text: &str) -> usize {
-        self.pieces(text).map(|piece| self.count_piece(piece)).sum()
+        let mut merger = merge::Merger::new(self.vocab());
+        self.pieces(text).map(|piece| merger.count(piece.as_bytes())).sum()
     }
 
     /// `count(text)` for a prompt text: long texts are remembered in `PROMPT_MEMO`, because
     /// prompts repeat (system prompts, history resent with every turn).
     pub fn count_prompt(self, text: &str) -> usize {
         PROMPT_MEMO.count(self, text)
-    }
-
-    fn count_piece(self, piece: &str) -> usize {
-        // Most pieces of ordinary text (" the", "ing", ",") are one whole token.
-        let vocab = self.vocab();
-        match vocab.rank(piece.as_bytes()) {
-            Some(_) => 1,
-            None => merge::count(vocab, piece.as_bytes()),
-        }
     }
 
     /// Tokens of the part of `text` that no continuation can re-tokenize, and that part's
@@ -114,25 +106,23 @@ impl Encoding {
         let settled = text.trim_end_matches(char::is_whitespace).len();
         let limit = settled.saturating_sub(SETTLED_MARGIN);
         let (mut tokens, mut consumed) = (0, 0);
+        let mut merger = merge::Merger::new(self.vocab());
         for piece in self.pieces(text) {
             if consumed + piece.len() > limit {
                 break;
             }
             consumed += piece.len();
-            tokens += self.count_piece(piece);
+            tokens += merger.count(piece.as_bytes());
         }
         (tokens, consumed)
     }
 
     /// Token ids of `text`, identical to `tiktoken.encode_ordinary(text)`.
     pub fn encode(self, text: &str) -> Vec<u32> {
-        let vocab = self.vocab();
+        let mut merger = merge::Merger::new(self.vocab());
         let mut tokens = Vec::with_capacity(text.len() / 4);
         for piece in self.pieces(text) {
-            match vocab.rank(piece.as_bytes()) {
-                Some(id) => tokens.push(id),
-                None => merge::encode_into(vocab, piece.as_bytes(), &mut tokens),
-            }
+            merger.encode_into(piece.as_bytes(), &mut tokens);
         }
         tokens
     }
