@@ -3,10 +3,12 @@
 //! until no pair is a token. Every single byte is a token of both vocabularies, so the parts
 //! left are the piece's tokens.
 //!
-//! Short pieces (almost all of them) keep the parts in a vector and scan it for the lowest
+//! Short pieces (almost all of them) keep the parts in an array and scan it for the lowest
 //! rank, as tiktoken does. A long piece (a run of letters without spaces, a base64 blob) would
 //! make that quadratic, so its parts go in a linked list with the candidate pairs in a heap,
-//! keyed by (rank, position): the same choice at every step.
+//! keyed by (rank, position): the same choice at every step. A long piece costs about what it
+//! does in tiktoken (100 KB of one letter: 27 ms); the automaton-based encoder this replaced
+//! took 1.3 ms there, and some 70 MB of memory everywhere.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
