@@ -1,4 +1,7 @@
-"""Deterministic inputs for the micro-benchmarks: prose-and-code text and a 4 KB chat body."""
+# The multilingual corpus's full-width punctuation is the point: it splits CJK text into pieces.
+# ruff: noqa: RUF001
+"""Deterministic inputs for the micro-benchmarks: prose-and-code text, multilingual text and a
+4 KB chat body."""
 
 from __future__ import annotations
 
@@ -35,6 +38,26 @@ def text(size: int, seed: int = 0) -> str:
         chunk = " ".join(words)
         parts.append(chunk)
         length += len(chunk)
+    return "".join(parts)[:size]
+
+
+# Languages whose pieces mostly merge (a word is rarely one whole token), unlike English.
+_MULTILINGUAL = (
+    "天下大勢，分久必合，合久必分。東京は日本の首都です。今日はとても良い天気ですね、散歩に行きましょう。",
+    "서울은 한국의 수도입니다. 오늘은 날씨가 좋네요, 산책하러 갑시다. ",
+    "Привет мир, это проверка токенизатора на русском языке. ",
+    "مرحبا بالعالم! هذه جملة عربية. नमस्ते दुनिया। यह हिन्दी का वाक्य है। ",
+)
+
+
+def multilingual(size: int, seed: int = 0) -> str:
+    """About `size` characters of Chinese, Japanese, Korean, Russian, Arabic and Hindi."""
+    rng = random.Random(seed)
+    parts: list[str] = []
+    length = 0
+    while length < size:
+        parts.append(rng.choice(_MULTILINGUAL))
+        length += len(parts[-1])
     return "".join(parts)[:size]
 
 

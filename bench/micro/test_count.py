@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from corpus import text
+from corpus import multilingual, text
 
 from conftest import Measure
 from sidegate.tokens import Tokenizer
@@ -39,3 +39,13 @@ def test_count_one_char_sidegate(measure: Measure) -> None:
 def test_count_one_char_tiktoken(measure: Measure, tiktoken_o200k: Any) -> None:
     count = lambda s: len(tiktoken_o200k.encode_ordinary(s))  # noqa: E731
     measure("count-100KB-one-char", "tiktoken", count, "a" * 100_000)
+
+
+def test_count_multilingual_sidegate(measure: Measure) -> None:
+    count = Tokenizer("o200k_base").count
+    measure("count-10KB-multilingual", "sidegate", count, multilingual(10_000))
+
+
+def test_count_multilingual_tiktoken(measure: Measure, tiktoken_o200k: Any) -> None:
+    count = lambda s: len(tiktoken_o200k.encode_ordinary(s))  # noqa: E731
+    measure("count-10KB-multilingual", "tiktoken", count, multilingual(10_000))
