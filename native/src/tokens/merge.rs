@@ -6,31 +6,38 @@
 //! Short pieces (almost all of them) keep the parts in an array and scan it for the lowest
 //! rank, as tiktoken does. A long piece (a run of letters without spaces, a base64 blob) would
 //! make that quadratic, so its parts go in a linked list with the candidate pairs in a heap,
-//! keyed by (rank, position): the same choice at every step. A long piece costs about what it
-//! does in tiktoken (100 KB of one letter: 27 ms); the automaton-based encoder this replaced
-//! took 1.3 ms there, and some 70 MB of memory everywhere.
+//! keyed by (rank, position): the same choice at every step. That costs about what tiktoken
+//! does (100 KB of one letter: 27 ms) and some 30 bytes of memory a byte, so a piece over
+//! `LONGEST_MERGED` bytes, which no ordinary text has (a blob, or a body crafted to make a
+//! gateway burn seconds and hundreds of megabytes), goes to bpe-openai's automaton-based
+//! encoder: built on first such piece (~70 MB, ~150 ms), then linear (1.3 ms for those 100 KB).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::vocab::Vocab;
+use super::Encoding;
 
 const NONE: u32 = u32::MAX;
 /// Above this many bytes a piece is merged with the heap.
 const SHORT_PIECE: usize = 96;
+const LONG_PIECE: usize = SHORT_PIECE + 1;
+/// Above this many bytes a piece is left to the automaton-based encoder.
+pub(crate) const LONGEST_MERGED: usize = 16 * 1024;
 
 /// Room for the parts of a short piece and the two entries that close the list.
 type ShortParts = [(u32, u32); SHORT_PIECE + 2];
 
 /// Counts and encodes the pieces of one text, with room for merging a short piece set up once.
-pub(crate) struct Merger<'v> {
-    vocab: &'v Vocab,
+pub(crate) struct Merger {
+    encoding: Encoding,
+    vocab: &'static Vocab,
     parts: ShortParts,
 }
 
-impl<'v> Merger<'v> {
-    pub(crate) fn new(vocab: &'v Vocab) -> Self {
-        Self { vocab, parts: [(0, 0); SHORT_PIECE + 2] }
+impl Merger {
+    pub(crate) fn new(encoding: Encoding) -> Self {
+        Self { encoding, vocab: encoding.vocab(), parts: [(0, 0); SHORT_PIECE + 2] }
     }
 
     /// How many tokens `piece` encodes to.
@@ -42,7 +49,8 @@ impl<'v> Merger<'v> {
         match piece.len() {
             0 => 0,
             1..=SHORT_PIECE => merge_short(self.vocab, piece, &mut self.parts),
-            _ => merge_long(self.vocab, piece).len(),
+            LONG_PIECE..=LONGEST_MERGED => merge_long(self.vocab, piece).len(),
+            _ => self.encoding.reference().bpe.count(piece),
         }
     }
 
@@ -66,7 +74,8 @@ impl<'v> Merger<'v> {
                 let tokens = merge_short(vocab, piece, &mut self.parts);
                 push(&mut self.parts[..tokens].iter().map(|&(start, _)| start as usize));
             }
-            _ => push(&mut merge_long(vocab, piece).into_iter()),
+            LONG_PIECE..=LONGEST_MERGED => push(&mut merge_long(vocab, piece).into_iter()),
+            _ => out.extend(self.encoding.reference().bpe.encode_via_backtracking(piece)),
         }
     }
 }
@@ -163,6 +172,35 @@ mod tests {
 
     use super::*;
     use crate::tokens::Encoding;
+
+    /// A piece of letters only (one pre-tokenizer piece), pseudo-random so that it merges.
+    fn letters(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_u32;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[(state >> 24) as usize % 52]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_piece_too_long_to_merge_in_the_tables_is_encoded_the_same() {
+        let piece = letters(LONGEST_MERGED + 3_000);
+        for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
+            let vocab = enc.vocab();
+            let starts = merge_long(vocab, &piece);
+            let ends = starts.iter().skip(1).copied().chain([piece.len()]);
+            let merged: Vec<u32> = (starts.iter().zip(ends))
+                .map(|(&start, end)| vocab.rank(&piece[start..end]).unwrap_or(NONE))
+                .collect();
+            let mut merger = Merger::new(enc);
+            let mut encoded = Vec::new();
+            merger.encode_into(&piece, &mut encoded);
+            assert_eq!(merged, encoded, "{enc:?}");
+            assert_eq!(merger.count(&piece), merged.len(), "{enc:?}");
+        }
+    }
 
     proptest! {
         /// The heap makes the same choices as the scan, on pieces of any length.

@@ -73,8 +73,8 @@ impl Encoding {
         }
     }
 
-    /// `bpe-openai`'s own tokenizer: what the tests hold ours to, beside tiktoken itself.
-    #[cfg(test)]
+    /// `bpe-openai`'s own tokenizer: what the tests hold ours to, beside tiktoken itself, and
+    /// the encoder of pieces too long to merge in the tables (see `merge::LONGEST_MERGED`).
     fn reference(self) -> &'static bpe_openai::Tokenizer {
         match self {
             Encoding::Cl100kBase => bpe_openai::cl100k_base(),
@@ -84,7 +84,7 @@ impl Encoding {
 
     /// Number of tokens `text` encodes to; equal to `len(tiktoken.encode_ordinary(text))`.
     pub fn count(self, text: &str) -> usize {
-        let mut merger = merge::Merger::new(self.vocab());
+        let mut merger = merge::Merger::new(self);
         self.pieces(text).map(|piece| merger.count(piece.as_bytes())).sum()
     }
 
@@ -106,7 +106,7 @@ impl Encoding {
         let settled = text.trim_end_matches(char::is_whitespace).len();
         let limit = settled.saturating_sub(SETTLED_MARGIN);
         let (mut tokens, mut consumed) = (0, 0);
-        let mut merger = merge::Merger::new(self.vocab());
+        let mut merger = merge::Merger::new(self);
         for piece in self.pieces(text) {
             if consumed + piece.len() > limit {
                 break;
@@ -119,7 +119,7 @@ impl Encoding {
 
     /// Token ids of `text`, identical to `tiktoken.encode_ordinary(text)`.
     pub fn encode(self, text: &str) -> Vec<u32> {
-        let mut merger = merge::Merger::new(self.vocab());
+        let mut merger = merge::Merger::new(self);
         let mut tokens = Vec::with_capacity(text.len() / 4);
         for piece in self.pieces(text) {
             merger.encode_into(piece.as_bytes(), &mut tokens);
