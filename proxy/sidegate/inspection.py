@@ -29,8 +29,8 @@ NOT_IN_KEY: Final = frozenset({"model", "user", "metadata", "stream", "stream_op
 
 
 # Above this many bytes a body is inspected off the event loop (the native call releases the
-# GIL). Counting takes 10 to 50 ns a byte, more where long runs of bytes merge (a 1 MB word is
-# a third of a second, as in tiktoken): one large body must not stall every other request.
+# GIL). Counting takes 10 to 50 ns a byte, some 200 where a long word without spaces merges
+# byte by byte (a megabyte of one letter: over 0.1 s): a large body must not stall the rest.
 INLINE_MAX_BYTES: Final = 64 * 1024
 
 # A native frozen class, built in Rust: a frozen dataclass's __init__ cost more than the whole

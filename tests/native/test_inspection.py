@@ -234,7 +234,7 @@ def test_the_prompt_memo_is_bounded() -> None:
 
 
 async def test_a_large_body_is_inspected_while_the_loop_goes_on_serving() -> None:
-    # One word of a million letters: every byte merges, as slow to count as in tiktoken.
+    # One word of a million letters: the slowest text there is to count.
     word = chat_body(messages=[{"role": "user", "content": "a" * 1_000_000}])
     raw = orjson.dumps(word)
     assert len(raw) > INLINE_MAX_BYTES
