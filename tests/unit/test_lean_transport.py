@@ -167,6 +167,14 @@ def gated_sse(gate: asyncio.Event, *, first: bool = True) -> Handler:
     return sse
 
 
+async def serves_the_next_stream(t: LeanTransport, url: str) -> int:
+    """Send the next request after a stream: its answer must come whole; returns how many
+    connections the pool holds for `url` (1: the stream's connection carried it)."""
+    again = await t.send("POST", url, [], b"{}", TIMEOUTS)
+    assert (await again.read()).endswith(b"data: [DONE]\n\n")
+    return t.connections(url)
+
+
 async def until(condition: Callable[[], object]) -> None:
     for _ in range(200):
         if condition():
@@ -189,9 +197,7 @@ async def test_sse_pieces_arrive_before_the_stream_ends() -> None:
         assert rest == b'data: {"n": 2}\n\ndata: [DONE]\n\n'
         response.close()
         # Read whole, so the connection went back to the pool and carries the next request.
-        again = await t.send("POST", url, [], b"{}", TIMEOUTS)
-        assert (await again.read()).endswith(b"data: [DONE]\n\n")
-        assert t.connections(url) == 1
+        assert await serves_the_next_stream(t, url) == 1
 
 
 @on_both_loops
@@ -207,9 +213,7 @@ async def test_pushed_pieces_reach_the_sink_while_the_body_is_still_open() -> No
         gate.set()
         assert await pushing is True  # the body ended
         assert b"".join(got) == b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n'
-        again = await t.send("POST", url, [], b"{}", TIMEOUTS)  # the connection was pooled
-        assert (await again.read()).endswith(b"data: [DONE]\n\n")
-        assert t.connections(url) == 1
+        assert await serves_the_next_stream(t, url) == 1  # the connection was pooled
 
 
 @on_both_loops
@@ -294,8 +298,7 @@ async def test_a_sink_that_raises_fails_the_push_not_the_connection_callback() -
             await pushing
         response.close()
         # The connection's callback went on parsing: the transport still serves requests.
-        again = await t.send("POST", url, [], b"{}", TIMEOUTS)
-        assert (await again.read()).endswith(b"data: [DONE]\n\n")
+        await serves_the_next_stream(t, url)
 
 
 @on_both_loops
