@@ -15,6 +15,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::piece_memo::PieceMemo;
 use super::vocab::Vocab;
 use super::Encoding;
 
@@ -22,22 +23,29 @@ const NONE: u32 = u32::MAX;
 /// Above this many bytes a piece is merged with the heap.
 const SHORT_PIECE: usize = 96;
 const LONG_PIECE: usize = SHORT_PIECE + 1;
+/// Pieces up to this many bytes that had to be merged are remembered (`piece_memo.rs`): a
+/// word, which comes again; longer ones (a clause of Chinese, an identifier) seldom do.
+const REMEMBERED_PIECE: usize = 48;
+const MERGED_ONLY: usize = REMEMBERED_PIECE + 1;
 /// Above this many bytes a piece is left to the automaton-based encoder.
 pub(crate) const LONGEST_MERGED: usize = 16 * 1024;
 
 /// Room for the parts of a short piece and the two entries that close the list.
 type ShortParts = [(u32, u32); SHORT_PIECE + 2];
 
-/// Counts and encodes the pieces of one text, with room for merging a short piece set up once.
+/// Counts and encodes the pieces of one text, with room for merging a short piece set up once
+/// and the thread's memo of merged pieces (given back when the merger is dropped).
 pub(crate) struct Merger {
     encoding: Encoding,
     vocab: &'static Vocab,
     parts: ShortParts,
+    memo: PieceMemo,
 }
 
 impl Merger {
     pub(crate) fn new(encoding: Encoding) -> Self {
-        Self { encoding, vocab: encoding.vocab(), parts: [(0, 0); SHORT_PIECE + 2] }
+        let (vocab, memo) = (encoding.vocab(), PieceMemo::take(encoding));
+        Self { encoding, vocab, parts: [(0, 0); SHORT_PIECE + 2], memo }
     }
 
     /// How many tokens `piece` encodes to.
@@ -48,7 +56,16 @@ impl Merger {
         }
         match piece.len() {
             0 => 0,
-            1..=SHORT_PIECE => merge_short(self.vocab, piece, &mut self.parts),
+            1..=REMEMBERED_PIECE => {
+                let hash = PieceMemo::hash(piece);
+                if let Some(count) = self.memo.get(hash, piece) {
+                    return count as usize;
+                }
+                let count = merge_short(self.vocab, piece, &mut self.parts);
+                self.memo.insert(hash, piece, count as u32);
+                count
+            }
+            MERGED_ONLY..=SHORT_PIECE => merge_short(self.vocab, piece, &mut self.parts),
             LONG_PIECE..=LONGEST_MERGED => merge_long(self.vocab, piece).len(),
             _ => self.encoding.reference().bpe.count(piece),
         }
@@ -77,6 +94,12 @@ impl Merger {
             LONG_PIECE..=LONGEST_MERGED => push(&mut merge_long(vocab, piece).into_iter()),
             _ => out.extend(self.encoding.reference().bpe.encode_via_backtracking(piece)),
         }
+    }
+}
+
+impl Drop for Merger {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.memo).give_back(self.encoding);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::CoreError;
 pub mod chat;
 mod merge;
 pub mod memo;
+mod piece_memo;
 mod prehashed;
 mod pretokenizer;
 mod split;

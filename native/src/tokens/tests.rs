@@ -32,7 +32,21 @@ fn repeated_character_is_counted() {
     assert!(Encoding::O200kBase.count(&text) > 0);
 }
 
+#[test]
+fn words_counted_again_from_the_memo_count_the_same() {
+    // Most of these words are no one token: merged the first time, remembered after.
+    let text = "오늘은 날씨가 좋네요, 산책하러 갑시다. Привет мир, проверка токенизатора. 天下大勢";
+    for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
+        let exact = enc.encode(text).len(); // encoding merges every piece, memo or not
+        assert_eq!(enc.count(text), exact, "{enc:?}");
+        assert_eq!(enc.count(text), exact, "{enc:?}, again");
+        let elsewhere = std::thread::spawn(move || enc.count(text)).join().ok();
+        assert_eq!(elsewhere, Some(exact), "{enc:?}, on a thread with a memo of its own");
+    }
+}
+
 proptest! {
+    // Cases run on one thread: later ones find earlier ones' words in the memo.
     #[test]
     fn count_equals_encode_len(text in any::<String>()) {
         for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
