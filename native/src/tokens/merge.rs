@@ -34,18 +34,18 @@ pub(crate) const LONGEST_MERGED: usize = 16 * 1024;
 type ShortParts = [(u32, u32); SHORT_PIECE + 2];
 
 /// Counts and encodes the pieces of one text, with room for merging a short piece set up once
-/// and the thread's memo of merged pieces (given back when the merger is dropped).
+/// and the thread's memo of merged pieces, taken when a piece is first merged (most short texts
+/// never are) and given back when the merger is dropped.
 pub(crate) struct Merger {
     encoding: Encoding,
     vocab: &'static Vocab,
     parts: ShortParts,
-    memo: PieceMemo,
+    memo: Option<PieceMemo>,
 }
 
 impl Merger {
     pub(crate) fn new(encoding: Encoding) -> Self {
-        let (vocab, memo) = (encoding.vocab(), PieceMemo::take(encoding));
-        Self { encoding, vocab, parts: [(0, 0); SHORT_PIECE + 2], memo }
+        Self { encoding, vocab: encoding.vocab(), parts: [(0, 0); SHORT_PIECE + 2], memo: None }
     }
 
     /// How many tokens `piece` encodes to.
@@ -57,12 +57,14 @@ impl Merger {
         match piece.len() {
             0 => 0,
             1..=REMEMBERED_PIECE => {
+                let encoding = self.encoding;
+                let memo = self.memo.get_or_insert_with(|| PieceMemo::take(encoding));
                 let hash = PieceMemo::hash(piece);
-                if let Some(count) = self.memo.get(hash, piece) {
+                if let Some(count) = memo.get(hash, piece) {
                     return count as usize;
                 }
                 let count = merge_short(self.vocab, piece, &mut self.parts);
-                self.memo.insert(hash, piece, count as u32);
+                memo.insert(hash, piece, count as u32);
                 count
             }
             MERGED_ONLY..=SHORT_PIECE => merge_short(self.vocab, piece, &mut self.parts),
@@ -99,7 +101,9 @@ impl Merger {
 
 impl Drop for Merger {
     fn drop(&mut self) {
-        std::mem::take(&mut self.memo).give_back(self.encoding);
+        if let Some(memo) = self.memo.take() {
+            memo.give_back(self.encoding);
+        }
     }
 }
 

@@ -9,8 +9,8 @@
 //! generations of at most `GENERATION` entries each keep it bounded and roughly
 //! least-recently-used.
 //!
-//! A `Merger` takes its thread's memo for the text it counts and gives it back when dropped,
-//! so a piece costs no thread-local access.
+//! A `Merger` takes its thread's memo for the text it counts (at its first merged piece) and
+//! gives it back when dropped, so a piece costs no thread-local access.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
