@@ -7,37 +7,30 @@
 //! every prompt text is looked up by its xxh3-128 hash (seeded with the encoding) before it is
 //! counted, and its count is remembered after.
 //!
-//! The memo is sharded; each shard keeps two generations of entries. New and re-used entries
-//! go to the young generation; when it is full the old one is dropped and the young one
-//! becomes old. That is a cheap approximation of LRU with a hard bound: at most `capacity`
-//! entries in all (two generations of `capacity / 2 / SHARDS` per shard).
+//! The memo is sharded; each shard keeps two generations of entries (`generations.rs`), a
+//! cheap approximation of LRU with a hard bound: at most `capacity` entries in all (two
+//! generations of `capacity / 2 / SHARDS` per shard).
 //!
 //! A false hit needs two different texts with equal 128-bit hashes; the count is otherwise the
 //! exact one `Encoding::count` returns.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
-use super::prehashed::Prehashed;
+use super::generations::Generations;
 use super::Encoding;
 
 /// Default bound on remembered texts (~40 bytes each with the map's overhead).
 pub const DEFAULT_CAPACITY: usize = 65_536;
 const SHARDS: usize = 16;
 
-type Entries = HashMap<u128, u32, Prehashed>;
-
-#[derive(Default)]
-struct Generations {
-    young: Entries,
-    old: Entries,
-}
+/// Counts by the xxh3-128 hash of the text, seeded with the encoding.
+type Counts = Generations<u128, u32>;
 
 pub struct CountMemo {
-    shards: [Mutex<Generations>; SHARDS],
+    shards: [Mutex<Counts>; SHARDS],
     /// Entries per generation per shard; 0 turns the memo off.
     generation_size: AtomicUsize,
     capacity: AtomicUsize,
@@ -46,7 +39,7 @@ pub struct CountMemo {
 impl CountMemo {
     pub fn new(capacity: usize) -> Self {
         let memo = Self {
-            shards: std::array::from_fn(|_| Mutex::new(Generations::default())),
+            shards: std::array::from_fn(|_| Mutex::new(Counts::default())),
             generation_size: AtomicUsize::new(0),
             capacity: AtomicUsize::new(0),
         };
@@ -62,7 +55,7 @@ impl CountMemo {
             .store(per_generation, Ordering::Relaxed);
         let previous = self.capacity.swap(capacity, Ordering::Relaxed);
         for shard in &self.shards {
-            *shard.lock() = Generations::default();
+            *shard.lock() = Counts::default();
         }
         previous
     }
@@ -71,10 +64,7 @@ impl CountMemo {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| {
-                let shard = shard.lock();
-                shard.young.len() + shard.old.len()
-            })
+            .map(|shard| shard.lock().len())
             .sum()
     }
 
@@ -90,7 +80,7 @@ impl CountMemo {
         }
         let key = xxh3_128_with_seed(text.as_bytes(), encoding as u64);
         let shard = &self.shards[(key >> 64) as usize % SHARDS];
-        if let Some(count) = shard.lock().get(key, generation_size) {
+        if let Some(count) = shard.lock().get(key, generation_size, |&count| Some(count)) {
             return count as usize;
         }
         // Counted outside the lock: other texts of this shard need not wait for it.
@@ -99,24 +89,6 @@ impl CountMemo {
             shard.lock().insert(key, stored, generation_size);
         }
         count
-    }
-}
-
-impl Generations {
-    fn get(&mut self, key: u128, generation_size: usize) -> Option<u32> {
-        if let Some(&count) = self.young.get(&key) {
-            return Some(count);
-        }
-        let count = self.old.remove(&key)?;
-        self.insert(key, count, generation_size); // still in use: keep it past the next turn
-        Some(count)
-    }
-
-    fn insert(&mut self, key: u128, count: u32, generation_size: usize) {
-        if self.young.len() >= generation_size {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(key, count);
     }
 }
 
@@ -172,8 +144,7 @@ mod tests {
             memo.count(Encoding::O200kBase, &text(index));
         }
         let key = xxh3_128_with_seed(hot.as_bytes(), Encoding::O200kBase as u64);
-        let generations = memo.shards[(key >> 64) as usize % SHARDS].lock();
-        assert!(generations.young.contains_key(&key) || generations.old.contains_key(&key));
+        assert!(memo.shards[(key >> 64) as usize % SHARDS].lock().contains(key));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use crate::CoreError;
 
 pub mod chat;
+mod generations;
 mod merge;
 pub mod memo;
 mod piece_memo;

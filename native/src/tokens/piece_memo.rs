@@ -6,18 +6,17 @@
 //! and across the requests a gateway sees. So each thread remembers the counts of the pieces it
 //! merged, if short (`merge::REMEMBERED_PIECE`), keyed by the piece's own bytes: exact, not
 //! trusting a hash. As in the prompt memo, two
-//! generations of at most `GENERATION` entries each keep it bounded and roughly
-//! least-recently-used.
+//! generations of at most `GENERATION` entries each (`generations.rs`) keep it bounded and
+//! roughly least-recently-used.
 //!
 //! A `Merger` takes its thread's memo for the text it counts (at its first merged piece) and
 //! gives it back when dropped, so a piece costs no thread-local access.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::prehashed::Prehashed;
+use super::generations::Generations;
 use super::Encoding;
 
 /// Entries per generation: two generations, for each encoding, in each thread that counts.
@@ -28,13 +27,9 @@ struct Entry {
     count: u32,
 }
 
-type Entries = HashMap<u64, Entry, Prehashed>;
-
+/// Counts by the xxh3-64 hash of the piece, with the piece to tell two apart.
 #[derive(Default)]
-pub(crate) struct PieceMemo {
-    young: Entries,
-    old: Entries,
-}
+pub(crate) struct PieceMemo(Generations<u64, Entry>);
 
 thread_local! {
     static MEMOS: RefCell<[PieceMemo; 2]> = RefCell::new(Default::default());
@@ -58,32 +53,16 @@ impl PieceMemo {
     }
 
     pub(crate) fn get(&mut self, hash: u64, piece: &[u8]) -> Option<u32> {
-        if let Some(entry) = self.young.get(&hash) {
-            return (*entry.piece == *piece).then_some(entry.count);
-        }
-        let entry = self.old.remove(&hash)?;
-        if *entry.piece != *piece {
-            return None;
-        }
-        let count = entry.count;
-        self.keep(hash, entry); // still in use: keep it past the next turn
-        Some(count)
+        self.0.get(hash, GENERATION, |entry| (*entry.piece == *piece).then_some(entry.count))
     }
 
     pub(crate) fn insert(&mut self, hash: u64, piece: &[u8], count: u32) {
-        self.keep(hash, Entry { piece: piece.into(), count });
-    }
-
-    fn keep(&mut self, hash: u64, entry: Entry) {
-        if self.young.len() >= GENERATION {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(hash, entry);
+        self.0.insert(hash, Entry { piece: piece.into(), count }, GENERATION);
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.young.len() + self.old.len()
+        self.0.len()
     }
 }
 
