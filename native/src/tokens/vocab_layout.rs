@@ -6,9 +6,9 @@
 //! `bytes[offsets[id]..offsets[id + 1]]`, ids being tiktoken's ranks); `m` slots of an
 //! open-addressing table from a token's bytes to its id (`EMPTY` where none), probed linearly
 //! from `slot_hash(bytes) & (m - 1)`, each slot holding the id in its low `ID_BITS` bits and
-//! `tag(hash)` above them, so that a probe reads a token's bytes only when the tags agree; `PAIRS` words giving the id of each two-byte token at
-//! index `256 * first + second` (`EMPTY` where none: half of BPE's lookups are of two bytes);
-//! then the byte area. About 21 bytes per token against the tens of megabytes an
+//! `tag(hash)` above them, so that a probe reads a token's bytes only when the tags agree;
+//! `PAIRS` words giving the id of each two-byte token at index `256 * first + second` (`EMPTY`
+//! where none: half of BPE's lookups are of two bytes); then the byte area. About 21 bytes per token against the tens of megabytes an
 //! automaton-based encoder builds on first use.
 
 use xxhash_rust::xxh3::xxh3_64;
