@@ -5,9 +5,8 @@
 //! Chinese most pieces are of that kind, and they repeat: words follow Zipf's law within a text
 //! and across the requests a gateway sees. So each thread remembers the counts of the pieces it
 //! merged, if short (`merge::REMEMBERED_PIECE`), keyed by the piece's own bytes: exact, not
-//! trusting a hash. As in the prompt memo, two
-//! generations of at most `GENERATION` entries each (`generations.rs`) keep it bounded and
-//! roughly least-recently-used.
+//! trusting a hash. As in the prompt memo, two generations of at most `GENERATION` entries
+//! each (`generations.rs`) keep it bounded and roughly least-recently-used.
 //!
 //! A `Merger` takes its thread's memo for the text it counts (at its first merged piece) and
 //! gives it back when dropped, so a piece costs no thread-local access.

@@ -8,8 +8,8 @@
 //! from `slot_hash(bytes) & (m - 1)`, each slot holding the id in its low `ID_BITS` bits and
 //! `tag(hash)` above them, so that a probe reads a token's bytes only when the tags agree;
 //! `PAIRS` words giving the id of each two-byte token at index `256 * first + second` (`EMPTY`
-//! where none: half of BPE's lookups are of two bytes); then the byte area. About 21 bytes per token against the tens of megabytes an
-//! automaton-based encoder builds on first use.
+//! where none: half of BPE's lookups are of two bytes); then the byte area. About 21 bytes per
+//! token against the tens of megabytes an automaton-based encoder builds on first use.
 
 use xxhash_rust::xxh3::xxh3_64;
 
