@@ -23,11 +23,19 @@ at once. Started together they stay in step, since every stream lasts as long: e
 then met its requests in bursts, and a burst queued at the mock upstream too, so direct's own
 TTFB (1.1-1.2 ms against 0.57 spread) grew by what a slow relay spared the mock by delaying
 its requests. In step, nginx added 0.17-0.32 ms and Sidegate 0.29-0.42; spread, 0.08 and 0.63.
+
+Each client pauses 20-60 ms (at random) after every stream before its next request. Back to
+back, a client's next request met the mock upstream still finishing the stream just ended (on
+the load core), so it queued behind that, by however much the system in front of it had
+delayed the stream's end: direct's own TTFB read 1.42 ms beside nginx and 1.10 beside Sidegate
+in one run, and "system minus direct" took that difference in. With the pause direct read
+1.22-1.25 ms beside every system.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +44,8 @@ import uvloop
 from bench.harness.systems import Target
 
 DONE = b"data: [DONE]"
+# A client's pause after each stream, drawn uniformly (seconds); see the module's docstring.
+THINK_SECONDS = (0.02, 0.06)
 STAMP = b": mock-timing "
 
 
@@ -96,9 +106,11 @@ async def _one_stream(session: aiohttp.ClientSession, target: Target, out: Paced
 
 
 async def _client(
-    turns: list[tuple[Target, PacedResult]], deadline: float, delay: float = 0.0
+    turns: list[tuple[Target, PacedResult]], deadline: float, delay: float = 0.0, seed: int = 0
 ) -> None:
-    """Opens streams back to back until the deadline, taking the targets in turn."""
+    """Opens streams until the deadline, taking the targets in turn, with a short pause
+    after each."""
+    pauses = random.Random(seed)
     await asyncio.sleep(delay)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -108,6 +120,7 @@ async def _client(
                     await _one_stream(session, target, out)
                 except (aiohttp.ClientError, TimeoutError):
                     out.failures += 1
+                await asyncio.sleep(pauses.uniform(*THINK_SECONDS))
 
 
 async def _stream_seconds(target: Target) -> float:
@@ -127,12 +140,16 @@ async def _run(turns: list[tuple[Target, PacedResult]], concurrency: int, second
     apart, so each target has about `concurrency` streams open at any time, as when measured
     alone (with half as many clients it would idle between streams, and idling costs a relay
     a wake-up on every event). They start spread over one round of turns (a stream to
-    each target), as long as the first stream to the last target took."""
-    period = await _stream_seconds(turns[-1][0]) * len(turns)
+    each target and the pauses after them), as long as the first stream to the last target
+    took."""
+    stream = await _stream_seconds(turns[-1][0])
+    period = (stream + sum(THINK_SECONDS) / 2) * len(turns) if stream else 0.0
     deadline = time.perf_counter() + seconds
     shifts = [shift for _ in range(concurrency) for shift in range(len(turns))]
     clients = [
-        _client(turns[shift:] + turns[:shift], deadline, delay=index * period / len(shifts))
+        _client(
+            turns[shift:] + turns[:shift], deadline, delay=index * period / len(shifts), seed=index
+        )
         for index, shift in enumerate(shifts)
     ]
     await asyncio.gather(*clients)
