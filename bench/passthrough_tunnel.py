@@ -10,12 +10,10 @@ Usage: passthrough_tunnel.py --port 8003 --upstream http://127.0.0.1:8000
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from typing import cast
-from urllib.parse import urlsplit
 
-import uvloop
+import relay_server
 
 
 class _Side(asyncio.Protocol):
@@ -80,23 +78,5 @@ class _Client(_Side):
         self.join(upstream)
 
 
-async def serve(host: str, port: int, upstream_host: str, upstream_port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Client(upstream_host, upstream_port), host, port)
-    await server.serve_forever()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:8000")
-    args = parser.parse_args()
-    upstream = urlsplit(args.upstream)
-    if upstream.hostname is None or upstream.port is None:
-        parser.error("--upstream needs a host and a port")
-    uvloop.run(serve(args.host, args.port, upstream.hostname, upstream.port))
-
-
 if __name__ == "__main__":
-    main()
+    relay_server.run(__doc__, _Client)

@@ -28,6 +28,7 @@ BENCH_DIR = Path(__file__).resolve().parent.parent
 LITELLM = BENCH_DIR / ".peers" / "litellm-venv" / "bin" / "litellm"
 LEAN = BENCH_DIR / "passthrough_lean.py"
 TUNNEL = BENCH_DIR / "passthrough_tunnel.py"
+COMPACT = BENCH_DIR / "passthrough_compact.py"
 FLOOR = BENCH_DIR / "passthrough_aiohttp.py"
 SIDEGATE_KEY = "sk-bench-tenant-0001"
 LITELLM_KEY = "sk-bench-litellm-0001"
@@ -302,6 +303,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("aiohttp-floor", "Python floor: bare aiohttp+uvloop relay", _script(FLOOR)),
     Spec("lean-floor", "lean-transport reference relay", _script(LEAN)),
     Spec("tunnel-floor", "Python latency floor: bytes tunnelled, unread", _script(TUNNEL)),
+    Spec("compact-path", "a gateway's critical path in a few Python calls", _script(COMPACT)),
     Spec(
         "sidegate", "Sidegate, defaults on", sidegate_launcher(1), by_model=True, auth=SIDEGATE_KEY
     ),
