@@ -27,7 +27,7 @@ from sidegate.errors import InvalidRequestError
 from sidegate.inspection import inspect_request
 
 HEAD_LIMIT: Final = 64 * 1024
-WANT_USAGE: Final = b'{"stream_options":{"include_usage":true},'
+WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 # A key table as a gateway holds one; the benchmark's pass-through targets send no key.
 KEYS: Final = {"Bearer sk-bench-tenant-0001": "bench"}
 _REQUEST_HEAD: Final = (
@@ -137,18 +137,19 @@ class _Client(asyncio.Protocol):
         target, _, headers, head_len, length = plain
         end = head_len + length
         body = data[head_len:end]
-        rest = self._request(data[end:]) if len(data) > end else b""
         self.tenant = KEYS.get(headers.get("Authorization") or "")
         try:
             facts = inspect_request(body, "chat", hash_body=False)
         except InvalidRequestError:
-            return data[:end] + rest
-        if facts.stream and not facts.include_usage:
-            body = WANT_USAGE + body[1:]
-        self.request_id = b"req_%012x" % next(REQUEST_IDS)
-        asyncio.get_running_loop().call_soon(_note_prompt, self.tenant, facts.prompt_tokens)
-        head = _REQUEST_HEAD % (target, self._host_line, len(body))
-        return b"".join((head, body, rest))
+            fresh = data[:end]
+        else:
+            if facts.stream and not facts.include_usage:
+                brace = body.index(b"{") + 1  # a JSON object, as inspection found
+                body = b"".join((body[:brace], WANT_USAGE, body[brace:]))
+            self.request_id = b"req_%012x" % next(REQUEST_IDS)
+            asyncio.get_running_loop().call_soon(_note_prompt, self.tenant, facts.prompt_tokens)
+            fresh = _REQUEST_HEAD % (target, self._host_line, len(body)) + body
+        return fresh + self._request(data[end:]) if len(data) > end else fresh
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._upstream is not None and self._upstream.transport is not None:
