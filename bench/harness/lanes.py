@@ -64,6 +64,8 @@ def _paced_figures(result: paced.PacedResult) -> Row:
         "ttfb_net_p50_ms": percentile(result.net_ttfb_ms, 0.5),
         "gap_stretch_p99_ms": percentile(result.stretches_ms, 0.99),
         "stretches": len(result.stretches_ms),
+        "request_leg_p50_ms": percentile(result.request_legs_ms, 0.5),
+        "answer_leg_p50_ms": percentile(result.answer_legs_ms, 0.5),
     }
 
 

@@ -57,6 +57,11 @@ class PacedResult:
     gaps_ms: list[float] = field(default_factory=list)
     net_ttfb_ms: list[float] = field(default_factory=list)
     stretches_ms: list[float] = field(default_factory=list)
+    # The net TTFB's two halves: sending the request -> the mock has it; the mock's first
+    # write -> the client has the first event. Which one a relay lengthens says which of its
+    # paths (request handling, or the answer's head and first event) costs the time.
+    request_legs_ms: list[float] = field(default_factory=list)
+    answer_legs_ms: list[float] = field(default_factory=list)
 
 
 def _stamp(comment: bytes) -> tuple[int, int] | None:
@@ -97,6 +102,8 @@ async def _one_stream(session: aiohttp.ClientSession, target: Target, out: Paced
                     out.ttfb_ms.append((now - started) / 1e6)
                     if stamp:
                         out.net_ttfb_ms.append((now - started - (stamp[1] - stamp[0])) / 1e6)
+                        out.request_legs_ms.append((stamp[0] - started) / 1e6)
+                        out.answer_legs_ms.append((now - stamp[1]) / 1e6)
                 else:
                     out.gaps_ms.append((now - last) / 1e6)
                     if sent is not None and last_sent is not None:

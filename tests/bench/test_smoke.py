@@ -9,6 +9,7 @@ system answered its requests.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -68,6 +69,10 @@ def test_every_lane_measures_the_core_systems(smoke: Path) -> None:
             assert row["streams"] > 0 and row["failures"] == 0, row
             if row["system"] != "direct":  # direct took turns with it, stream by stream
                 assert row["direct_streams"] > 0 and row["direct_failures"] == 0, row
+            if not math.isnan(row["ttfb_net_p50_ms"]):  # the mock's stamps came through
+                # Each stream's two legs lie within its TTFB, and so do their medians.
+                for leg in ("request_leg_p50_ms", "answer_leg_p50_ms"):
+                    assert 0 < row[leg] <= row["ttfb_p50_ms"], row
 
 
 @pytest.mark.timeout(300)
