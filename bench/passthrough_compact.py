@@ -105,14 +105,10 @@ class _Client(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            _, upstream = await loop.create_connection(
-                lambda: _Upstream(self), self._host, self._port
-            )
-        except OSError:
-            if self.transport is not None:
-                self.transport.close()
+        upstream = await relay_server.connect_upstream(
+            self.transport, lambda: _Upstream(self), self._host, self._port
+        )
+        if upstream is None:
             return
         self._upstream = upstream
         early, self._early = self._early or [], None

@@ -65,17 +65,11 @@ class _Client(_Side):
         asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            tunnel, upstream = await loop.create_connection(_Side, self._host, self._port)
-        except OSError:
-            if self.transport is not None:
-                self.transport.close()
-            return
-        if self.transport is None or self.transport.is_closing():
-            tunnel.close()  # the client left while we connected
-            return
-        self.join(upstream)
+        upstream = await relay_server.connect_upstream(
+            self.transport, _Side, self._host, self._port
+        )
+        if upstream is not None:
+            self.join(upstream)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import uvloop
 
 # Given the upstream's host and port, makes the protocol for one client connection.
 ClientFactory = Callable[[str, int], asyncio.Protocol]
+UpstreamSide = TypeVar("UpstreamSide", bound=asyncio.Protocol)
+
+
+async def connect_upstream(
+    client: asyncio.Transport | None, make: Callable[[], UpstreamSide], host: str, port: int
+) -> UpstreamSide | None:
+    """A client connection's own upstream connection; None (and the client's connection
+    closed) when it cannot be opened, or when the client left while it was opening."""
+    try:
+        upstream, side = await asyncio.get_running_loop().create_connection(make, host, port)
+    except OSError:
+        if client is not None:
+            client.close()
+        return None
+    if client is None or client.is_closing():
+        upstream.close()
+        return None
+    return side
 
 
 async def _serve(host: str, port: int, make: Callable[[], asyncio.Protocol]) -> None:

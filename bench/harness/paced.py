@@ -101,9 +101,10 @@ async def _one_stream(session: aiohttp.ClientSession, target: Target, out: Paced
                 if last is None:
                     out.ttfb_ms.append((now - started) / 1e6)
                     if stamp:
-                        out.net_ttfb_ms.append((now - started - (stamp[1] - stamp[0])) / 1e6)
-                        out.request_legs_ms.append((stamp[0] - started) / 1e6)
-                        out.answer_legs_ms.append((now - stamp[1]) / 1e6)
+                        request_leg, answer_leg = stamp[0] - started, now - stamp[1]
+                        out.net_ttfb_ms.append((request_leg + answer_leg) / 1e6)
+                        out.request_legs_ms.append(request_leg / 1e6)
+                        out.answer_legs_ms.append(answer_leg / 1e6)
                 else:
                     out.gaps_ms.append((now - last) / 1e6)
                     if sent is not None and last_sent is not None:
