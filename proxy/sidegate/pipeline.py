@@ -23,6 +23,7 @@ from sidegate._native import usage_counts
 from sidegate.admission import Admission, Ticket
 from sidegate.cache import CachedAnswer, CacheKey, ResponseCache
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
+from sidegate.early import FirstAttempt, HeadStart
 from sidegate.errors import (
     ProxyError,
     UpstreamError,
@@ -41,7 +42,7 @@ from sidegate.inspection import (
 from sidegate.lean_server.messages import LeanStream, body_in_hand, open_stream, whole_answer
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
-from sidegate.observability.tracing import Tracing
+from sidegate.observability.tracing import NoTracing, Tracing
 from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate, Router
 from sidegate.tokens import Tokenizer, encoding_for_model
@@ -87,17 +88,24 @@ class Pipeline:
         self._tracing = seams.tracing
         self._recorder = seams.recorder
         self._active = Values(metrics.active_requests)  # labels() per request costs more
+        self._traced = not isinstance(seams.tracing, NoTracing)  # a span must open first
 
-    async def handle(self, request: web.Request, kind: Endpoint) -> web.StreamResponse:
-        exchange = Exchange(
-            request_id=request[REQUEST_ID_KEY],
-            tenant=request[TENANT_KEY],
-            kind=kind,
-            started=time.perf_counter(),
-        )
+    async def handle(
+        self, request: web.Request, kind: Endpoint, early: HeadStart | None = None
+    ) -> web.StreamResponse:
+        if early is None:
+            exchange = Exchange(
+                request_id=request[REQUEST_ID_KEY],
+                tenant=request[TENANT_KEY],
+                kind=kind,
+                started=time.perf_counter(),
+            )
+        else:
+            exchange = early.exchange
+            exchange.request_id = request[REQUEST_ID_KEY]
         try:
             with self._tracing.request(request.headers, exchange):
-                response = await self._handle(request, kind, exchange)
+                response = await self._handle(request, kind, exchange, early)
                 exchange.status = exchange.status or response.status  # the span records it
             return response
         except ProxyError as error:
@@ -110,38 +118,100 @@ class Pipeline:
         finally:
             self._recorder.finish(exchange)
 
-    async def _handle(
-        self, request: web.Request, kind: Endpoint, exchange: Exchange
-    ) -> web.StreamResponse:
+    def start_early(self, request: web.Request, kind: Endpoint, exchange: Exchange) -> HeadStart:
+        """The steps up to the upstream write, done at once where none of them waits (see
+        `sidegate.early`); `handle(request, kind, early)` takes over from there."""
+        early = HeadStart(exchange)
         body = body_in_hand(request)
-        if body is None:
-            body = await request.read()
-        hashes, inline = self._cache.hashes_bodies, len(body) <= INLINE_MAX_BYTES
-        facts = (
-            inspect_request(body, kind, hash_body=hashes)
-            if inline
-            else await inspect_request_off_loop(body, kind, hash_body=hashes)
-        )
+        if self._traced or body is None or len(body) > INLINE_MAX_BYTES:
+            return early
+        try:
+            facts, candidates = self._inspect_now(body, kind, exchange)
+        except ProxyError:
+            return early  # the task meets it again, where every request meets it
+        early.body, early.facts, early.candidates = body, facts, candidates
+        primary = candidates[0]
+        try:
+            ticket = self._admission.admit_now(exchange, facts, primary)
+        except ProxyError as refusal:
+            early.refusal = refusal
+            return early
+        if ticket is None:
+            return early
+        early.ticket = ticket
+        key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
+        early.key = key
+        if key is None or not key.lookup:
+            early.first = self._send_first(request, kind, body, facts, primary)
+        return early
+
+    def _inspect_now(
+        self, body: bytes, kind: Endpoint, exchange: Exchange
+    ) -> tuple[RequestFacts, Sequence[Candidate]]:
+        hashes = self._cache.hashes_bodies
+        facts = inspect_request(body, kind, hash_body=hashes)
         exchange.model = facts.model
         exchange.stream = facts.stream
         candidates = self._router.candidates(facts.model)
-        primary = candidates[0]
-        if primary.encoding != encoding_for_model(facts.model):
-            encoding = primary.encoding
-            facts = (
-                inspect_request(body, kind, encoding, hash_body=hashes)
-                if inline
-                else await inspect_request_off_loop(body, kind, encoding, hash_body=hashes)
-            )
+        encoding = candidates[0].encoding
+        if encoding != encoding_for_model(facts.model):
+            facts = inspect_request(body, kind, encoding, hash_body=hashes)
         exchange.input_tokens = facts.prompt_tokens
+        return facts, candidates
+
+    def _send_first(
+        self,
+        request: web.Request,
+        kind: Endpoint,
+        body: bytes,
+        facts: RequestFacts,
+        candidate: Candidate,
+    ) -> FirstAttempt | None:
+        """The first attempt's request, written now to an idle connection when there is one."""
+        pool = self._pools[candidate.upstream]
+        hide_usage = facts.stream and kind != "embeddings" and not facts.include_usage
+        try:
+            first = FirstAttempt(
+                _rewrite(body, facts, candidate, add_usage=hide_usage), pool.ordered()
+            )
+            if not first.endpoints:
+                return first
+            endpoint = first.endpoints[0]
+            headers = upstream_request_headers(request.headers, pool.auth_headers)
+            first.sent = pool.transport.send_now(
+                "POST", endpoint.base_url + _PATHS[kind], headers, first.body, pool.timeouts
+            )
+        except Exception:  # the task meets it again, where it always has
+            return None
+        if first.sent is not None:
+            first.sent_at = time.perf_counter()
+            endpoint.outstanding += 1
+        return first
+
+    async def _handle(
+        self, request: web.Request, kind: Endpoint, exchange: Exchange, early: HeadStart | None
+    ) -> web.StreamResponse:
+        if early is not None and early.facts is not None:
+            body, facts, candidates = early.body, early.facts, early.candidates
+            if early.refusal is not None:
+                raise early.refusal
+        else:
+            body, facts, candidates = await self._inspect(request, kind, exchange)
+        primary = candidates[0]
         admission = self._admission
-        ticket = admission.admit_now(exchange, facts, primary) or await admission.admit(
-            exchange, facts, primary
+        ticket = (
+            (early.ticket if early is not None else None)
+            or admission.admit_now(exchange, facts, primary)
+            or await admission.admit(exchange, facts, primary)
         )
         active = self._active(facts.model)
         active.inc(1)
         try:
-            key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
+            if early is not None and early.ticket is not None:
+                key = early.key
+            else:
+                cache_control = request.headers.get("Cache-Control")
+                key = self._cache.key(exchange, facts, primary, cache_control)
             if key is not None and key.lookup:
                 looked_up = time.perf_counter()
                 answer = await self._cache.get(key.value)
@@ -154,8 +224,9 @@ class Pipeline:
                     )
                     return await self._answer_from_cache(request, answer, facts, exchange, ticket)
             store = key if key is not None and key.store else None
+            first = early.first if early is not None else None
             return await self._forward(
-                request, kind, body, facts, candidates, exchange, ticket, store
+                request, kind, body, facts, candidates, exchange, ticket, store, first
             )
         except ProxyError as error:
             # Every answer carries the limits' headers, errors after admission included.
@@ -165,6 +236,26 @@ class Pipeline:
         finally:
             active.inc(-1)
             ticket.settle(exchange)
+
+    async def _inspect(
+        self, request: web.Request, kind: Endpoint, exchange: Exchange
+    ) -> tuple[bytes, RequestFacts, Sequence[Candidate]]:
+        body = body_in_hand(request)
+        if body is None:
+            body = await request.read()
+        if len(body) <= INLINE_MAX_BYTES:
+            facts, candidates = self._inspect_now(body, kind, exchange)
+            return body, facts, candidates
+        hashes = self._cache.hashes_bodies
+        facts = await inspect_request_off_loop(body, kind, hash_body=hashes)
+        exchange.model = facts.model
+        exchange.stream = facts.stream
+        candidates = self._router.candidates(facts.model)
+        encoding = candidates[0].encoding
+        if encoding != encoding_for_model(facts.model):
+            facts = await inspect_request_off_loop(body, kind, encoding, hash_body=hashes)
+        exchange.input_tokens = facts.prompt_tokens
+        return body, facts, candidates
 
     async def _forward(
         self,
@@ -176,22 +267,33 @@ class Pipeline:
         exchange: Exchange,
         ticket: Ticket,
         store: CacheKey | None,
+        first: FirstAttempt | None = None,
     ) -> web.StreamResponse:
+        """`first`: the first candidate's attempts as the head start prepared them (its
+        first request perhaps sent)."""
         hide_usage = facts.stream and kind != "embeddings" and not facts.include_usage
         last_error: UpstreamError | None = None
+        pending = first if first is not None and first.sent is not None else None
         for candidate in candidates:
             pool = self._pools[candidate.upstream]
-            upstream_body = _rewrite(body, facts, candidate, add_usage=hide_usage)
-            for endpoint in pool.ordered():
+            if first is not None:
+                upstream_body, endpoints, first = first.body, first.endpoints, None
+            else:
+                upstream_body = _rewrite(body, facts, candidate, add_usage=hide_usage)
+                endpoints = pool.ordered()
+            for endpoint in endpoints:
                 exchange.attempts.append(endpoint.base_url)
+                sent, pending = pending, None
                 with self._tracing.attempt(exchange, pool.name, endpoint.base_url) as trace:
-                    headers = upstream_request_headers(request.headers, pool.auth_headers)
+                    headers: Sequence[tuple[str, str]] = ()
+                    if sent is None:
+                        headers = upstream_request_headers(request.headers, pool.auth_headers)
                     if trace:  # our span's traceparent replaces the client's (its parent)
                         names = {name.lower() for name, _ in trace}
                         headers = [h for h in headers if h[0].lower() not in names] + trace
                     try:
                         upstream = await self._attempt(
-                            pool.name, endpoint, kind, headers, upstream_body, exchange
+                            pool.name, endpoint, kind, headers, upstream_body, exchange, sent
                         )
                     except UpstreamTimeoutError:
                         pool.mark_failed(endpoint)
@@ -229,15 +331,22 @@ class Pipeline:
         headers: Sequence[tuple[str, str]],
         body: bytes,
         exchange: Exchange,
+        early: FirstAttempt | None = None,
     ) -> UpstreamResponse:
-        """Send to one endpoint; a 5xx before any byte of the answer counts as a failure."""
+        """Send to one endpoint (or take the answer to what `early` sent to it); a 5xx before
+        any byte of the answer counts as a failure."""
         pool = self._pools[upstream_name]
-        endpoint.outstanding += 1
-        sent = time.perf_counter()
-        try:
-            upstream = await pool.transport.send(
+        if early is not None and early.sent is not None:
+            sent = early.sent_at  # its `outstanding` was counted when it was sent
+            answer = early.sent.answer()
+        else:
+            endpoint.outstanding += 1
+            sent = time.perf_counter()
+            answer = pool.transport.send(
                 "POST", endpoint.base_url + _PATHS[kind], headers, body, pool.timeouts
             )
+        try:
+            upstream = await answer
         except BaseException:
             endpoint.outstanding -= 1
             raise

@@ -3,8 +3,11 @@
 Requests are parsed by httptools (llhttp), except the common one: a whole `POST` with a
 `Content-Length` body, already in hand, is read in one native call (`_native.request_head`,
 which declines anything llhttp should judge). A request for a hot route (`POST` to the OpenAI
-endpoints) runs its handler, wrapped in the application's middlewares, as soon as its headers
-are in; its answer is written by this module. Any other request (health, metrics, models,
+endpoints) runs its handler, wrapped in the application's middlewares; its answer is written
+by this module. On a connection with nothing before it, the handler starts once the body is
+in, begun in the socket's callback as far as the upstream write (`sidegate.early`);
+otherwise, and when the head alone is answered (`Expect: 100-continue`, a declared body over
+the limit), as soon as its headers are in. Any other request (health, metrics, models,
 admin, a wrong method, a path we do not know) goes to aiohttp: from that request on the
 connection is handed to an aiohttp `RequestHandler`, fed each request re-serialized as it
 completes, so every route and error aiohttp serves behaves exactly as on the aiohttp server.
@@ -19,12 +22,15 @@ which the pipeline records as a 499.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import httptools
+from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -157,7 +163,11 @@ class LeanConnection(asyncio.Protocol):
         self.closed = True
         self._front.connections.discard(self)
         if self._current is not None and not self._current.done():
-            self._current.cancel()  # the pipeline records the client's departure (499)
+            # The pipeline records the client's departure (499). Cancelled on the next turn,
+            # after its first step: a request that started early (sidegate.early) holds an
+            # upstream request and a ticket its handler must release, which it cannot do
+            # when cancelled before it began.
+            self._loop.call_soon(self._current.cancel)
         if self._drained is not None and not self._drained.done():
             self._drained.set_exception(ConnectionResetError("the client went away"))
         if self._aiohttp is not None:
@@ -192,12 +202,8 @@ class LeanConnection(asyncio.Protocol):
                 return data
             parsed = ParsedRequest(b"POST", url, headers)
             parsed.keep_alive = keep_alive
-            self._take(parsed, handler)
             end = head_len + length
-            if length:
-                self._body_size = 0
-                self.on_body(data[head_len:end])
-            self.on_message_complete()
+            self._take(parsed, handler, data[head_len:end])
             data = data[end:]
             if self.closed or self._refusal is not None:
                 return b""
@@ -245,15 +251,37 @@ class LeanConnection(asyncio.Protocol):
             parsed.expects_continue = expect is not None and expect.lower() == "100-continue"
         self._take(parsed, handler)
 
-    def _take(self, parsed: ParsedRequest, handler: Handler | None) -> None:
-        """A request whose head is in: queue it, and start it when it is a hot route's."""
-        self._incoming = parsed
+    def _take(
+        self, parsed: ParsedRequest, handler: Handler | None, whole: bytes | None = None
+    ) -> None:
+        """A request whose head is in (`whole`: with all of its body, from the native reader):
+        queue it, and start it when it is a hot route's."""
         self._queue.append(parsed)
         parsed.handler = handler
         if handler is None:
+            self._incoming = parsed
             self._to_aiohttp = True
+        elif whole is None:
+            self._incoming = parsed
+            lean = self._start_lean(parsed)
+            if (
+                len(self._queue) == 1
+                and lean.too_large is None
+                and not parsed.expects_continue
+                and self._front.early_starts.get(parsed.url.partition(b"?")[0]) is not None
+            ):
+                # A client that sends its body after the head (the openai SDK does): started
+                # once the body is in, so that it can start early too.
+                parsed.held = True
+                return
         else:
-            self._start_lean(parsed)
+            lean = self._start_lean(parsed)
+            if whole:
+                lean.add_body(whole)
+            lean.finish_body()
+            parsed.complete = True
+            if len(self._queue) == 1:
+                self._start_early(parsed, lean)
         if len(self._queue) == 1:
             self._next()
         elif len(self._queue) > _PIPELINE_DEPTH and self.transport is not None:
@@ -278,6 +306,9 @@ class LeanConnection(asyncio.Protocol):
         if self._body_size > limit:
             lean.refuse_body(limit, self._body_size)
             self.keep_alive = False  # the rest of the body is never read
+            if parsed.held:  # it waits no more: its answer is a 413
+                parsed.held = False
+                self._next()
 
     def on_message_complete(self) -> None:
         self._between_messages = True
@@ -288,26 +319,41 @@ class LeanConnection(asyncio.Protocol):
         parsed.complete = True
         if parsed.lean is not None:
             parsed.lean.finish_body()
+            if parsed.held:
+                parsed.held = False
+                self._start_early(parsed, parsed.lean)
+                self._next()
         elif self._queue and self._queue[0] is parsed:
             self._next()
 
     # Serving
 
-    def _start_lean(self, parsed: ParsedRequest) -> None:
+    def _start_early(self, parsed: ParsedRequest, lean: LeanRequest) -> None:
+        """With nothing before it on this connection, a whole request may go upstream now
+        (sidegate.early), in the context its task will run in."""
+        start_early = self._front.early_starts.get(parsed.url.partition(b"?")[0])
+        if start_early is not None:
+            parsed.context = contextvars.copy_context()
+            parsed.started = parsed.context.run(start_early, lean)
+
+    def _start_lean(self, parsed: ParsedRequest) -> LeanRequest:
         raw = parsed.headers
         path = parsed.url.partition(b"?")[0].decode("latin-1")
         if type(raw) is HeadHeaders:
             # The native reader took the request whole, its length already within the limit.
-            parsed.lean = LeanRequest(self, self._front.app, "POST", path, raw, self._remote)
-            return
+            lean = LeanRequest(self, self._front.app, "POST", path, raw, self._remote)
+            parsed.lean = lean
+            return lean
         headers = CIMultiDictProxy(CIMultiDict(raw))
-        parsed.lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
+        lean = LeanRequest(self, self._front.app, "POST", path, headers, self._remote)
+        parsed.lean = lean
         declared = headers.get("Content-Length")
         if declared is not None and declared.isdigit():
             if int(declared) > self._front.max_body_bytes:
-                parsed.lean.refuse_body(self._front.max_body_bytes, int(declared))
+                lean.refuse_body(self._front.max_body_bytes, int(declared))
                 parsed.expects_continue = False  # the answer is 413: the body is not wanted
                 self.keep_alive = False
+        return lean
 
     def _next(self) -> None:
         """Start the request at the head of the queue, if it can start."""
@@ -319,6 +365,8 @@ class LeanConnection(asyncio.Protocol):
                 self._answer_refusal()
             return
         parsed = self._queue[0]
+        if parsed.held:
+            return  # started once its body is in
         if parsed.expects_continue and not parsed.complete:
             # Only now: an interim answer must not overtake the answers before it.
             parsed.expects_continue = False
@@ -328,8 +376,9 @@ class LeanConnection(asyncio.Protocol):
             self.keep_alive = self.keep_alive and parsed.keep_alive
             self.stream_started = False
             handler: Any = parsed.handler  # set for every lean request
-            serving = self._serve(parsed.lean, handler)
-            self._current = self._loop.create_task(serving)
+            answer = parsed.started or handler(parsed.lean)
+            serving = self._serve(parsed.lean, answer)
+            self._current = self._loop.create_task(serving, context=parsed.context)
             return
         if not parsed.complete:
             return  # handed over once its body is in
@@ -354,10 +403,9 @@ class LeanConnection(asyncio.Protocol):
             self._aiohttp.connection_made(cast(asyncio.Transport, self.transport))
         self._aiohttp.data_received(request)
 
-    async def _serve(self, request: LeanRequest, handler: Handler) -> None:
-        offered: Any = request  # the parts of web.Request the middlewares and pipeline use
+    async def _serve(self, request: LeanRequest, answer: Awaitable[web.StreamResponse]) -> None:
         try:
-            response = await handler(offered)
+            response = await answer
             if isinstance(response, LeanStream):
                 if not response.finished:
                     self.keep_alive = False  # cut short: the framing is broken

@@ -15,8 +15,8 @@ import asyncio
 import functools
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -42,6 +42,15 @@ class Front:
     ) -> None:
         self.app = app
         self.hot_routes = {path.encode("ascii"): handler for path, handler in hot_routes.items()}
+        # Handlers that can begin before their task (`start_early(request)`, see sidegate.early).
+        self.early_starts: dict[bytes, Callable[[Any], Coroutine[Any, Any, web.StreamResponse]]] = {
+            path: start
+            for path, start in (
+                (path, getattr(handler, "start_early", None))
+                for path, handler in self.hot_routes.items()
+            )
+            if start is not None
+        }
         self.aiohttp_protocol = aiohttp_server
         self.max_body_bytes = max_body_bytes
         self.connections: set[LeanConnection] = set()

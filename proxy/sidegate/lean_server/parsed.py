@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextvars
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from sidegate._native import HeadHeaders
@@ -18,12 +21,15 @@ class ParsedRequest:
     __slots__ = (
         "body",
         "complete",
+        "context",
         "expects_continue",
         "handler",
         "headers",
+        "held",
         "keep_alive",
         "lean",
         "method",
+        "started",
         "url",
         "version",
     )
@@ -38,6 +44,10 @@ class ParsedRequest:
         self.keep_alive = True
         self.lean: LeanRequest | None = None
         self.handler: Handler | None = None
+        # A hot route's handler begun early (sidegate.early), and the context it began in.
+        self.started: Coroutine[Any, Any, web.StreamResponse] | None = None
+        self.context: contextvars.Context | None = None
+        self.held = False  # its handler waits for the whole body, to start early
         self.body: list[bytes] = []
         self.complete = False
         self.expects_continue = False

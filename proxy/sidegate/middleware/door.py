@@ -6,16 +6,25 @@ every request, each resumed again whenever the request waits on its upstream. Th
 the same helpers the middlewares do (`error_answer`, `assign_request_id`, `note_refusal`,
 the authenticator) and then the pipeline, so both servers answer alike; the aiohttp server,
 and every other route, still go through the middlewares.
+
+`Door.start_early` lets the lean server begin a whole request in the socket's callback: the
+key is checked and the pipeline takes the request as far as the upstream write
+(`sidegate.early`), and the coroutine it returns does the rest of the door's work.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Coroutine
+from typing import Any
+
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from sidegate.auth import Authenticator
 from sidegate.context import TENANT_KEY
+from sidegate.early import HeadStart
 from sidegate.errors import AuthenticationError, RateLimitError
+from sidegate.exchange import Exchange
 from sidegate.inspection import Endpoint
 from sidegate.keys import AUTH_KEY, PIPELINE_KEY
 from sidegate.middleware.errors import error_answer
@@ -24,25 +33,58 @@ from sidegate.observability.events import note_refusal
 from sidegate.pipeline import Pipeline
 
 
-def hot_doors(app: web.Application, kinds: dict[str, Endpoint]) -> dict[str, Handler]:
+def hot_doors(app: web.Application, kinds: dict[str, Endpoint]) -> dict[str, Door]:
     """A door per path; the app must have started (its pipeline exists)."""
     pipeline, authenticator = app[PIPELINE_KEY], app[AUTH_KEY]
-    return {path: _door(kind, pipeline, authenticator) for path, kind in kinds.items()}
+    return {path: Door(kind, pipeline, authenticator) for path, kind in kinds.items()}
 
 
-def _door(kind: Endpoint, pipeline: Pipeline, authenticator: Authenticator) -> Handler:
-    async def door(request: web.Request) -> web.StreamResponse:
+class Door:
+    """The hot route's handler (`await door(request)`), which can also start early."""
+
+    __slots__ = ("_authenticator", "_kind", "_pipeline")
+
+    def __init__(self, kind: Endpoint, pipeline: Pipeline, authenticator: Authenticator) -> None:
+        self._kind = kind
+        self._pipeline = pipeline
+        self._authenticator = authenticator
+
+    def start_early(self, request: web.Request) -> Coroutine[Any, Any, web.StreamResponse]:
+        """The handler's work up to the upstream write, done now, outside any task (see
+        `sidegate.early`); returns the coroutine that does the rest."""
+        authenticator = self._authenticator
+        if not authenticator.verifies_locally:
+            return self(request)
+        headers = request.headers
+        try:
+            tenant = authenticator.authenticate(
+                headers.get("Authorization"), headers.get("api-key")
+            )
+        except AuthenticationError:
+            return self(request)  # answered as for any request
+        request[TENANT_KEY] = tenant
+        # The id comes later (in the task, after the write); the exchange gets it then.
+        exchange = Exchange(
+            request_id="", tenant=tenant, kind=self._kind, started=time.perf_counter()
+        )
+        return self(request, self._pipeline.start_early(request, self._kind, exchange))
+
+    async def __call__(
+        self, request: web.Request, early: HeadStart | None = None
+    ) -> web.StreamResponse:
         try:
             request_id = assign_request_id(request)
             try:
-                authorization = request.headers.get("Authorization")
-                api_key = request.headers.get("api-key")
-                if authenticator.verifies_locally:  # no coroutine for a key lookup
-                    tenant = authenticator.authenticate(authorization, api_key)
-                else:
-                    tenant = await authenticator.authenticate_request(authorization, api_key)
-                request[TENANT_KEY] = tenant
-                response = await pipeline.handle(request, kind)
+                if early is None:
+                    authorization = request.headers.get("Authorization")
+                    api_key = request.headers.get("api-key")
+                    authenticator = self._authenticator
+                    if authenticator.verifies_locally:  # no coroutine for a key lookup
+                        tenant = authenticator.authenticate(authorization, api_key)
+                    else:
+                        tenant = await authenticator.authenticate_request(authorization, api_key)
+                    request[TENANT_KEY] = tenant
+                response = await self._pipeline.handle(request, self._kind, early)
             except (AuthenticationError, RateLimitError) as error:
                 note_refusal(request, error)
                 raise
@@ -54,5 +96,3 @@ def _door(kind: Endpoint, pipeline: Pipeline, authenticator: Authenticator) -> H
             if answer is None:
                 raise
             return answer
-
-    return door

@@ -24,7 +24,7 @@ from sidegate.errors import (
     UpstreamResetError,
     UpstreamTimeoutError,
 )
-from sidegate.upstream.transport import Timeouts
+from sidegate.upstream.transport import SentRequest, Timeouts
 
 
 class AiohttpResponse:
@@ -157,6 +157,16 @@ class AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"Upstream request failed: {type(exc).__name__}") from None
         return AiohttpResponse(response, timeouts.read)
+
+    def send_now(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> SentRequest | None:
+        return None  # aiohttp's client sends from a task of its own making
 
     async def close(self) -> None:
         if self._session is not None:

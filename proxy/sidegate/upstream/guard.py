@@ -22,7 +22,7 @@ from typing import Final
 from sidegate.errors import RateLimitError, UnavailableError
 from sidegate.settings import Settings
 from sidegate.upstream.pool import UpstreamPools
-from sidegate.upstream.transport import Timeouts, Transport, UpstreamResponse
+from sidegate.upstream.transport import SentRequest, Timeouts, Transport, UpstreamResponse
 
 MAX_WAIT_SECONDS: Final = 1.0
 
@@ -153,6 +153,16 @@ class GuardedTransport:
             slots.give_back()
             raise
         return _GuardedResponse(response, slots.give_back)
+
+    def send_now(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> SentRequest | None:
+        return None  # the limits may need a wait; and a slot must be held around the send
 
     async def close(self) -> None:
         await self._inner.close()

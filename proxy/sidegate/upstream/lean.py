@@ -84,39 +84,37 @@ class LeanTransport:
         target = self._targets.get(url) or self._parse(url)
         pool = self._pools.get(target.key) or self._new_pool(target)
         request = _frame(method, target, headers, body)
-        head_request = method == "HEAD"
         conn = pool.take_idle() or await pool.acquire(timeouts.connect)
-        retried = False
-        while True:
-            reused = conn.requests > 0
-            conn.requests += 1
-            response = LeanResponse(
-                conn,
-                pool,
-                read_timeout=timeouts.read,
-                max_buffered=self._max_buffered,
-                head_request=head_request,
-            )
-            conn.start(response)
-            try:
-                _write(conn, response, request, body)
-                while not response.headers_done:  # the head, or the failure that came first
-                    if response.error is not None:
-                        raise response.error
-                    await response.wait()
-            except UpstreamResetError:
-                if reused and not retried and response.closed_before_answer:
-                    retried = True
-                    stale = response.detach()
-                    assert stale is not None
-                    conn = await pool.replace(stale, timeouts.connect)
-                    continue
-                response.close()
-                raise
-            except BaseException:
-                response.close()
-                raise
-            return response
+        return await self._sent(pool, conn, request, body, timeouts, method).answer()
+
+    def send_now(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> LeanSentRequest | None:
+        target = self._targets.get(url) or self._parse(url)
+        pool = self._pools.get(target.key) or self._new_pool(target)
+        request = _frame(method, target, headers, body)
+        conn = pool.take_idle()
+        if conn is None:
+            return None
+        return self._sent(pool, conn, request, body, timeouts, method)
+
+    def _sent(
+        self,
+        pool: EndpointPool,
+        conn: LeanConnection,
+        request: bytes,
+        body: bytes,
+        timeouts: Timeouts,
+        method: str,
+    ) -> LeanSentRequest:
+        sent = LeanSentRequest(pool, request, body, timeouts, self._max_buffered, method == "HEAD")
+        sent.write_on(conn)
+        return sent
 
     async def close(self) -> None:
         self._closed = True
@@ -200,6 +198,84 @@ def _frame(method: str, target: _Target, headers: Sequence[tuple[str, str]], bod
     if client_lines:
         encoded += client_lines
     return encoded + rest.encode("utf-8", "surrogateescape")
+
+
+class LeanSentRequest:
+    """A request written on a pooled connection, its answer still to come (`answer`)."""
+
+    __slots__ = (
+        "_body",
+        "_head_request",
+        "_max_buffered",
+        "_pool",
+        "_request",
+        "_response",
+        "_retried",
+        "_reused",
+        "_timeouts",
+    )
+
+    def __init__(
+        self,
+        pool: EndpointPool,
+        request: bytes,
+        body: bytes,
+        timeouts: Timeouts,
+        max_buffered: int,
+        head_request: bool,
+    ) -> None:
+        self._pool = pool
+        self._request = request
+        self._body = body
+        self._timeouts = timeouts
+        self._max_buffered = max_buffered
+        self._head_request = head_request
+        self._reused = False
+        self._retried = False
+        self._response: LeanResponse | None = None
+
+    def write_on(self, conn: LeanConnection) -> None:
+        self._reused = conn.requests > 0
+        conn.requests += 1
+        response = LeanResponse(
+            conn,
+            self._pool,
+            read_timeout=self._timeouts.read,
+            max_buffered=self._max_buffered,
+            head_request=self._head_request,
+        )
+        conn.start(response)
+        self._response = response
+        try:
+            _write(conn, response, self._request, self._body)
+        except BaseException:
+            response.close()
+            raise
+
+    async def answer(self) -> LeanResponse:
+        """The answer once its status line and headers are in; retried once on a fresh
+        connection when a reused one closed before any byte came back."""
+        while True:
+            response = self._response
+            assert response is not None
+            try:
+                while not response.headers_done:  # the head, or the failure that came first
+                    if response.error is not None:
+                        raise response.error
+                    await response.wait()
+            except UpstreamResetError:
+                if self._reused and not self._retried and response.closed_before_answer:
+                    self._retried = True
+                    stale = response.detach()
+                    assert stale is not None
+                    self.write_on(await self._pool.replace(stale, self._timeouts.connect))
+                    continue
+                response.close()
+                raise
+            except BaseException:
+                response.close()
+                raise
+            return response
 
 
 def _write(conn: LeanConnection, response: LeanResponse, head: bytes, body: bytes) -> None:

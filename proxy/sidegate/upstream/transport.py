@@ -62,6 +62,12 @@ class UpstreamResponse(Protocol):
         ...
 
 
+class SentRequest(Protocol):
+    async def answer(self) -> UpstreamResponse:
+        """Return once the status line and headers have arrived (as `send` does)."""
+        ...
+
+
 class Transport(Protocol):
     async def send(
         self,
@@ -72,6 +78,18 @@ class Transport(Protocol):
         timeouts: Timeouts,
     ) -> UpstreamResponse:
         """Send one request and return once the status line and headers have arrived."""
+        ...
+
+    def send_now(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> SentRequest | None:
+        """`send`'s request written at once, when that needs no waiting (a pooled connection
+        is idle), for a caller that is in no task yet; None, having sent nothing, otherwise."""
         ...
 
     async def close(self) -> None:
