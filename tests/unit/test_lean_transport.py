@@ -457,3 +457,34 @@ async def test_an_answer_that_came_whole_is_read_without_waiting() -> None:
         again = await transport.send("POST", url, [], b"[]", TIMEOUTS)  # the connection is back
         assert json.loads(await again.read())["body"] == "[]"
         assert transport.connections(url) == 1
+
+
+@on_both_loops
+async def test_send_now_writes_only_on_an_idle_pooled_connection() -> None:
+    seen: list[str] = []
+
+    async def count(request: web.Request) -> web.Response:
+        seen.append(await request.text())
+        return await echo_text(request)
+
+    async with serve(web.post("/v1/chat/completions", count)) as server, lean() as transport:
+        url = str(server.make_url("/v1/chat/completions"))
+        # No connection yet: nothing is sent, and the caller must `send`.
+        assert transport.send_now("POST", url, [], b"first", TIMEOUTS) is None
+        await asyncio.sleep(0.05)
+        assert seen == []
+        warm = await transport.send("POST", url, [], b"warm", TIMEOUTS)
+        assert await warm.read() == b"warm"
+        warm.close()
+        sent = transport.send_now("POST", url, [], b"now", TIMEOUTS)
+        assert sent is not None
+        response = await sent.answer()
+        assert response.status == 200
+        assert await response.read() == b"now"
+        response.close()
+        assert seen == ["warm", "now"]
+        assert transport.connections(url) == 1  # the pooled connection, used again
+
+
+async def echo_text(request: web.Request) -> web.Response:
+    return web.Response(body=(await request.read()))
