@@ -49,5 +49,6 @@ class HeadStart:
     candidates: Sequence[Candidate] = ()
     refusal: ProxyError | None = None
     ticket: Ticket | None = None
-    key: CacheKey | None = None  # read only when `ticket` is set
+    key: CacheKey | None = None
+    keyed: bool = False  # `key` was worked out (it may be None: nothing to cache)
     first: FirstAttempt | None = None

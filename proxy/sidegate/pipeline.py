@@ -125,10 +125,12 @@ class Pipeline:
         body = body_in_hand(request)
         if self._traced or body is None or len(body) > INLINE_MAX_BYTES:
             return early
+        # Whatever fails here is left to the task, which meets it again where every request
+        # does (nothing before admission has effects; after it, the ticket is the task's).
         try:
             facts, candidates = self._inspect_now(body, kind, exchange)
-        except ProxyError:
-            return early  # the task meets it again, where every request meets it
+        except Exception:
+            return early
         early.body, early.facts, early.candidates = body, facts, candidates
         primary = candidates[0]
         try:
@@ -136,11 +138,16 @@ class Pipeline:
         except ProxyError as refusal:
             early.refusal = refusal
             return early
+        except Exception:
+            return early
         if ticket is None:
             return early
         early.ticket = ticket
-        key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
-        early.key = key
+        try:
+            key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
+        except Exception:
+            return early
+        early.key, early.keyed = key, True
         if key is None or not key.lookup:
             early.first = self._send_first(request, kind, body, facts, primary)
         return early
@@ -207,7 +214,7 @@ class Pipeline:
         active = self._active(facts.model)
         active.inc(1)
         try:
-            if early is not None and early.ticket is not None:
+            if early is not None and early.keyed:
                 key = early.key
             else:
                 cache_control = request.headers.get("Cache-Control")

@@ -115,6 +115,53 @@ def test_a_client_that_leaves_before_its_answer_frees_its_slot(
     assert _metric(gateway, "llm_active_requests", model="m") == 0.0
 
 
+def _head_and_part_of_the_body(gateway: Process, key: str) -> tuple[socket.socket, bytes]:
+    """A connection holding a request's head and half its body; the other half is returned."""
+    body = orjson.dumps({"model": "m", "messages": user("slow upload")})
+    host, port = gateway.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+        + f"Authorization: Bearer {key}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body[:10]
+    )
+    return sock, body[10:]
+
+
+def test_a_client_that_leaves_mid_upload_is_recorded(
+    mock_upstream: Process, spawn: Callable[..., Process], write_config: Callable[[str], Path]
+) -> None:
+    gateway = _gateway(spawn, write_config, [f"{mock_upstream.url}/v1"])
+    sock, _ = _head_and_part_of_the_body(gateway, KEY)
+    time.sleep(0.1)
+    sock.close()
+    deadline = time.monotonic() + 10
+    while _metric(gateway, "llm_requests_total", tenant="acme", status="499") < 1:
+        assert time.monotonic() < deadline, "the departure was never recorded"
+        time.sleep(0.05)
+
+
+def test_sigterm_waits_for_a_request_still_uploading(
+    mock_upstream: Process, spawn: Callable[..., Process], write_config: Callable[[str], Path]
+) -> None:
+    gateway = _gateway(spawn, write_config, [f"{mock_upstream.url}/v1"])
+    sock, rest = _head_and_part_of_the_body(gateway, KEY)
+    with sock:
+        time.sleep(0.1)
+        gateway.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        sock.sendall(rest)
+        answer = b""
+        while b"slow upload" not in answer:
+            piece = sock.recv(65536)
+            assert piece, f"the connection closed before the answer: {answer!r}"
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert gateway.popen.wait(15) == 0
+
+
 def test_the_first_attempt_fails_over_when_its_endpoint_dies(
     mock_upstream: Process,
     spawn: Callable[..., Process],

@@ -36,6 +36,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidegate._native import HeadHeaders, request_head
 from sidegate.errors import InvalidRequestError
+from sidegate.inspection import INLINE_MAX_BYTES
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.lean_server.parsed import ParsedRequest
 from sidegate.middleware.errors import render
@@ -160,6 +161,7 @@ class LeanConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.start_held()  # and cancelled below: its departure is recorded as any request's
         self.closed = True
         self._front.connections.discard(self)
         if self._current is not None and not self._current.done():
@@ -264,10 +266,14 @@ class LeanConnection(asyncio.Protocol):
         elif whole is None:
             self._incoming = parsed
             lean = self._start_lean(parsed)
+            declared = lean.headers.get("Content-Length") or ""
             if (
                 len(self._queue) == 1
+                and declared.isdigit()
+                and int(declared) <= INLINE_MAX_BYTES  # a larger body does not start early
                 and lean.too_large is None
                 and not parsed.expects_continue
+                and not self._front.closing
                 and self._front.early_starts.get(parsed.url.partition(b"?")[0]) is not None
             ):
                 # A client that sends its body after the head (the openai SDK does): started
@@ -531,6 +537,12 @@ class LeanConnection(asyncio.Protocol):
     @property
     def busy_task(self) -> asyncio.Task[None] | None:
         return self._current
+
+    def start_held(self) -> None:
+        """Serve now, by the ordinary path, a request held for the rest of its body."""
+        if self._queue and self._queue[0].held:
+            self._queue[0].held = False
+            self._next()
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:

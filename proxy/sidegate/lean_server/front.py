@@ -83,6 +83,7 @@ class Front:
             self._sweeper.cancel()
         busy = []
         for connection in list(self.connections):
+            connection.start_held()  # a request still uploading is served, and waited for
             task = connection.busy_task
             if task is not None:
                 busy.append(task)
