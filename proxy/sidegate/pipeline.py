@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
 from aiohttp import web
 
 from sidegate._native import usage_counts
@@ -43,9 +42,11 @@ from sidegate.lean_server.messages import LeanStream, body_in_hand, open_stream,
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing, Tracing
+from sidegate.relay import pull_events, push_events
 from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate, Router
 from sidegate.tokens import Tokenizer, encoding_for_model
+from sidegate.upstream.body import rewrite_body
 from sidegate.upstream.headers import client_response_headers, upstream_request_headers
 from sidegate.upstream.pool import Endpoint as PoolEndpoint
 from sidegate.upstream.pool import UpstreamPools
@@ -54,8 +55,6 @@ from sidegate.upstream.transport import UpstreamResponse
 
 log = logging.getLogger("sidegate.access")
 
-_STREAM_OPTIONS: Final = b'"stream_options"'
-_WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 # The largest token count an answer may report: a negative or larger one is no real usage, and
 # would not fit the spend table's INTEGER nor the access log's number (it stopped the spend
 # log's writer).
@@ -179,7 +178,7 @@ class Pipeline:
         hide_usage = facts.stream and kind != "embeddings" and not facts.include_usage
         try:
             first = FirstAttempt(
-                _rewrite(body, facts, candidate, add_usage=hide_usage), pool.ordered()
+                rewrite_body(body, facts, candidate, add_usage=hide_usage), pool.ordered()
             )
             if not first.endpoints:
                 return first
@@ -286,7 +285,7 @@ class Pipeline:
             if first is not None:
                 upstream_body, endpoints, first = first.body, first.endpoints, None
             else:
-                upstream_body = _rewrite(body, facts, candidate, add_usage=hide_usage)
+                upstream_body = rewrite_body(body, facts, candidate, add_usage=hide_usage)
                 endpoints = pool.ordered()
             for endpoint in endpoints:
                 exchange.attempts.append(endpoint.base_url)
@@ -427,9 +426,9 @@ class Pipeline:
         held: list[bytes] | None = [] if store is not None and upstream.status < 300 else None
         try:
             if isinstance(response, LeanStream):
-                await _push_events(upstream, response, framer, exchange, held)
+                await push_events(upstream, response, framer, exchange, held)
             else:
-                await _pull_events(upstream, response, framer, exchange, held)
+                await pull_events(upstream, response, framer, exchange, held)
             if framer.done:
                 complete = True
             else:
@@ -505,70 +504,6 @@ class Pipeline:
         headers["x-sidegate-overhead-ms"] = f"{overhead * 1000:.3f}"
 
 
-async def _push_events(
-    upstream: UpstreamResponse,
-    response: LeanStream,
-    framer: SseFramer,
-    exchange: Exchange,
-    held: list[bytes] | None,
-) -> None:
-    """Relay on the lean server: each piece is framed and written inside the upstream
-    connection's callback, with no task wake-up between the read and the write. With `held`,
-    the events that end the stream go there instead of out."""
-
-    def relay(piece: bytes) -> bool:
-        began = time.perf_counter()
-        out = framer.feed(piece)
-        go_on = True
-        if out:
-            if exchange.first_byte_at is None:
-                exchange.first_byte_at = began
-            if held is not None and framer.done:
-                held.append(out)
-            else:
-                go_on = response.write_now(out)
-        # The wait around `push_body` is counted as the upstream's time; this is our own.
-        exchange.upstream_seconds -= time.perf_counter() - began
-        return go_on
-
-    while True:
-        waited = time.perf_counter()
-        try:
-            ended = await upstream.push_body(relay, response.send_pending)
-        finally:
-            exchange.upstream_seconds += time.perf_counter() - waited
-        if ended:
-            return
-        await response.drain()  # the client lags (or has gone: ConnectionResetError)
-
-
-async def _pull_events(
-    upstream: UpstreamResponse,
-    response: web.StreamResponse,
-    framer: SseFramer,
-    exchange: Exchange,
-    held: list[bytes] | None,
-) -> None:
-    """Relay on aiohttp's server, whose writes are coroutines (`held` as for `_push_events`)."""
-    body = upstream.iter_body()
-    while True:
-        waited = time.perf_counter()
-        try:
-            piece = await anext(body)
-        except StopAsyncIteration:
-            return
-        finally:
-            exchange.upstream_seconds += time.perf_counter() - waited
-        out = framer.feed(piece)
-        if out:
-            if exchange.first_byte_at is None:
-                exchange.first_byte_at = time.perf_counter()
-            if held is not None and framer.done:
-                held.append(out)
-            else:
-                await response.write(out)
-
-
 def _account_usage(
     prompt: object, completion: object, candidate: Candidate, exchange: Exchange
 ) -> None:
@@ -582,31 +517,6 @@ def _account_usage(
         exchange.input_tokens * candidate.price.input
         + exchange.output_tokens * candidate.price.output
     ) / 1000.0
-
-
-def _rewrite(body: bytes, facts: RequestFacts, candidate: Candidate, *, add_usage: bool) -> bytes:
-    """The body the upstream gets: its own model name, and usage asked for when we need it.
-
-    Both edits are spliced into the client's bytes when that is safe (the model named once,
-    without escapes; when usage is added, no `stream_options` and no `\\u` escape, which could
-    spell it, anywhere in the text); otherwise the body is parsed and written again."""
-    renamed = candidate.upstream_model != facts.model
-    if not add_usage and not renamed:
-        return body
-    span = facts.model_span
-    if span is not None and not (add_usage and (_STREAM_OPTIONS in body or b"\\u" in body)):
-        start, end = span
-        name = orjson.dumps(candidate.upstream_model)[1:-1] if renamed else body[start:end]
-        if not add_usage:
-            return b"".join((body[:start], name, body[end:]))
-        brace = body.index(b"{") + 1  # the body is a JSON object: its first bracket opens it
-        return b"".join((body[:brace], _WANT_USAGE, body[brace:start], name, body[end:]))
-    payload = orjson.loads(body)
-    payload["model"] = candidate.upstream_model
-    if add_usage:
-        options = payload.get("stream_options")
-        payload["stream_options"] = {**(options or {}), "include_usage": True}
-    return orjson.dumps(payload)
 
 
 def _is_sse(upstream: UpstreamResponse) -> bool:

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from sidegate.inspection import inspect_request
-from sidegate.pipeline import _rewrite
 from sidegate.routing import Candidate
 from sidegate.settings import PriceSettings
+from sidegate.upstream.body import rewrite_body
 
 MESSAGES = [{"role": "user", "content": 'Say "model": hi'}]
 
@@ -48,7 +48,7 @@ def test_the_upstream_body_has_its_model_and_usage(
     body: bytes, add_usage: bool, upstream_model: str
 ) -> None:
     facts = inspect_request(body, "chat")
-    rewritten = _rewrite(body, facts, _candidate(upstream_model), add_usage=add_usage)
+    rewritten = rewrite_body(body, facts, _candidate(upstream_model), add_usage=add_usage)
     assert orjson.loads(rewritten) == _expected(orjson.loads(body), upstream_model, add_usage)
     if upstream_model != "alias" or add_usage:
         # Rewritten, the one member named model is the upstream's (never a client's duplicate).
@@ -58,11 +58,14 @@ def test_the_upstream_body_has_its_model_and_usage(
 def test_a_body_needing_no_change_is_the_same_object() -> None:
     body = BODIES[0]
     assert (
-        _rewrite(body, inspect_request(body, "chat"), _candidate("alias"), add_usage=False) is body
+        rewrite_body(body, inspect_request(body, "chat"), _candidate("alias"), add_usage=False)
+        is body
     )
 
 
 def test_a_splice_keeps_the_clients_bytes_around_the_name() -> None:
     body = BODIES[1]
-    rewritten = _rewrite(body, inspect_request(body, "chat"), _candidate("gpt-4o"), add_usage=False)
+    rewritten = rewrite_body(
+        body, inspect_request(body, "chat"), _candidate("gpt-4o"), add_usage=False
+    )
     assert rewritten == body.replace(b'"alias"', b'"gpt-4o"')
