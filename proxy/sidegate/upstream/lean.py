@@ -237,6 +237,18 @@ class LeanSentRequest:
     def write_on(self, conn: LeanConnection) -> None:
         self._reused = conn.requests > 0
         conn.requests += 1
+        transport = conn.transport
+        live = False
+        if transport is not None and conn.usable():
+            live = True
+            # Written before the answer's objects are made, so the upstream starts sooner: no
+            # byte of the answer can be read before this call returns to the loop.
+            try:
+                _write(transport, self._request, self._body)
+            except BaseException:
+                conn.reusable = False
+                self._pool.release(conn)
+                raise
         response = LeanResponse(
             conn,
             self._pool,
@@ -246,11 +258,9 @@ class LeanSentRequest:
         )
         conn.start(response)
         self._response = response
-        try:
-            _write(conn, response, self._request, self._body)
-        except BaseException:
-            response.close()
-            raise
+        if not live:
+            # Closed between acquire and now: the same case as a peer closing before answering.
+            response.on_connection_lost(None)
 
     async def answer(self) -> LeanResponse:
         """The answer once its status line and headers are in; retried once on a fresh
@@ -278,12 +288,7 @@ class LeanSentRequest:
             return response
 
 
-def _write(conn: LeanConnection, response: LeanResponse, head: bytes, body: bytes) -> None:
-    transport = conn.transport
-    if transport is None or not conn.usable():
-        # Closed between acquire and now: the same case as a peer closing before answering.
-        response.on_connection_lost(None)
-        return
+def _write(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
     if not body:
         transport.write(head)
     elif len(body) <= _COPY_BODY_LIMIT:
