@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sidegate.admission import Ticket
 from sidegate.cache import CacheKey
@@ -24,6 +25,7 @@ from sidegate.errors import ProxyError
 from sidegate.exchange import Exchange
 from sidegate.inspection import RequestFacts
 from sidegate.routing import Candidate
+from sidegate.upstream.headers import ClientHeaders
 from sidegate.upstream.pool import Endpoint
 from sidegate.upstream.transport import SentRequest
 
@@ -37,6 +39,15 @@ class FirstAttempt:
     endpoints: Sequence[Endpoint]
     sent: SentRequest | None = None
     sent_at: float = 0.0
+
+
+class EarlyStart(Protocol):
+    """A hot route's handler that can begin a request before its task: `start_early` takes it
+    from the head's headers and whole body (before the server makes a request object, which
+    comes after the upstream write), and the handler, called as `handler(request, early)`,
+    continues from what it gives. None: nothing was done, the handler does it all."""
+
+    def start_early(self, headers: ClientHeaders, body: bytes) -> HeadStart | None: ...
 
 
 @dataclass(slots=True)

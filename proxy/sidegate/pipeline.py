@@ -47,7 +47,11 @@ from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate, Router
 from sidegate.tokens import Tokenizer, encoding_for_model
 from sidegate.upstream.body import rewrite_body
-from sidegate.upstream.headers import client_response_headers, upstream_request_headers
+from sidegate.upstream.headers import (
+    ClientHeaders,
+    client_response_headers,
+    upstream_request_headers,
+)
 from sidegate.upstream.pool import Endpoint as PoolEndpoint
 from sidegate.upstream.pool import UpstreamPools
 from sidegate.upstream.sse import SseFramer, error_event
@@ -117,12 +121,14 @@ class Pipeline:
         finally:
             self._recorder.finish(exchange)
 
-    def start_early(self, request: web.Request, kind: Endpoint, exchange: Exchange) -> HeadStart:
-        """The steps up to the upstream write, done at once where none of them waits (see
-        `sidegate.early`); `handle(request, kind, early)` takes over from there."""
+    def start_early(
+        self, headers: ClientHeaders, body: bytes, kind: Endpoint, exchange: Exchange
+    ) -> HeadStart:
+        """The steps up to the upstream write, for a request whose head carried `headers` and
+        whole `body`, done at once where none of them waits (see `sidegate.early`);
+        `handle(request, kind, early)` takes over from there."""
         early = HeadStart(exchange)
-        body = body_in_hand(request)
-        if self._traced or body is None or len(body) > INLINE_MAX_BYTES:
+        if self._traced or len(body) > INLINE_MAX_BYTES:
             return early
         # Whatever fails here is left to the task, which meets it again where every request
         # does (nothing before admission has effects; after it, the ticket is the task's).
@@ -143,12 +149,12 @@ class Pipeline:
             return early
         early.ticket = ticket
         try:
-            key = self._cache.key(exchange, facts, primary, request.headers.get("Cache-Control"))
+            key = self._cache.key(exchange, facts, primary, headers.get("Cache-Control"))
         except Exception:
             return early
         early.key, early.keyed = key, True
         if key is None or not key.lookup:
-            early.first = self._send_first(request, kind, body, facts, primary)
+            early.first = self._send_first(headers, kind, body, facts, primary)
         return early
 
     def _inspect_now(
@@ -167,7 +173,7 @@ class Pipeline:
 
     def _send_first(
         self,
-        request: web.Request,
+        client_headers: ClientHeaders,
         kind: Endpoint,
         body: bytes,
         facts: RequestFacts,
@@ -183,7 +189,7 @@ class Pipeline:
             if not first.endpoints:
                 return first
             endpoint = first.endpoints[0]
-            headers = upstream_request_headers(request.headers, pool.auth_headers)
+            headers = upstream_request_headers(client_headers, pool.auth_headers)
             first.sent = pool.transport.send_now(
                 "POST", endpoint.base_url + _PATHS[kind], headers, first.body, pool.timeouts
             )

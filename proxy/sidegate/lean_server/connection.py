@@ -35,11 +35,13 @@ from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidegate._native import HeadHeaders, request_head
+from sidegate.early import HeadStart
 from sidegate.errors import InvalidRequestError
 from sidegate.inspection import INLINE_MAX_BYTES
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.lean_server.parsed import ParsedRequest
 from sidegate.middleware.errors import render
+from sidegate.upstream.headers import ClientHeaders
 
 if TYPE_CHECKING:
     from sidegate.lean_server.front import Front
@@ -202,10 +204,15 @@ class LeanConnection(asyncio.Protocol):
             handler = front.hot_routes.get(url.partition(b"?")[0])
             if handler is None or length > front.max_body_bytes:
                 return data
+            end = head_len + length
+            body = data[head_len:end]
+            # With nothing before it, it may go upstream before it has any object of its own.
+            early = self._start_early(url, headers, body) if not self._queue else None
             parsed = ParsedRequest(b"POST", url, headers)
             parsed.keep_alive = keep_alive
-            end = head_len + length
-            self._take(parsed, handler, data[head_len:end])
+            if early is not None:
+                parsed.context, parsed.early = early
+            self._take(parsed, handler, body)
             data = data[end:]
             if self.closed or self._refusal is not None:
                 return b""
@@ -286,8 +293,6 @@ class LeanConnection(asyncio.Protocol):
                 lean.add_body(whole)
             lean.finish_body()
             parsed.complete = True
-            if len(self._queue) == 1:
-                self._start_early(parsed, lean)
         if len(self._queue) == 1:
             self._next()
         elif len(self._queue) > _PIPELINE_DEPTH and self.transport is not None:
@@ -323,24 +328,33 @@ class LeanConnection(asyncio.Protocol):
             return
         self._incoming = None
         parsed.complete = True
-        if parsed.lean is not None:
-            parsed.lean.finish_body()
+        lean = parsed.lean
+        if lean is not None:
+            lean.finish_body()
             if parsed.held:
                 parsed.held = False
-                self._start_early(parsed, parsed.lean)
+                body = lean.whole_body()
+                early = None if body is None else self._start_early(parsed.url, lean.headers, body)
+                if early is not None:
+                    parsed.context, parsed.early = early
                 self._next()
         elif self._queue and self._queue[0] is parsed:
             self._next()
 
     # Serving
 
-    def _start_early(self, parsed: ParsedRequest, lean: LeanRequest) -> None:
-        """With nothing before it on this connection, a whole request may go upstream now
-        (sidegate.early), in the context its task will run in."""
-        start_early = self._front.early_starts.get(parsed.url.partition(b"?")[0])
-        if start_early is not None:
-            parsed.context = contextvars.copy_context()
-            parsed.started = parsed.context.run(start_early, lean)
+    def _start_early(
+        self, url: bytes, headers: ClientHeaders, body: bytes
+    ) -> tuple[contextvars.Context, HeadStart] | None:
+        """For a whole request with nothing before it on this connection: its hot route's
+        start (sidegate.early), in the context its task will run in; None when it has none,
+        or did nothing."""
+        door = self._front.early_starts.get(url.partition(b"?")[0])
+        if door is None:
+            return None
+        context = contextvars.copy_context()
+        early = context.run(door.start_early, headers, body)
+        return None if early is None else (context, early)
 
     def _start_lean(self, parsed: ParsedRequest) -> LeanRequest:
         raw = parsed.headers
@@ -382,7 +396,8 @@ class LeanConnection(asyncio.Protocol):
             self.keep_alive = self.keep_alive and parsed.keep_alive
             self.stream_started = False
             handler: Any = parsed.handler  # set for every lean request
-            answer = parsed.started or handler(parsed.lean)
+            early = parsed.early
+            answer = handler(parsed.lean) if early is None else handler(parsed.lean, early)
             serving = self._serve(parsed.lean, answer)
             self._current = self._loop.create_task(serving, context=parsed.context)
             return

@@ -15,13 +15,14 @@ import asyncio
 import functools
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from sidegate.aiohttp_server import GatewayRunner, gateway_runner, serve_until_stopped
+from sidegate.early import EarlyStart
 from sidegate.lean_server.connection import LeanConnection
 
 _BACKLOG: Final = 512
@@ -42,14 +43,11 @@ class Front:
     ) -> None:
         self.app = app
         self.hot_routes = {path.encode("ascii"): handler for path, handler in hot_routes.items()}
-        # Handlers that can begin before their task (`start_early(request)`, see sidegate.early).
-        self.early_starts: dict[bytes, Callable[[Any], Coroutine[Any, Any, web.StreamResponse]]] = {
-            path: start
-            for path, start in (
-                (path, getattr(handler, "start_early", None))
-                for path, handler in self.hot_routes.items()
-            )
-            if start is not None
+        # Handlers that can begin before their task (see sidegate.early).
+        self.early_starts: dict[bytes, EarlyStart] = {
+            path: cast(EarlyStart, handler)
+            for path, handler in self.hot_routes.items()
+            if hasattr(handler, "start_early")
         }
         self.aiohttp_protocol = aiohttp_server
         self.max_body_bytes = max_body_bytes

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from sidegate._native import HeadHeaders
 
 if TYPE_CHECKING:
+    from sidegate.early import HeadStart
     from sidegate.lean_server.messages import LeanRequest
 
 
@@ -22,6 +21,7 @@ class ParsedRequest:
         "body",
         "complete",
         "context",
+        "early",
         "expects_continue",
         "handler",
         "headers",
@@ -29,7 +29,6 @@ class ParsedRequest:
         "keep_alive",
         "lean",
         "method",
-        "started",
         "url",
         "version",
     )
@@ -44,8 +43,9 @@ class ParsedRequest:
         self.keep_alive = True
         self.lean: LeanRequest | None = None
         self.handler: Handler | None = None
-        # A hot route's handler begun early (sidegate.early), and the context it began in.
-        self.started: Coroutine[Any, Any, web.StreamResponse] | None = None
+        # How far a hot route's handler got before its task (sidegate.early), and the context
+        # it began in.
+        self.early: HeadStart | None = None
         self.context: contextvars.Context | None = None
         self.held = False  # its handler waits for the whole body, to start early
         self.body: list[bytes] = []

@@ -7,16 +7,14 @@ the same helpers the middlewares do (`error_answer`, `assign_request_id`, `note_
 the authenticator) and then the pipeline, so both servers answer alike; the aiohttp server,
 and every other route, still go through the middlewares.
 
-`Door.start_early` lets the lean server begin a whole request in the socket's callback: the
-key is checked and the pipeline takes the request as far as the upstream write
-(`sidegate.early`), and the coroutine it returns does the rest of the door's work.
+`Door.start_early` lets the lean server begin a whole request in the socket's callback, from
+its head's headers and body: the key is checked and the pipeline takes the request as far as
+the upstream write (`sidegate.early`); `door(request, early)` then does the rest.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine
-from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +29,7 @@ from sidegate.middleware.errors import error_answer
 from sidegate.middleware.request_id import REQUEST_ID_HEADER, assign_request_id
 from sidegate.observability.events import note_refusal
 from sidegate.pipeline import Pipeline
+from sidegate.upstream.headers import ClientHeaders
 
 
 def hot_doors(app: web.Application, kinds: dict[str, Endpoint]) -> dict[str, Door]:
@@ -49,25 +48,24 @@ class Door:
         self._pipeline = pipeline
         self._authenticator = authenticator
 
-    def start_early(self, request: web.Request) -> Coroutine[Any, Any, web.StreamResponse]:
+    def start_early(self, headers: ClientHeaders, body: bytes) -> HeadStart | None:
         """The handler's work up to the upstream write, done now, outside any task (see
-        `sidegate.early`); returns the coroutine that does the rest."""
+        `sidegate.early`); `self(request, early)` does the rest. None when the key is not
+        checked locally, or not accepted: the handler answers it as any request."""
         authenticator = self._authenticator
         if not authenticator.verifies_locally:
-            return self(request)
-        headers = request.headers
+            return None
         try:
             tenant = authenticator.authenticate(
                 headers.get("Authorization"), headers.get("api-key")
             )
         except Exception:
-            return self(request)  # answered (or failed) as for any request
-        request[TENANT_KEY] = tenant
+            return None
         # The id comes later (in the task, after the write); the exchange gets it then.
         exchange = Exchange(
             request_id="", tenant=tenant, kind=self._kind, started=time.perf_counter()
         )
-        return self(request, self._pipeline.start_early(request, self._kind, exchange))
+        return self._pipeline.start_early(headers, body, self._kind, exchange)
 
     async def __call__(
         self, request: web.Request, early: HeadStart | None = None
@@ -75,7 +73,9 @@ class Door:
         try:
             request_id = assign_request_id(request)
             try:
-                if early is None:
+                if early is not None:
+                    request[TENANT_KEY] = early.exchange.tenant
+                else:
                     authorization = request.headers.get("Authorization")
                     api_key = request.headers.get("api-key")
                     authenticator = self._authenticator

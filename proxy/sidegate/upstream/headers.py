@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Final, overload
+from typing import Final, TypeAlias, overload
 
 from sidegate import _native
 from sidegate._native import HeadHeaders
@@ -18,6 +18,9 @@ _NOT_FORWARDED_UP: Final = HOP_BY_HOP | frozenset(_native.CLIENT_ONLY)
 _NOT_RETURNED: Final = HOP_BY_HOP | frozenset(_native.UPSTREAM_ONLY)
 # The native readers' headers answer the read-only Mapping API (`get`, `items`, `in`, ...).
 Mapping.register(HeadHeaders)
+# A client's request headers, as either server read them (the stub cannot say HeadHeaders
+# is a Mapping).
+ClientHeaders: TypeAlias = Mapping[str, str] | HeadHeaders
 
 
 _NONE_NAMED: Final[frozenset[str]] = frozenset()
@@ -84,7 +87,7 @@ class ForwardedHeaders(Sequence[tuple[str, str]]):
 
 
 def upstream_request_headers(
-    client: Mapping[str, str], auth: Iterable[tuple[str, str]]
+    client: ClientHeaders, auth: Iterable[tuple[str, str]]
 ) -> Sequence[tuple[str, str]]:
     if isinstance(client, HeadHeaders):
         return ForwardedHeaders(client.forwarded(), [*auth, ("Accept-Encoding", "identity")])
