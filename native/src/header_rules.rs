@@ -68,6 +68,34 @@ pub fn returned_headers<'a>(
     (kept, upstream_id)
 }
 
+/// The header block a client gets for a relayed answer: `returned_headers`' lines, values
+/// byte for byte, the upstream's request id as `x-upstream-request-id`, then `written` (the
+/// gateway's own lines, which replace any upstream header of the same name) as they are.
+/// The upstream's id replaces an `x-upstream-request-id` of its own (a gateway in front of
+/// another), as it does in `returned`'s dict.
+pub fn returned_block(headers: &[Header<'_>], written: &[u8]) -> Vec<u8> {
+    let (mut kept, upstream_id) = returned_headers(headers, written);
+    if upstream_id.is_some() {
+        kept.retain(|(name, _)| !name.eq_ignore_ascii_case(b"x-upstream-request-id"));
+    }
+    let size: usize = kept.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let mut block = Vec::with_capacity(size + written.len() + 64);
+    let mut push = |name: &[u8], value: &[u8]| {
+        block.extend_from_slice(name);
+        block.extend_from_slice(b": ");
+        block.extend_from_slice(value);
+        block.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in kept {
+        push(name, value);
+    }
+    if let Some(id) = upstream_id {
+        push(b"x-upstream-request-id", id);
+    }
+    block.extend_from_slice(written);
+    block
+}
+
 /// The names of `name: value\r\n` lines.
 fn line_names(lines: &[u8]) -> Vec<&[u8]> {
     let mut names = Vec::with_capacity(if lines.is_empty() { 0 } else { 8 });
@@ -130,7 +158,7 @@ fn connection_named<'a>(headers: &[(&[u8], &'a [u8])]) -> Vec<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{forwarded_lines, returned_headers};
+    use super::{forwarded_lines, returned_block, returned_headers};
 
     fn lines(headers: &[(&str, &str)]) -> String {
         let raw: Vec<(&[u8], &[u8])> = headers
@@ -228,6 +256,26 @@ mod tests {
                 (&b"x-ratelimit-remaining-tokens"[..], &b"100"[..]),
                 (b"Content-Type", b"application/json")
             ]
+        );
+    }
+
+    #[test]
+    fn a_relayed_answers_block_is_the_upstreams_kept_lines_then_the_gateways() {
+        let answer: [(&[u8], &[u8]); 6] = [
+            (b"Content-Type", b"text/event-stream"),
+            (b"X-Request-Id", b"req-up-1"),
+            (b"X-Upstream-Request-Id", b"req-up-0"),
+            (b"cache-control", b"no-store"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"x-note", b"caf\xe9"),
+        ];
+        let written = b"Cache-Control: no-cache\r\nx-request-id: req_1\r\n";
+        let block = returned_block(&answer, written);
+        assert_eq!(
+            block,
+            b"Content-Type: text/event-stream\r\nx-note: caf\xe9\r\n\
+              x-upstream-request-id: req-up-1\r\n\
+              Cache-Control: no-cache\r\nx-request-id: req_1\r\n"
         );
     }
 }

@@ -431,6 +431,9 @@ class HeadHeaders:
         ``UPSTREAM_ONLY``, those a ``Connection`` header names and those named in
         ``written`` (``name: value\\r\\n`` lines the gateway writes itself), plus the
         upstream's first non-empty ``x-request-id`` as ``x-upstream-request-id``."""
+    def returned_block(self, written: bytes) -> bytes:
+        """The header block a client gets for this answer: ``returned(written)``'s headers as
+        ``name: value\r\n`` lines, values byte for byte, then ``written`` as it is."""
 
 def request_head(data: bytes, head_limit: int) -> tuple[bytes, bool, HeadHeaders, int, int] | None:
     """``(target, keep_alive, headers, head_len, content_length)`` for a whole plain POST over

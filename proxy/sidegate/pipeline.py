@@ -38,7 +38,13 @@ from sidegate.inspection import (
     inspect_request,
     inspect_request_off_loop,
 )
-from sidegate.lean_server.messages import LeanStream, body_in_hand, open_stream, whole_answer
+from sidegate.lean_server.messages import (
+    LeanStream,
+    body_in_hand,
+    open_relayed_stream,
+    open_stream,
+    whole_answer,
+)
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing, Tracing
@@ -421,10 +427,13 @@ class Pipeline:
         store: CacheKey | None,
     ) -> web.StreamResponse:
         lines = ticket.header_lines
-        headers = client_response_headers(upstream.headers, lines)
-        headers["Cache-Control"] = "no-cache"
-        self._stamp(headers, exchange)
-        response = await open_stream(request, upstream.status, headers, lines)
+        own = _stream_lines(exchange) + lines
+        response = open_relayed_stream(request, upstream.status, upstream.headers, own)
+        if response is None:
+            headers = client_response_headers(upstream.headers, lines)
+            headers["Cache-Control"] = "no-cache"
+            self._stamp(headers, exchange)
+            response = await open_stream(request, upstream.status, headers, lines)
         framer = SseFramer(hide_usage=hide_usage)
         complete = False
         # A stream to be stored keeps its last events (`[DONE]` and what came with it) until
@@ -523,6 +532,19 @@ def _account_usage(
         exchange.input_tokens * candidate.price.input
         + exchange.output_tokens * candidate.price.output
     ) / 1000.0
+
+
+def _stream_lines(exchange: Exchange) -> bytes:
+    """`Pipeline._stamp`'s headers, and no caching, as the header lines of a relayed stream
+    (the request id is the client's when sane, else ours: nothing to escape)."""
+    overhead = exchange.overhead_seconds(time.perf_counter()) * 1000
+    return _STREAM_LINES % (exchange.request_id.encode(), exchange.cache.encode(), overhead)
+
+
+_STREAM_LINES: Final = (
+    b"Cache-Control: no-cache\r\nx-request-id: %s\r\nx-cache: %s\r\n"
+    b"x-sidegate-overhead-ms: %.3f\r\n"
+)
 
 
 def _is_sse(upstream: UpstreamResponse) -> bool:

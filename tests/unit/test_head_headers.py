@@ -153,3 +153,39 @@ def test_lookups_ignore_case_like_aiohttps_headers(name: str) -> None:
     assert native.items() == list(proxy.items()) == pairs
     assert native.values() == list(proxy.values())
     assert list(native) == native.keys() == [name for name, _ in pairs]  # each as it was sent
+
+
+OWN_LINES = b"Cache-Control: no-cache\r\nx-request-id: req_1\r\nx-cache: miss\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(ANSWER_NAMES, VALUES), max_size=10, unique_by=lambda h: h[0].lower()))
+def test_a_relayed_streams_header_block_holds_what_the_python_rules_return_then_our_own(
+    headers: list[tuple[str, str]],
+) -> None:
+    headers = [(name, value.lstrip(" ")) for name, value in headers]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    data = f"HTTP/1.1 200 OK\r\n{head}Content-Length: 0\r\n\r\n".encode("latin-1")
+    taken = response_head(data, LIMIT)
+    if taken is None:
+        return
+    native = taken[2]
+    kept = client_response_headers(CIMultiDictProxy(CIMultiDict(native.items())), OWN_LINES)
+    block = native.returned_block(OWN_LINES)
+    assert block.endswith(OWN_LINES)
+    lines = block[: -len(OWN_LINES)].decode("latin-1").split("\r\n")[:-1]
+    pairs = [tuple(line.split(": ", 1)) for line in lines]
+    assert dict(pairs) == kept
+    assert len(pairs) == len(kept)  # (the upstream's own x-upstream-request-id is replaced)
+
+
+def test_the_gateways_lines_replace_the_upstreams_whatever_their_case() -> None:
+    data = (
+        b"HTTP/1.1 200 OK\r\ncache-control: no-store\r\nX-Cache: hit\r\n"
+        b"X-Request-Id: up-7\r\nContent-Type: text/event-stream\r\nContent-Length: 0\r\n\r\n"
+    )
+    taken = response_head(data, LIMIT)
+    assert taken is not None
+    assert taken[2].returned_block(OWN_LINES) == (
+        b"Content-Type: text/event-stream\r\nx-upstream-request-id: up-7\r\n" + OWN_LINES
+    )

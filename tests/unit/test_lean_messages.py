@@ -127,7 +127,7 @@ class _Connection:
 
 async def test_a_stream_waits_for_the_client_only_while_writing_is_paused() -> None:
     connection = _Connection()
-    stream = LeanStream(connection, 200, {"Content-Type": "text/event-stream"})  # type: ignore[arg-type]
+    stream = LeanStream(connection, 200, b"Content-Type: text/event-stream\r\n")  # type: ignore[arg-type]
     await stream.write(b"data: 1\n\n")
     assert connection.drains == 0
     connection.writing_paused = True  # the client stopped reading: its buffer filled up
@@ -140,7 +140,7 @@ async def test_a_stream_waits_for_the_client_only_while_writing_is_paused() -> N
 
 async def test_a_relay_writing_from_a_callback_is_told_when_to_stop() -> None:
     connection = _Connection()
-    stream = LeanStream(connection, 200, {"Content-Type": "text/event-stream"})  # type: ignore[arg-type]
+    stream = LeanStream(connection, 200, b"Content-Type: text/event-stream\r\n")  # type: ignore[arg-type]
     assert stream.write_now(b"data: 1\n\n") is True
     connection.writing_paused = True  # the client's buffer filled with that write
     assert stream.write_now(b"data: 2\n\n") is False  # written, but wait before the next

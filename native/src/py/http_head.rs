@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::header_block::push_line;
-use crate::header_rules::{forwarded_lines, returned_headers};
+use crate::header_rules::{forwarded_lines, returned_block, returned_headers};
 use crate::http_head::{answer_start, plain_request, Plain};
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
@@ -221,6 +221,13 @@ impl HeadHeaders {
             dict.set_item("x-upstream-request-id", latin1(py, id))?;
         }
         Ok(dict)
+    }
+
+    /// The header block a client gets for this answer (`header_rules::returned_block`): the
+    /// lines it keeps, values byte for byte, then `written`, the gateway's own lines.
+    fn returned_block<'py>(&self, py: Python<'py>, written: &[u8]) -> Bound<'py, PyBytes> {
+        let headers: Vec<_> = self.pairs().collect();
+        PyBytes::new(py, &returned_block(&headers, written))
     }
 
     fn __repr__(&self) -> String {

@@ -272,15 +272,9 @@ class LeanStream(web.StreamResponse):
     """A streamed answer written straight to the connection, chunked (close-delimited for an
     HTTP/1.0 client). Already sent when the handler gets it, like a prepared StreamResponse."""
 
-    def __init__(
-        self,
-        connection: LeanConnection,
-        status: int,
-        headers: dict[str, str],
-        lines: bytes = b"",
-    ) -> None:
-        # The head is written now, from the pipeline's dict (see `whole_answer`): the
-        # response's own header multidict would only be built to be read once.
+    def __init__(self, connection: LeanConnection, status: int, block: bytes) -> None:
+        # The head is written now, from the header lines `block` (all but the date and the
+        # framing): the response's own header multidict would only be built to be read once.
         super().__init__(status=status)
         self._connection = connection
         self._chunked = connection.http11
@@ -291,8 +285,7 @@ class LeanStream(web.StreamResponse):
         else:
             connection.keep_alive = False
             framing = b"Connection: close\r\n"
-        block = header_block(headers)
-        head = (_answer_line(status), block, lines, date_line(), framing, b"\r\n")
+        head = (_answer_line(status), block, date_line(), framing, b"\r\n")
         connection.send_soon(b"".join(head))
         connection.stream_started = True
         self.finished = False
@@ -359,9 +352,22 @@ async def open_stream(
     `lines` as for `whole_answer`)."""
     lean: object = request
     if isinstance(lean, LeanRequest):
-        return LeanStream(lean.connection, status, headers, lines)
+        return LeanStream(lean.connection, status, header_block(headers) + lines)
     if lines:
         headers.update(lines_headers(lines))
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
     return response
+
+
+def open_relayed_stream(
+    request: web.Request, status: int, upstream_headers: Mapping[str, str], own: bytes
+) -> web.StreamResponse | None:
+    """On the lean server, the stream relaying an answer whose head the native reader took:
+    its header block (the upstream's headers the client gets, then the gateway's `own`
+    lines) made in one native call; None elsewhere (then `open_stream`)."""
+    lean: object = request
+    upstream: object = upstream_headers
+    if type(lean) is LeanRequest and type(upstream) is HeadHeaders:
+        return LeanStream(lean.connection, status, upstream.returned_block(own))
+    return None
