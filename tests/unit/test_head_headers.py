@@ -113,18 +113,24 @@ ANSWER_NAMES = st.sampled_from(
 )
 
 
+def _answer_headers(headers: list[tuple[str, str]]) -> HeadHeaders | None:
+    """The drawn headers as the native reader takes them from an answer's head; None when it
+    leaves the head to llhttp (a Content-Length among them)."""
+    headers = [(name, value.lstrip(" ")) for name, value in headers]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    data = f"HTTP/1.1 200 OK\r\n{head}Content-Length: 0\r\n\r\n".encode("latin-1")
+    taken = response_head(data, LIMIT)
+    return None if taken is None else taken[2]
+
+
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(st.tuples(ANSWER_NAMES, VALUES), max_size=10))
 def test_the_native_answer_headers_return_what_the_python_rules_return(
     headers: list[tuple[str, str]],
 ) -> None:
-    headers = [(name, value.lstrip(" ")) for name, value in headers]
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    data = f"HTTP/1.1 200 OK\r\n{head}Content-Length: 0\r\n\r\n".encode("latin-1")
-    taken = response_head(data, LIMIT)
-    if taken is None:  # a Content-Length among the drawn ones: llhttp's to read
+    native = _answer_headers(headers)
+    if native is None:
         return
-    native = taken[2]
     expected = client_response_headers(CIMultiDictProxy(CIMultiDict(native.items())))
     returned = client_response_headers(native)
     assert returned == expected
@@ -163,13 +169,9 @@ OWN_LINES = b"Cache-Control: no-cache\r\nx-request-id: req_1\r\nx-cache: miss\r\
 def test_a_relayed_streams_header_block_holds_what_the_python_rules_return_then_our_own(
     headers: list[tuple[str, str]],
 ) -> None:
-    headers = [(name, value.lstrip(" ")) for name, value in headers]
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    data = f"HTTP/1.1 200 OK\r\n{head}Content-Length: 0\r\n\r\n".encode("latin-1")
-    taken = response_head(data, LIMIT)
-    if taken is None:
+    native = _answer_headers(headers)
+    if native is None:
         return
-    native = taken[2]
     kept = client_response_headers(CIMultiDictProxy(CIMultiDict(native.items())), OWN_LINES)
     block = native.returned_block(OWN_LINES)
     assert block.endswith(OWN_LINES)
