@@ -18,6 +18,7 @@ from tests.unit.both_loops import on_both_loops
 from tests.unit.serving import serving
 
 from sidegate.errors import UpstreamTimeoutError
+from sidegate.upstream.headers import ForwardedHeaders
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
@@ -120,6 +121,22 @@ async def test_header_line_breaks_are_refused() -> None:
         with pytest.raises(ValueError, match="line break"):
             await transport.send(
                 "POST", str(server.make_url("/echo")), [("X-A", "1\r\nX-B: 2")], b"", TIMEOUTS
+            )
+
+
+@on_both_loops
+async def test_a_line_break_in_the_gateways_own_headers_is_refused_too() -> None:
+    # The gateway's headers beside a client's natively read ones are framed once per upstream:
+    # checked as carefully as any other.
+    added = (("Authorization", "Bearer sk-up\r\nX-B: 2"), ("Accept-Encoding", "identity"))
+    async with serve(web.post("/echo", echo)) as server, lean() as transport:
+        with pytest.raises(ValueError, match="line break"):
+            await transport.send(
+                "POST",
+                str(server.make_url("/echo")),
+                ForwardedHeaders(b"X-Client: 1\r\n", added),
+                b"",
+                TIMEOUTS,
             )
 
 

@@ -60,7 +60,7 @@ class ForwardedHeaders(Sequence[tuple[str, str]]):
 
     __slots__ = ("_pairs", "added", "client_lines")
 
-    def __init__(self, client_lines: bytes, added: list[tuple[str, str]]) -> None:
+    def __init__(self, client_lines: bytes, added: tuple[tuple[str, str], ...]) -> None:
         self.client_lines = client_lines
         self.added = added
         self._pairs: list[tuple[str, str]] | None = None
@@ -69,7 +69,7 @@ class ForwardedHeaders(Sequence[tuple[str, str]]):
         if self._pairs is None:
             lines = self.client_lines.decode("latin-1").split("\r\n")[:-1]
             client = [(name, value) for name, _, value in (ln.partition(": ") for ln in lines)]
-            self._pairs = client + self.added
+            self._pairs = [*client, *self.added]
         return self._pairs
 
     @overload
@@ -90,7 +90,7 @@ def upstream_request_headers(
     client: ClientHeaders, auth: Iterable[tuple[str, str]]
 ) -> Sequence[tuple[str, str]]:
     if isinstance(client, HeadHeaders):
-        return ForwardedHeaders(client.forwarded(), [*auth, ("Accept-Encoding", "identity")])
+        return ForwardedHeaders(client.forwarded(), _gateway_headers(tuple(auth)))
     extra = _named_in_connection(client)
     headers = [
         (name, value)
@@ -100,6 +100,13 @@ def upstream_request_headers(
     headers.extend(auth)
     headers.append(("Accept-Encoding", "identity"))
     return headers
+
+
+@functools.lru_cache(maxsize=64)
+def _gateway_headers(auth: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """What the gateway adds to a client's headers for an upstream: its key, and no encoding
+    but identity (one tuple per upstream, which the transport frames once)."""
+    return (*auth, ("Accept-Encoding", "identity"))
 
 
 def lines_headers(lines: bytes) -> dict[str, str]:

@@ -18,9 +18,10 @@ aiohttp transport.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
@@ -172,32 +173,46 @@ def _frame(method: str, target: _Target, headers: Sequence[tuple[str, str]], bod
     client_lines = b""
     if type(headers) is ForwardedHeaders:
         # The client's headers come framed by the native reader, which declined any head with
-        # a line break out of place; only the gateway's own are checked here.
-        client_lines, headers = headers.client_lines, headers.added
+        # a line break out of place; the gateway's own are the same on every request to an
+        # upstream, framed (and checked) once.
+        client_lines, lines = headers.client_lines, _own_lines(headers.added)
+    else:
+        lines = _header_lines(headers)
+    if body or method not in _BODYLESS_METHODS:
+        end = b"Content-Length: %d\r\n\r\n" % len(body)
+    else:
+        end = b"\r\n"
+    return b"".join((_head_start(method, target), client_lines, lines, end))
+
+
+@functools.lru_cache(maxsize=_TARGET_CACHE_SIZE)
+def _head_start(method: str, target: _Target) -> bytes:
+    """The request line and Host header."""
     first = f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+    if first.count("\n") != 2 or first.count("\r") != 2:
+        raise ValueError("a request path or host contains a line break")
+    return first.encode("utf-8", "surrogateescape")
+
+
+def _header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """`name: value\r\n` for each header but those the transport frames itself."""
     parts: list[str] = []
-    lines = 2
+    lines = 0
     for name, value in headers:
         if name.lower() in _FRAMING_HEADERS:
             continue
         parts += (name, ": ", value, "\r\n")
         lines += 1
-    if body or method not in _BODYLESS_METHODS:
-        parts.append(f"Content-Length: {len(body)}\r\n")
-        lines += 1
-    parts.append("\r\n")
-    lines += 1
-    rest = "".join(parts)
-    # One count per separator catches a CR or LF smuggled into any name, value or path.
-    if (first.count("\n") + rest.count("\n") != lines) or (
-        first.count("\r") + rest.count("\r") != lines
-    ):
-        raise ValueError("a request header or path contains a line break")
+    block = "".join(parts)
+    # One count per separator catches a CR or LF smuggled into any name or value.
+    if block.count("\n") != lines or block.count("\r") != lines:
+        raise ValueError("a request header contains a line break")
     # surrogateescape round-trips the undecodable header bytes aiohttp's server let through.
-    encoded = first.encode("utf-8", "surrogateescape")
-    if client_lines:
-        encoded += client_lines
-    return encoded + rest.encode("utf-8", "surrogateescape")
+    return block.encode("utf-8", "surrogateescape")
+
+
+# The gateway's own headers (an upstream's key, its encoding) come as one tuple per upstream.
+_own_lines: Final = functools.lru_cache(maxsize=64)(_header_lines)
 
 
 class LeanSentRequest:
