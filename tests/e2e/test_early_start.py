@@ -222,3 +222,26 @@ def test_a_stream_started_early_carries_the_gateways_headers(
     assert raw.headers["x-cache"] == "miss"
     # Time spent inside the gateway: the upstream's 300 ms are not in it.
     assert 0.0 <= float(raw.headers["x-sidegate-overhead-ms"]) < 300.0
+
+
+def test_a_stream_started_early_carries_the_limits_headers_and_a_bad_key_is_refused(
+    mock_upstream: Process, spawn: Callable[..., Process], write_config: Callable[[str], Path]
+) -> None:
+    gateway = _gateway(spawn, write_config, [f"{mock_upstream.url}/v1"])
+    with _client(gateway, TIGHT_KEY) as client:
+        client.chat.completions.create(model="m", messages=user("warm"))
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=user("streamed"), stream=True
+        )
+        chunks = list(raw.parse())
+    assert chunks and raw.headers["content-type"].startswith("text/event-stream")
+    assert raw.headers["cache-control"] == "no-cache"
+    assert raw.headers["x-ratelimit-limit-requests"] == "3"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+    with (
+        _client(gateway, "sk-early-wrong") as client,
+        pytest.raises(openai.AuthenticationError) as refused,
+    ):
+        client.chat.completions.create(model="m", messages=user("who am i"))
+    assert refused.value.status_code == 401
+    assert isinstance(refused.value.body, dict) and refused.value.body["message"]
