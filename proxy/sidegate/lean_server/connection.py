@@ -4,7 +4,7 @@ Requests are parsed by httptools (llhttp), except the common one: a whole `POST`
 `Content-Length` body, already in hand, is read in one native call (`_native.request_head`,
 which declines anything llhttp should judge). A request for a hot route (`POST` to the OpenAI
 endpoints) runs its handler, wrapped in the application's middlewares; its answer is written
-by this module. On a connection with nothing before it, the handler starts once the body is
+by this module's writing half (`ClientWriter`, in `writing.py`). On a connection with nothing before it, the handler starts once the body is
 in, begun in the socket's callback as far as the upstream write (`sidegate.early`);
 otherwise, and when the head alone is answered (`Expect: 100-continue`, a declared body over
 the limit), as soon as its headers are in. Any other request (health, metrics, models,
@@ -40,6 +40,7 @@ from sidegate.errors import InvalidRequestError
 from sidegate.inspection import INLINE_MAX_BYTES
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.lean_server.parsed import ParsedRequest
+from sidegate.lean_server.writing import ClientWriter
 from sidegate.middleware.errors import render
 from sidegate.upstream.headers import ClientHeaders
 
@@ -63,18 +64,16 @@ class _BodyTooLargeError(Exception):
     pass
 
 
-class LeanConnection(asyncio.Protocol):
+class LeanConnection(ClientWriter, asyncio.Protocol):
     __slots__ = (
         "_aiohttp",
         "_between_messages",
         "_body_size",
         "_current",
-        "_drained",
         "_front",
         "_head_size",
         "_incoming",
         "_loop",
-        "_outgoing",
         "_parser",
         "_queue",
         "_raw_headers",
@@ -485,58 +484,6 @@ class LeanConnection(asyncio.Protocol):
             self.send(self._refusal)
             self.close()
         self._refusal = None
-
-    # Writing, for the answers and LeanStream
-
-    def send(self, data: bytes) -> None:
-        """Write now (after anything `send_soon` left pending)."""
-        transport = self.writable()
-        if self._outgoing is not None:
-            self._outgoing.append(data)
-            data = b"".join(self._outgoing)
-            self._outgoing = None
-        transport.write(data)
-
-    def send_soon(self, data: bytes) -> None:
-        """Write at the end of this turn of the event loop, with whatever else is written in it.
-
-        A stream's head, its events and its last chunk are often all in hand within one turn
-        (a short answer relayed whole): one system call instead of three, each of which costs
-        more on loopback than the Python around it."""
-        self.writable()
-        if self._outgoing is None:
-            self._outgoing = [data]
-            self._loop.call_soon(self.flush)
-        else:
-            self._outgoing.append(data)
-
-    def send_joining(self, data: bytes) -> None:
-        """Join a write pending in this turn (a stream's head, say: they leave together at the
-        turn's end, with whatever else joins them); write now when nothing is pending."""
-        if self._outgoing is None:
-            self.send(data)
-        else:
-            self.send_soon(data)
-
-    def flush(self) -> None:
-        outgoing, self._outgoing = self._outgoing, None
-        if not outgoing or self.closed or self.transport is None or self.transport.is_closing():
-            return
-        self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
-
-    def writable(self) -> asyncio.Transport:
-        if self.closed or self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("Cannot write to closing transport")
-        return self.transport
-
-    async def drain(self) -> None:
-        if self.closed:
-            raise ConnectionResetError("Cannot write to closing transport")
-        if not self.writing_paused:
-            return
-        if self._drained is None:
-            self._drained = self._loop.create_future()
-        await asyncio.shield(self._drained)
 
     # Shutdown (the front calls these)
 
