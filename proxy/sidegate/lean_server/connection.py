@@ -4,10 +4,11 @@ Requests are parsed by httptools (llhttp), except the common one: a whole `POST`
 `Content-Length` body, already in hand, is read in one native call (`_native.request_head`,
 which declines anything llhttp should judge). A request for a hot route (`POST` to the OpenAI
 endpoints) runs its handler, wrapped in the application's middlewares; its answer is written
-by this module's writing half (`ClientWriter`, in `writing.py`). On a connection with nothing before it, the handler starts once the body is
-in, begun in the socket's callback as far as the upstream write (`sidegate.early`);
-otherwise, and when the head alone is answered (`Expect: 100-continue`, a declared body over
-the limit), as soon as its headers are in. Any other request (health, metrics, models,
+by this module's writing half (`ClientWriter`, in `writing.py`). On a connection with
+nothing before it, the handler starts once the body is in, begun in the socket's callback
+as far as the upstream write (`sidegate.early`); otherwise, and when the head alone is
+answered (`Expect: 100-continue`, a declared body over the limit), as soon as its headers
+are in. Any other request (health, metrics, models,
 admin, a wrong method, a path we do not know) goes to aiohttp: from that request on the
 connection is handed to an aiohttp `RequestHandler`, fed each request re-serialized as it
 completes, so every route and error aiohttp serves behaves exactly as on the aiohttp server.
