@@ -48,7 +48,7 @@ from sidegate.lean_server.messages import (
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing, Tracing
-from sidegate.relay import pull_events, push_events
+from sidegate.relay import OpenOnHead, is_event_stream, pull_events, push_events, stream_lines
 from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate, Router
 from sidegate.tokens import Tokenizer, encoding_for_model
@@ -302,6 +302,12 @@ class Pipeline:
             for endpoint in endpoints:
                 exchange.attempts.append(endpoint.base_url)
                 sent, pending = pending, None
+                opened = None
+                if sent is not None and sent.sent is not None and facts.stream and store is None:
+                    opened = OpenOnHead(
+                        request, exchange, ticket.header_lines, hide_usage, sent.sent_at
+                    )
+                    sent.sent.on_head(opened)
                 with self._tracing.attempt(exchange, pool.name, endpoint.base_url) as trace:
                     headers: Sequence[tuple[str, str]] = ()
                     if sent is None:
@@ -327,9 +333,16 @@ class Pipeline:
                     # Never store a fallback's answer under the primary model's key.
                     keep = store if candidate is candidates[0] else None
                     try:
-                        if facts.stream and _is_sse(upstream):
+                        if facts.stream and is_event_stream(upstream):
                             return await self._relay_stream(
-                                request, upstream, candidate, exchange, ticket, hide_usage, keep
+                                request,
+                                upstream,
+                                candidate,
+                                exchange,
+                                ticket,
+                                hide_usage,
+                                keep,
+                                opened,
                             )
                         return await self._relay_whole(
                             request, upstream, candidate, exchange, ticket, keep
@@ -425,16 +438,23 @@ class Pipeline:
         ticket: Ticket,
         hide_usage: bool,
         store: CacheKey | None,
+        opened: OpenOnHead | None = None,
     ) -> web.StreamResponse:
-        lines = ticket.header_lines
-        own = _stream_lines(exchange) + lines
-        response = open_relayed_stream(request, upstream.status, upstream.headers, own)
-        if response is None:
-            headers = client_response_headers(upstream.headers, lines)
-            headers["Cache-Control"] = "no-cache"
-            self._stamp(headers, exchange)
-            response = await open_stream(request, upstream.status, headers, lines)
-        framer = SseFramer(hide_usage=hide_usage)
+        """`opened`: the hook that may have opened the stream from the connection's callback
+        already (then the relay goes on from its response and framer)."""
+        response: web.StreamResponse | None
+        if opened is not None and opened.response is not None and opened.framer is not None:
+            response, framer = opened.response, opened.framer
+        else:
+            lines = ticket.header_lines
+            own = stream_lines(exchange, time.perf_counter()) + lines
+            response = open_relayed_stream(request, upstream.status, upstream.headers, own)
+            if response is None:
+                headers = client_response_headers(upstream.headers, lines)
+                headers["Cache-Control"] = "no-cache"
+                self._stamp(headers, exchange)
+                response = await open_stream(request, upstream.status, headers, lines)
+            framer = SseFramer(hide_usage=hide_usage)
         complete = False
         # A stream to be stored keeps its last events (`[DONE]` and what came with it) until
         # it is: a client that asks again as soon as it has them must find the answer.
@@ -532,20 +552,3 @@ def _account_usage(
         exchange.input_tokens * candidate.price.input
         + exchange.output_tokens * candidate.price.output
     ) / 1000.0
-
-
-def _stream_lines(exchange: Exchange) -> bytes:
-    """`Pipeline._stamp`'s headers, and no caching, as the header lines of a relayed stream
-    (the request id is the client's when sane, else ours: nothing to escape)."""
-    overhead = exchange.overhead_seconds(time.perf_counter()) * 1000
-    return _STREAM_LINES % (exchange.request_id.encode(), exchange.cache.encode(), overhead)
-
-
-_STREAM_LINES: Final = (
-    b"Cache-Control: no-cache\r\nx-request-id: %s\r\nx-cache: %s\r\n"
-    b"x-sidegate-overhead-ms: %.3f\r\n"
-)
-
-
-def _is_sse(upstream: UpstreamResponse) -> bool:
-    return upstream.headers.get("Content-Type", "").startswith("text/event-stream")

@@ -1,15 +1,17 @@
 """Relaying an upstream's event stream to the client as its pieces arrive: on the lean server
-from the upstream connection's callback (`push_events`), on aiohttp's server from the task
-(`pull_events`), whose writes are coroutines."""
+from the upstream connection's callback (`push_events`, and from the head on `OpenOnHead`),
+on aiohttp's server from the task (`pull_events`), whose writes are coroutines."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Final
 
 from aiohttp import web
 
 from sidegate.exchange import Exchange
-from sidegate.lean_server.messages import LeanStream
+from sidegate.lean_server.messages import LeanStream, open_relayed_stream
 from sidegate.upstream.sse import SseFramer
 from sidegate.upstream.transport import UpstreamResponse
 
@@ -24,6 +26,23 @@ async def push_events(
     """Relay on the lean server: each piece is framed and written inside the upstream
     connection's callback, with no task wake-up between the read and the write. With `held`,
     the events that end the stream go there instead of out."""
+
+    relay = event_relay(response, framer, exchange, held)
+    while True:
+        waited = time.perf_counter()
+        try:
+            ended = await upstream.push_body(relay, response.send_pending)
+        finally:
+            exchange.upstream_seconds += time.perf_counter() - waited
+        if ended:
+            return
+        await response.drain()  # the client lags (or has gone: ConnectionResetError)
+
+
+def event_relay(
+    response: LeanStream, framer: SseFramer, exchange: Exchange, held: list[bytes] | None
+) -> Callable[[bytes], bool]:
+    """The sink `push_body` hands each piece to: its complete events framed and written."""
 
     def relay(piece: bytes) -> bool:
         began = time.perf_counter()
@@ -40,15 +59,83 @@ async def push_events(
         exchange.upstream_seconds -= time.perf_counter() - began
         return go_on
 
-    while True:
-        waited = time.perf_counter()
+    return relay
+
+
+class OpenOnHead:
+    """A `HeadHook` that opens the client's stream the moment a streamed answer's head comes
+    in, in the upstream connection's callback, and relays the events that came with it.
+
+    The head and first event often arrive in one read. The task waiting for the head would
+    wake in a later turn of the loop, resume its chain of coroutines and set the relay up
+    before it wrote anything, on a core that has idled (bench/README.md); done here, the
+    client has both in the same turn. Only a 2xx event stream relayed as it comes (no stream
+    kept for the cache) on the lean server is opened here; any other answer is left to the
+    task, as is all that follows (the task goes on from `response` and `framer`).
+    """
+
+    __slots__ = ("_exchange", "_hide_usage", "_lines", "_request", "_sent_at", "framer", "response")
+
+    def __init__(
+        self,
+        request: web.Request,
+        exchange: Exchange,
+        lines: bytes,
+        hide_usage: bool,
+        sent_at: float,
+    ) -> None:
+        self._request = request
+        self._exchange = exchange
+        self._lines = lines  # the limits' header lines
+        self._hide_usage = hide_usage
+        self._sent_at = sent_at  # `time.perf_counter()` when the request went upstream
+        self.response: LeanStream | None = None
+        self.framer: SseFramer | None = None
+
+    def __call__(self, upstream: UpstreamResponse) -> Callable[[bytes], bool] | None:
+        if upstream.status >= 300 or not is_event_stream(upstream):
+            return None
+        exchange = self._exchange
+        now = time.perf_counter()
+        own = stream_lines(exchange, now, waited=now - self._sent_at) + self._lines
         try:
-            ended = await upstream.push_body(relay, response.send_pending)
-        finally:
-            exchange.upstream_seconds += time.perf_counter() - waited
-        if ended:
-            return
-        await response.drain()  # the client lags (or has gone: ConnectionResetError)
+            response = open_relayed_stream(self._request, upstream.status, upstream.headers, own)
+        except Exception:  # the client has gone, say: the task meets it again
+            return None
+        if response is None:
+            return None
+        framer = SseFramer(hide_usage=self._hide_usage)
+        self.response, self.framer = response, framer
+        relay = event_relay(response, framer, exchange, None)
+
+        def relay_now(piece: bytes) -> bool:
+            # The head waits to join the first events; with them in hand, both go now rather
+            # than at the end of the loop's turn. A stream that ended in them waits for the
+            # task's last chunk, so that all of it leaves in one write.
+            go_on = relay(piece)
+            if not framer.done:
+                response.send_pending()
+            return go_on
+
+        return relay_now
+
+
+def stream_lines(exchange: Exchange, now: float, waited: float = 0.0) -> bytes:
+    """The gateway's own headers, and no caching, as the header lines of a relayed stream
+    (the request id is the client's when sane, else ours: nothing to escape); `waited`: time
+    spent on the upstream not yet counted in the exchange."""
+    overhead = max(0.0, exchange.overhead_seconds(now) - waited) * 1000
+    return _STREAM_LINES % (exchange.request_id.encode(), exchange.cache.encode(), overhead)
+
+
+_STREAM_LINES: Final = (
+    b"Cache-Control: no-cache\r\nx-request-id: %s\r\nx-cache: %s\r\n"
+    b"x-sidegate-overhead-ms: %.3f\r\n"
+)
+
+
+def is_event_stream(upstream: UpstreamResponse) -> bool:
+    return upstream.headers.get("Content-Type", "").startswith("text/event-stream")
 
 
 async def pull_events(

@@ -20,7 +20,7 @@ from tests.unit.serving import serving
 from sidegate.errors import UpstreamTimeoutError
 from sidegate.upstream.headers import ForwardedHeaders
 from sidegate.upstream.lean import LeanTransport
-from sidegate.upstream.transport import Timeouts
+from sidegate.upstream.transport import Timeouts, UpstreamResponse
 
 TIMEOUTS = Timeouts(connect=5.0, read=10.0)
 
@@ -501,6 +501,42 @@ async def test_send_now_writes_only_on_an_idle_pooled_connection() -> None:
         response.close()
         assert seen == ["warm", "now"]
         assert transport.connections(url) == 1  # the pooled connection, used again
+
+
+@pytest.mark.parametrize("takes_pieces", [True, False], ids=["sink", "no-sink"])
+@on_both_loops
+async def test_a_head_hook_sees_the_head_before_the_answer_returns(takes_pieces: bool) -> None:
+    # The relay opens the client's stream from this hook; the pieces that come with the head
+    # go to the sink it returns until `push_body` takes over, or wait for the reader.
+    gate = asyncio.Event()
+    async with serve(web.post("/v1/chat/completions", gated_sse(gate))) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        warm = await t.send("POST", url, [], b"{}", TIMEOUTS)
+        gate.set()
+        await warm.read()
+        warm.close()
+        gate.clear()
+        sent = t.send_now("POST", url, [], b"{}", TIMEOUTS)
+        assert sent is not None
+        heads: list[tuple[int, str]] = []
+        hooked: list[bytes] = []
+
+        def hook(answer: UpstreamResponse) -> Callable[[bytes], bool] | None:
+            heads.append((answer.status, answer.headers["Content-Type"]))
+            return (lambda piece: hooked.append(piece) or True) if takes_pieces else None
+
+        sent.on_head(hook)
+        response = await sent.answer()
+        assert heads == [(200, "text/event-stream")]
+        pushed: list[bytes] = []
+        if takes_pieces:
+            await until(lambda: hooked)
+            assert hooked == [b'data: {"n": 1}\n\n']
+        gate.set()
+        assert await response.push_body(lambda piece: pushed.append(piece) or True) is True
+        assert b"".join(hooked + pushed) == b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n'
+        assert heads == [(200, "text/event-stream")]  # once
+        assert await serves_the_next_stream(t, url) == 1
 
 
 async def echo_text(request: web.Request) -> web.Response:

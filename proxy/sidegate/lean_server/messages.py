@@ -362,7 +362,7 @@ async def open_stream(
 
 def open_relayed_stream(
     request: web.Request, status: int, upstream_headers: Mapping[str, str], own: bytes
-) -> web.StreamResponse | None:
+) -> LeanStream | None:
     """On the lean server, the stream relaying an answer whose head the native reader took:
     its header block (the upstream's headers the client gets, then the gateway's `own`
     lines) made in one native call; None elsewhere (then `open_stream`)."""

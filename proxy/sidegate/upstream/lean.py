@@ -31,7 +31,7 @@ from sidegate.upstream.headers import ForwardedHeaders
 from sidegate.upstream.lean_connection import LeanConnection
 from sidegate.upstream.lean_pool import EndpointPool
 from sidegate.upstream.lean_response import LeanResponse
-from sidegate.upstream.transport import Timeouts, Transport, UpstreamResponse
+from sidegate.upstream.transport import HeadHook, Timeouts, Transport, UpstreamResponse
 
 # Framing is ours: the caller's copies of these would contradict or duplicate it.
 _FRAMING_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -276,6 +276,11 @@ class LeanSentRequest:
         if not live:
             # Closed between acquire and now: the same case as a peer closing before answering.
             response.on_connection_lost(None)
+
+    def on_head(self, hook: HeadHook) -> None:
+        response = self._response
+        if response is not None and not response.headers_done:
+            response.head_hook = hook
 
     async def answer(self) -> LeanResponse:
         """The answer once its status line and headers are in; retried once on a fresh

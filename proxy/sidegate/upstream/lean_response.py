@@ -23,6 +23,7 @@ from sidegate.errors import UpstreamError, UpstreamResetError, UpstreamTimeoutEr
 if TYPE_CHECKING:
     from sidegate.upstream.lean_connection import LeanConnection
     from sidegate.upstream.lean_pool import EndpointPool
+    from sidegate.upstream.transport import HeadHook
 
 
 class LeanResponse:
@@ -48,6 +49,7 @@ class LeanResponse:
         "_waiter",
         "complete",
         "error",
+        "head_hook",
         "head_request",
         "headers",
         "headers_done",
@@ -87,6 +89,7 @@ class LeanResponse:
         self.complete = False
         self.received_any = False
         self.error: UpstreamError | None = None
+        self.head_hook: HeadHook | None = None
 
     # UpstreamResponse
 
@@ -210,6 +213,10 @@ class LeanResponse:
             if conn is not None:
                 conn.reusable = False
         self._wake()
+        hook = self.head_hook
+        if hook is not None:  # after the wake: what it leaves for the turn's end, the task
+            self.head_hook = None  # (woken first) can still join
+            self._sink = hook(self)  # the pieces that follow in this callback go to it
 
     def on_piece(self, piece: bytes) -> None:
         if self.complete:

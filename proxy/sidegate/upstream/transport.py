@@ -62,9 +62,20 @@ class UpstreamResponse(Protocol):
         ...
 
 
+# Called with the answer the moment its head is in, from the connection's own callback; it
+# returns the sink its body's pieces go to until a reader takes over (`push_body`), or None.
+HeadHook = Callable[["UpstreamResponse"], Callable[[bytes], bool] | None]
+
+
 class SentRequest(Protocol):
     async def answer(self) -> UpstreamResponse:
         """Return once the status line and headers have arrived (as `send` does)."""
+        ...
+
+    def on_head(self, hook: HeadHook) -> None:
+        """Have `hook` called once with the answer when its head arrives, before `answer`
+        returns it (where the head is in already, or the request is sent again, it is not
+        called). A plain callback, run in the connection's own: it must not raise."""
         ...
 
 
