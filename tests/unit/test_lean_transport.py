@@ -20,7 +20,7 @@ from tests.unit.serving import serving
 from sidegate.errors import UpstreamTimeoutError
 from sidegate.upstream.headers import ForwardedHeaders
 from sidegate.upstream.lean import LeanTransport
-from sidegate.upstream.transport import Timeouts, UpstreamResponse
+from sidegate.upstream.transport import SentRequest, Timeouts, UpstreamResponse
 
 TIMEOUTS = Timeouts(connect=5.0, read=10.0)
 
@@ -192,6 +192,21 @@ async def serves_the_next_stream(t: LeanTransport, url: str) -> int:
     return t.connections(url)
 
 
+async def sent_on_a_pooled_connection(
+    t: LeanTransport, url: str, gate: asyncio.Event
+) -> SentRequest:
+    """A request to a `gated_sse` route written at once (`send_now`), on the connection an
+    earlier stream left in the pool; `gate` is closed again for it."""
+    warm = await t.send("POST", url, [], b"{}", TIMEOUTS)
+    gate.set()
+    await warm.read()
+    warm.close()
+    gate.clear()
+    sent = t.send_now("POST", url, [], b"{}", TIMEOUTS)
+    assert sent is not None
+    return sent
+
+
 async def until(condition: Callable[[], object]) -> None:
     for _ in range(200):
         if condition():
@@ -315,6 +330,29 @@ async def test_a_sink_that_raises_fails_the_push_not_the_connection_callback() -
             await pushing
         response.close()
         # The connection's callback went on parsing: the transport still serves requests.
+        await serves_the_next_stream(t, url)
+
+
+@on_both_loops
+async def test_a_head_hook_sink_that_raises_fails_the_next_push() -> None:
+    gate = asyncio.Event()
+    async with serve(web.post("/v1/chat/completions", gated_sse(gate))) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        sent = await sent_on_a_pooled_connection(t, url, gate)
+        tried: list[bytes] = []
+
+        def broken(piece: bytes) -> bool:
+            tried.append(piece)
+            raise ValueError("cannot frame this")
+
+        sent.on_head(lambda answer: broken)
+        response = await sent.answer()
+        await until(lambda: tried)
+        # The piece it took is not lost without a word: the relay's push raises its error.
+        with pytest.raises(ValueError, match="cannot frame this"):
+            await response.push_body(lambda piece: True)
+        response.close()
+        gate.set()
         await serves_the_next_stream(t, url)
 
 
@@ -511,13 +549,7 @@ async def test_a_head_hook_sees_the_head_before_the_answer_returns(takes_pieces:
     gate = asyncio.Event()
     async with serve(web.post("/v1/chat/completions", gated_sse(gate))) as server, lean() as t:
         url = str(server.make_url("/v1/chat/completions"))
-        warm = await t.send("POST", url, [], b"{}", TIMEOUTS)
-        gate.set()
-        await warm.read()
-        warm.close()
-        gate.clear()
-        sent = t.send_now("POST", url, [], b"{}", TIMEOUTS)
-        assert sent is not None
+        sent = await sent_on_a_pooled_connection(t, url, gate)
         heads: list[tuple[int, str]] = []
         hooked: list[bytes] = []
 

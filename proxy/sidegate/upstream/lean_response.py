@@ -119,6 +119,9 @@ class LeanResponse:
     async def push_body(
         self, sink: Callable[[bytes], bool], idle: Callable[[], None] | None = None
     ) -> bool:
+        error, self._sink_error = self._sink_error, None
+        if error is not None:  # raised by a head hook's sink, before any push
+            raise error
         while True:
             pieces = self._pieces
             while pieces:
