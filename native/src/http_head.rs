@@ -222,14 +222,15 @@ fn as_llhttp_reads<'a>(data: &'a [u8], head_len: usize, value: &[u8]) -> Option<
 
 /// Every line ends in CRLF: llhttp and httparse differ on bare LF and lone CR.
 fn crlf_only(head: &[u8]) -> bool {
-    let mut previous = 0u8;
-    for (index, &byte) in head.iter().enumerate() {
-        match byte {
-            b'\n' if previous != b'\r' => return false,
-            b'\r' if head.get(index + 1) != Some(&b'\n') => return false,
-            _ => {}
+    // Line ends are found with memchr (a head is mostly text between them), each pair skipped
+    // whole: a `\n` found is then one without its `\r`.
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'\r', b'\n', &head[at..]) {
+        let index = at + found;
+        if head[index] == b'\n' || head.get(index + 1) != Some(&b'\n') {
+            return false;
         }
-        previous = byte;
+        at = index + 2;
     }
     true
 }

@@ -188,3 +188,26 @@ fn a_head_llhttp_must_judge_is_not_read_as_chunked() {
     let big = answer("200 OK\r\nTransfer-Encoding: chunked", "");
     assert_eq!(chunked_response(&big, big.len() - 1), None);
 }
+
+#[test]
+fn a_line_not_ended_by_crlf_is_left_to_llhttp() {
+    let body = r#"{"model":"m"}"#;
+    let good = request(&sdk_head(body), body);
+    assert!(plain_request(&good, LIMIT).is_some());
+    let bare_lf = request(&sdk_head(body).replace("Accept: application/json\r\n", "Accept: x\n"), body);
+    let lone_cr = request(&sdk_head(body).replace("Accept: application/json", "Accept: a\rb"), body);
+    let cr_cr_lf = request(&sdk_head(body).replace("Accept: application/json\r\n", "Accept: x\r\r\n"), body);
+    for declined in [bare_lf, lone_cr, cr_cr_lf] {
+        assert!(plain_request(&declined, LIMIT).is_none());
+    }
+}
+
+#[test]
+fn crlf_only_finds_every_line_end_out_of_place() {
+    use super::crlf_only;
+    assert!(crlf_only(b""));
+    assert!(crlf_only(b"a\r\nb\r\n\r\n"));
+    for bad in [&b"\n"[..], b"\r", b"a\r", b"a\n\r\n", b"a\r\n\n", b"\r\r\n", b"a\r\nb\rc\r\n"] {
+        assert!(!crlf_only(bad), "{bad:?}");
+    }
+}
