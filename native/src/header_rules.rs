@@ -124,8 +124,14 @@ pub fn line_pairs(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// but the hop-by-hop ones, the client-only ones and those a `Connection` header names.
 /// Values are passed on byte for byte.
 pub fn forwarded_lines(headers: &[Header<'_>]) -> Vec<u8> {
-    let named = connection_named(headers);
     let mut out = Vec::with_capacity(headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+    push_forwarded(&mut out, headers);
+    out
+}
+
+/// `forwarded_lines`, appended to `out`.
+pub fn push_forwarded(out: &mut Vec<u8>, headers: &[Header<'_>]) {
+    let named = connection_named(headers);
     for &(name, value) in headers {
         if is_kept(name, &CLIENT_ONLY, &named) {
             out.extend_from_slice(name);
@@ -134,7 +140,6 @@ pub fn forwarded_lines(headers: &[Header<'_>]) -> Vec<u8> {
             out.extend_from_slice(b"\r\n");
         }
     }
-    out
 }
 
 /// Neither hop-by-hop, nor in this direction's `own` list, nor named by `Connection`.

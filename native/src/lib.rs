@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod spend;
 pub mod sse_scan;
 pub mod tokens;
+pub mod upstream_request;
 pub mod usage;
 pub mod utc_text;
 

@@ -32,6 +32,7 @@ __all__ = [
     "request_head",
     "response_head",
     "set_prompt_memo_capacity",
+    "splice_body",
     "sqlite_time",
     "sse_done_marker",
     "sse_usage_at",
@@ -210,6 +211,14 @@ def cache_key(body: bytes, endpoint: str) -> str:
 def sqlite_time(created: float) -> str:
     """``datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")``: the spend
     table's ``created_at`` text for ``created`` (Unix seconds)."""
+
+def splice_body(
+    body: bytes, model_span: tuple[int, int] | None, model: bytes | None, add_usage: bool
+) -> bytes | None:
+    """The client's JSON object ``body`` with the upstream's ``model`` (JSON-escaped, without
+    quotes; None keeps the client's) at ``model_span``, and ``stream_options.include_usage``
+    first in the object when ``add_usage``; None when that cannot be spliced: no span, or
+    (usage asked for) a ``stream_options`` or any ``\\u`` escape in the body."""
 
 def sse_usage_at(data: bytes, start: int = 0) -> tuple[int, int] | None:
     """``(start, end)`` of the first ``"usage"\\s*:\\s*{`` in ``data`` at or after ``start``
@@ -426,6 +435,11 @@ class HeadHeaders:
         """``name: value\r\n`` for each header an upstream gets, in the client's order:
         all but ``HOP_BY_HOP``, ``CLIENT_ONLY`` and those a ``Connection`` header names;
         values byte for byte."""
+    def request(self, start: bytes, own: bytes, body: bytes, with_body: bool = True) -> bytes:
+        """The request an upstream gets with these as its client's headers: ``start`` (the
+        request line and ``Host``), the ``forwarded()`` lines, ``own`` (the gateway's lines;
+        both checked for line breaks by the caller), ``Content-Length`` for ``body``, and
+        ``body`` unless ``with_body`` is false."""
     def returned(self, written: bytes | None = None) -> dict[str, str]:
         """The answer headers a client gets, in the upstream's order: all but ``HOP_BY_HOP``,
         ``UPSTREAM_ONLY``, those a ``Connection`` header names and those named in

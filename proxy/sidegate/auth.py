@@ -17,6 +17,7 @@ from sidegate.settings import PlanSettings, Settings
 if TYPE_CHECKING:
     # PyJWT and cryptography load only when `auth.mode: jwt` needs them.
     from sidegate.jwt_auth import JwtVerifier
+    from sidegate.upstream.headers import ClientHeaders
 
 ANONYMOUS: Final = "anonymous"
 
@@ -56,6 +57,9 @@ class Authenticator:
                 self._by_digest[digest] = (digest, Tenant(name, plan, digest[:6].hex()))
         self._anonymous = Tenant(ANONYMOUS, None, None)
         self._matched: dict[str, Tenant] = {}
+        # The same, by the whole `Authorization` value when it was `Bearer KEY` as written:
+        # what a client sends on every request, found without taking the header apart.
+        self._matched_headers: dict[str, Tenant] = {}
         self._plans = {
             name: settings.plans.get(t.plan) if t.plan else None
             for name, t in settings.tenants.items()
@@ -89,6 +93,15 @@ class Authenticator:
         name, plan, key_id, has_plan = await self._jwt.verify(token)
         return Tenant(name, plan if has_plan else self._plans.get(name), key_id)
 
+    def authenticate_headers(self, headers: ClientHeaders) -> Tenant:
+        """`authenticate` with a request's `Authorization` and `api-key` headers."""
+        authorization = headers.get("Authorization")
+        if authorization is not None:
+            matched = self._matched_headers.get(authorization)
+            if matched is not None:
+                return matched
+        return self.authenticate(authorization, headers.get("api-key"))
+
     def authenticate(self, authorization: str | None, api_key_header: str | None) -> Tenant:
         if self._mode == "none":
             return self._anonymous
@@ -106,6 +119,8 @@ class Authenticator:
         if not hmac.compare_digest(stored, digest):
             raise AuthenticationError("Incorrect API key provided.")
         self._matched[presented] = tenant  # bounded: only configured keys match
+        if authorization == f"Bearer {presented}":  # one spelling per key: bounded too
+            self._matched_headers[authorization] = tenant
         return tenant
 
 

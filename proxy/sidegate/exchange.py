@@ -12,7 +12,9 @@ from sidegate.auth import Tenant
 from sidegate.inspection import Endpoint
 
 
-@dataclass(slots=True)
+# No slots, and an `__init__` of its own: the defaults are the class's until a step sets its
+# field, so making one per request sets five attributes, not nineteen.
+@dataclass(init=False, eq=False)
 class Exchange:
     request_id: str
     tenant: Tenant
@@ -33,6 +35,17 @@ class Exchange:
     trace_id: str | None = None
     span_id: str | None = None
     attempts: list[str] = field(default_factory=list)
+
+    def __init__(
+        self, request_id: str, tenant: Tenant, kind: Endpoint, started: float, model: str = "-"
+    ) -> None:
+        self.request_id = request_id
+        self.tenant = tenant
+        self.kind = kind
+        self.started = started
+        if model != "-":
+            self.model = model
+        self.attempts = []
 
     def overhead_seconds(self, now: float) -> float:
         """Time spent inside Sidegate so far: wall time minus time waiting on upstreams."""

@@ -51,7 +51,7 @@ from sidegate.observability.tracing import NoTracing, Tracing
 from sidegate.relay import OpenOnHead, is_event_stream, pull_events, push_events, stream_lines
 from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate, Router
-from sidegate.tokens import Tokenizer, encoding_for_model
+from sidegate.tokens import Tokenizer
 from sidegate.upstream.body import rewrite_body
 from sidegate.upstream.headers import (
     ClientHeaders,
@@ -104,10 +104,7 @@ class Pipeline:
     ) -> web.StreamResponse:
         if early is None:
             exchange = Exchange(
-                request_id=request[REQUEST_ID_KEY],
-                tenant=request[TENANT_KEY],
-                kind=kind,
-                started=time.perf_counter(),
+                request[REQUEST_ID_KEY], request[TENANT_KEY], kind, time.perf_counter()
             )
         else:
             exchange = early.exchange
@@ -171,9 +168,9 @@ class Pipeline:
         exchange.model = facts.model
         exchange.stream = facts.stream
         candidates = self._router.candidates(facts.model)
-        encoding = candidates[0].encoding
-        if encoding != encoding_for_model(facts.model):
-            facts = inspect_request(body, kind, encoding, hash_body=hashes)
+        primary = candidates[0]
+        if not primary.encoding_by_name:
+            facts = inspect_request(body, kind, primary.encoding, hash_body=hashes)
         exchange.input_tokens = facts.prompt_tokens
         return facts, candidates
 
@@ -195,7 +192,7 @@ class Pipeline:
             if not first.endpoints:
                 return first
             endpoint = first.endpoints[0]
-            headers = upstream_request_headers(client_headers, pool.auth_headers)
+            headers = upstream_request_headers(client_headers, pool.gateway_headers)
             first.sent = pool.transport.send_now(
                 "POST", endpoint.base_url + _PATHS[kind], headers, first.body, pool.timeouts
             )
@@ -269,9 +266,9 @@ class Pipeline:
         exchange.model = facts.model
         exchange.stream = facts.stream
         candidates = self._router.candidates(facts.model)
-        encoding = candidates[0].encoding
-        if encoding != encoding_for_model(facts.model):
-            facts = await inspect_request_off_loop(body, kind, encoding, hash_body=hashes)
+        primary = candidates[0]
+        if not primary.encoding_by_name:
+            facts = await inspect_request_off_loop(body, kind, primary.encoding, hash_body=hashes)
         exchange.input_tokens = facts.prompt_tokens
         return body, facts, candidates
 
@@ -311,7 +308,7 @@ class Pipeline:
                 with self._tracing.attempt(exchange, pool.name, endpoint.base_url) as trace:
                     headers: Sequence[tuple[str, str]] = ()
                     if sent is None:
-                        headers = upstream_request_headers(request.headers, pool.auth_headers)
+                        headers = upstream_request_headers(request.headers, pool.gateway_headers)
                     if trace:  # our span's traceparent replaces the client's (its parent)
                         names = {name.lower() for name, _ in trace}
                         headers = [h for h in headers if h[0].lower() not in names] + trace

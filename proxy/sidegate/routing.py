@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import orjson
 
 from sidegate.errors import ModelNotFoundError
 from sidegate.settings import ModelSettings, PriceSettings, Settings
@@ -16,6 +18,18 @@ class Candidate:
     upstream_model: str
     encoding: str
     price: PriceSettings
+    # `upstream_model` as a JSON string spells it, without the quotes: what a body that names
+    # another model gets spliced in (worked out once, not per request).
+    upstream_model_json: bytes = field(init=False, repr=False, compare=False)
+    # `encoding` is the one `model`'s name implies: inspection, which counts a prompt in that
+    # one, counted it in this one already.
+    encoding_by_name: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upstream_model_json", orjson.dumps(self.upstream_model)[1:-1])
+        object.__setattr__(
+            self, "encoding_by_name", self.encoding == encoding_for_model(self.model)
+        )
 
 
 class Router:

@@ -52,3 +52,21 @@ def test_a_key_answers_the_same_on_every_request_and_a_near_miss_never_passes() 
         for near in ("sk-acme-3", "sk-acme-", "sk-acme-11", "SK-ACME-1"):
             with pytest.raises(AuthenticationError):
                 auth.authenticate(f"Bearer {near}", None)
+
+
+def test_a_requests_headers_find_its_key_however_it_is_sent() -> None:
+    """`authenticate_headers` (the lean server's path) answers as `authenticate` does, for a
+    key it has seen before in the same spelling or not, and for one it has never seen."""
+    auth = Authenticator(parse_settings(CONFIG, {}))
+    for _ in range(2):  # the first time found by its digest, then remembered
+        assert auth.authenticate_headers({"Authorization": "Bearer sk-acme-1"}).name == "acme"
+        assert auth.authenticate_headers({"Authorization": "bearer  sk-acme-1 "}).name == "acme"
+        assert auth.authenticate_headers({"api-key": "sk-beta"}).name == "beta"
+        # The Authorization header is the one that counts when both come.
+        both = {"Authorization": "Bearer sk-beta", "api-key": "sk-acme-2"}
+        assert auth.authenticate_headers(both).name == "beta"
+        for refused in ({"Authorization": "Bearer sk-acme-1x"}, {}, {"api-key": "sk-acme"}):
+            with pytest.raises(AuthenticationError):
+                auth.authenticate_headers(refused)
+    anyone = Authenticator(parse_settings(CONFIG + "auth: {mode: none}\n", {}))
+    assert anyone.authenticate_headers({"Authorization": "Bearer sk-acme-1"}).name == "anonymous"

@@ -73,6 +73,11 @@ def test_the_native_headers_forward_what_the_python_rules_forward(
     kept = expected[:-2]  # the gateway's own two come last
     lines = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in kept)
     assert sent.client_lines == lines  # every byte as the client sent it
+    # Framed whole for the lean transport: the same lines between its own parts.
+    start, own = b"POST / HTTP/1.1\r\nHost: up\r\n", b"Authorization: Bearer sk-up\r\n"
+    framed = native.request(start, own, b"{}")
+    assert framed == start + lines + own + b"Content-Length: 2\r\n\r\n{}"
+    assert native.request(start, own, b"{}", with_body=False) == framed[:-2]
 
 
 def test_no_credential_or_hop_reaches_the_upstream() -> None:

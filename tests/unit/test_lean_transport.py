@@ -17,8 +17,13 @@ from aiohttp.test_utils import TestServer
 from tests.unit.both_loops import on_both_loops
 from tests.unit.serving import serving
 
+from sidegate._native import HeadHeaders, request_head
 from sidegate.errors import UpstreamTimeoutError
-from sidegate.upstream.headers import ForwardedHeaders
+from sidegate.upstream.headers import (
+    ForwardedHeaders,
+    GatewayHeaders,
+    upstream_request_headers,
+)
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
@@ -55,6 +60,7 @@ async def echo(request: web.Request) -> web.Response:
             "path_qs": request.path_qs,
             "host": request.host,
             "x_custom": request.headers.get("X-Custom"),
+            "authorization": request.headers.get("Authorization"),
             "content_length": request.headers.get("Content-Length"),
             "body": body.decode(),
             "peer": peer_port(request),
@@ -124,17 +130,46 @@ async def test_header_line_breaks_are_refused() -> None:
             )
 
 
+def client_headers(lines: str) -> HeadHeaders:
+    """A client's headers as the lean server's native reader takes them."""
+    read = request_head(f"POST /v1/chat/completions HTTP/1.1\r\n{lines}\r\n".encode(), 65536)
+    assert read is not None
+    return read[2]
+
+
+@pytest.mark.parametrize("size", [2, 20_000, 300_000])
+@on_both_loops
+async def test_a_clients_natively_read_headers_go_up_with_the_gateways_own(size: int) -> None:
+    # Small bodies leave in one piece with the head, larger ones after it: the same request.
+    client = client_headers(
+        "Host: gw\r\nAuthorization: Bearer sk-client\r\nX-Custom: kept\r\nContent-Length: 0\r\n"
+    )
+    headers = upstream_request_headers(client, (("Authorization", "Bearer sk-up"),))
+    body = b"{" + b" " * (size - 2) + b"}"
+    async with serve(web.post("/echo", echo)) as server, lean() as transport:
+        response = await transport.send(
+            "POST", str(server.make_url("/echo")), headers, body, TIMEOUTS
+        )
+        seen = json.loads(await response.read())
+        response.close()
+        assert seen["host"] == f"127.0.0.1:{server.port}"
+    assert seen["x_custom"] == "kept"
+    assert seen["authorization"] == "Bearer sk-up"  # never the client's key
+    assert seen["content_length"] == str(size)
+    assert seen["body"].encode() == body
+
+
 @on_both_loops
 async def test_a_line_break_in_the_gateways_own_headers_is_refused_too() -> None:
     # The gateway's headers beside a client's natively read ones are framed once per upstream:
     # checked as carefully as any other.
-    added = (("Authorization", "Bearer sk-up\r\nX-B: 2"), ("Accept-Encoding", "identity"))
+    added = GatewayHeaders([("Authorization", "Bearer sk-up\r\nX-B: 2")])
     async with serve(web.post("/echo", echo)) as server, lean() as transport:
         with pytest.raises(ValueError, match="line break"):
             await transport.send(
                 "POST",
                 str(server.make_url("/echo")),
-                ForwardedHeaders(b"X-Client: 1\r\n", added),
+                ForwardedHeaders(client_headers("X-Client: 1\r\n"), added),
                 b"",
                 TIMEOUTS,
             )

@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::header_block::push_line;
 use crate::header_rules::{forwarded_lines, returned_block, returned_headers};
 use crate::http_head::{answer_start, plain_request, Plain};
+use crate::upstream_request::request_bytes;
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
 /// start of `data`, headers as a `HeadHeaders` over a copy of the head; None when llhttp
@@ -200,6 +201,23 @@ impl HeadHeaders {
     fn forwarded<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let headers: Vec<_> = self.pairs().collect();
         PyBytes::new(py, &forwarded_lines(&headers))
+    }
+
+    /// The request an upstream gets with these as its client's headers: `start` (request line
+    /// and `Host`), the lines `forwarded()` gives, `own` (the gateway's lines), the length of
+    /// `body`, then `body` itself unless `with_body` is false. `start` and `own` are the
+    /// caller's, checked for line breaks.
+    #[pyo3(signature = (start, own, body, with_body=true))]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        start: &[u8],
+        own: &[u8],
+        body: &[u8],
+        with_body: bool,
+    ) -> Bound<'py, PyBytes> {
+        let headers: Vec<_> = self.pairs().collect();
+        PyBytes::new(py, &request_bytes(start, &headers, own, body, with_body))
     }
 
     /// The answer headers the client gets (`header_rules::returned_headers`) as a new dict,

@@ -15,6 +15,7 @@ mod ratelimit;
 mod spend;
 mod sse;
 mod tokens;
+mod upstream_request;
 
 #[pymodule(gil_used = false)]
 fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -42,6 +43,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(http_head::py_request_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_response_head, m)?)?;
     m.add_function(wrap_pyfunction!(http_head::py_header_block, m)?)?;
+    m.add_function(wrap_pyfunction!(upstream_request::py_splice_body, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_usage_at, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_done_marker, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_set_prompt_memo_capacity, m)?)?;

@@ -201,13 +201,14 @@ class LeanConnection(ClientWriter, asyncio.Protocol):
             if plain is None:
                 return data
             url, keep_alive, headers, head_len, length = plain
-            handler = front.hot_routes.get(url.partition(b"?")[0])
+            path = url.partition(b"?")[0]
+            handler = front.hot_routes.get(path)
             if handler is None or length > front.max_body_bytes:
                 return data
             end = head_len + length
             body = data[head_len:end]
             # With nothing before it, it may go upstream before it has any object of its own.
-            early = self._start_early(url, headers, body) if not self._queue else None
+            early = self._start_early(path, headers, body) if not self._queue else None
             parsed = ParsedRequest(b"POST", url, headers)
             parsed.keep_alive = keep_alive
             if early is not None:
@@ -334,7 +335,8 @@ class LeanConnection(ClientWriter, asyncio.Protocol):
             if parsed.held:
                 parsed.held = False
                 body = lean.whole_body()
-                early = None if body is None else self._start_early(parsed.url, lean.headers, body)
+                path = parsed.url.partition(b"?")[0]
+                early = None if body is None else self._start_early(path, lean.headers, body)
                 if early is not None:
                     parsed.context, parsed.early = early
                 self._next()
@@ -344,12 +346,12 @@ class LeanConnection(ClientWriter, asyncio.Protocol):
     # Serving
 
     def _start_early(
-        self, url: bytes, headers: ClientHeaders, body: bytes
+        self, path: bytes, headers: ClientHeaders, body: bytes
     ) -> tuple[contextvars.Context, HeadStart] | None:
         """For a whole request with nothing before it on this connection: its hot route's
         start (sidegate.early), in the context its task will run in; None when it has none,
-        or did nothing."""
-        door = self._front.early_starts.get(url.partition(b"?")[0])
+        or did nothing. `path`: the request target without its query."""
+        door = self._front.early_starts.get(path)
         if door is None:
             return None
         context = contextvars.copy_context()

@@ -56,15 +56,11 @@ class Door:
         if not authenticator.verifies_locally:
             return None
         try:
-            tenant = authenticator.authenticate(
-                headers.get("Authorization"), headers.get("api-key")
-            )
+            tenant = authenticator.authenticate_headers(headers)
         except Exception:
             return None
         # The id comes later (in the task, after the write); the exchange gets it then.
-        exchange = Exchange(
-            request_id="", tenant=tenant, kind=self._kind, started=time.perf_counter()
-        )
+        exchange = Exchange("", tenant, self._kind, time.perf_counter())
         return self._pipeline.start_early(headers, body, self._kind, exchange)
 
     async def __call__(

@@ -3,15 +3,11 @@ gateway needs it."""
 
 from __future__ import annotations
 
-from typing import Final
-
 import orjson
 
+from sidegate._native import splice_body
 from sidegate.inspection import RequestFacts
 from sidegate.routing import Candidate
-
-_STREAM_OPTIONS: Final = b'"stream_options"'
-_WANT_USAGE: Final = b'"stream_options":{"include_usage":true},'
 
 
 def rewrite_body(
@@ -21,18 +17,15 @@ def rewrite_body(
 
     Both edits are spliced into the client's bytes when that is safe (the model named once,
     without escapes; when usage is added, no `stream_options` and no `\\u` escape, which could
-    spell it, anywhere in the text); otherwise the body is parsed and written again."""
+    spell it, anywhere in the text: `splice_body`); otherwise the body is parsed and written
+    again."""
     renamed = candidate.upstream_model != facts.model
     if not add_usage and not renamed:
         return body
-    span = facts.model_span
-    if span is not None and not (add_usage and (_STREAM_OPTIONS in body or b"\\u" in body)):
-        start, end = span
-        name = orjson.dumps(candidate.upstream_model)[1:-1] if renamed else body[start:end]
-        if not add_usage:
-            return b"".join((body[:start], name, body[end:]))
-        brace = body.index(b"{") + 1  # the body is a JSON object: its first bracket opens it
-        return b"".join((body[:brace], _WANT_USAGE, body[brace:start], name, body[end:]))
+    model = candidate.upstream_model_json if renamed else None
+    spliced = splice_body(body, facts.model_span, model, add_usage)
+    if spliced is not None:
+        return spliced
     payload = orjson.loads(body)
     payload["model"] = candidate.upstream_model
     if add_usage:

@@ -52,24 +52,69 @@ def _connection_tokens(value: str) -> frozenset[str]:
 _remembered_tokens: Final = functools.lru_cache(maxsize=256)(_connection_tokens)
 
 
+# Framing is the transport's: a caller's copies of these would contradict or duplicate it.
+FRAMING_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """`name: value\r\n` for each header but the `FRAMING_HEADERS`; ValueError when a name
+    or value holds a line break."""
+    parts: list[str] = []
+    lines = 0
+    for name, value in headers:
+        if name.lower() in FRAMING_HEADERS:
+            continue
+        parts += (name, ": ", value, "\r\n")
+        lines += 1
+    block = "".join(parts)
+    # One count per separator catches a CR or LF smuggled into any name or value.
+    if block.count("\n") != lines or block.count("\r") != lines:
+        raise ValueError("a request header contains a line break")
+    # surrogateescape round-trips the undecodable header bytes aiohttp's server let through.
+    return block.encode("utf-8", "surrogateescape")
+
+
+class GatewayHeaders:
+    """What the gateway adds to a client's headers for one upstream: its key, and no encoding
+    but identity. Made once per upstream, with its lines framed on first use (`lines`)."""
+
+    __slots__ = ("_lines", "pairs")
+
+    def __init__(self, auth: Iterable[tuple[str, str]]) -> None:
+        self.pairs: tuple[tuple[str, str], ...] = (*auth, ("Accept-Encoding", "identity"))
+        self._lines: bytes | None = None
+
+    def lines(self) -> bytes:
+        """`header_lines` of `pairs` (so ValueError when one holds a line break)."""
+        if self._lines is None:
+            self._lines = header_lines(self.pairs)
+        return self._lines
+
+
 class ForwardedHeaders(Sequence[tuple[str, str]]):
     """The headers an upstream gets when the client's came through the native reader: the
-    client's part stays the bytes `HeadHeaders.forwarded()` framed (the lean transport
-    writes them as they are); `added` are the gateway's own. As a sequence it reads as the
-    list `upstream_request_headers` would give, for a transport that wants pairs."""
+    client's part stays in `client`, which frames the lines an upstream gets itself
+    (`HeadHeaders.request`, as the lean transport writes them); `added` are the gateway's own.
+    As a sequence it reads as the list `upstream_request_headers` would give, for a transport
+    that wants pairs."""
 
-    __slots__ = ("_pairs", "added", "client_lines")
+    __slots__ = ("_pairs", "added", "client")
 
-    def __init__(self, client_lines: bytes, added: tuple[tuple[str, str], ...]) -> None:
-        self.client_lines = client_lines
+    def __init__(self, client: HeadHeaders, added: GatewayHeaders) -> None:
+        self.client = client
         self.added = added
         self._pairs: list[tuple[str, str]] | None = None
+
+    @property
+    def client_lines(self) -> bytes:
+        """The client's headers an upstream gets, as `name: value\r\n` lines."""
+        return self.client.forwarded()
 
     def _all(self) -> list[tuple[str, str]]:
         if self._pairs is None:
             lines = self.client_lines.decode("latin-1").split("\r\n")[:-1]
             client = [(name, value) for name, _, value in (ln.partition(": ") for ln in lines)]
-            self._pairs = [*client, *self.added]
+            self._pairs = [*client, *self.added.pairs]
         return self._pairs
 
     @overload
@@ -87,26 +132,22 @@ class ForwardedHeaders(Sequence[tuple[str, str]]):
 
 
 def upstream_request_headers(
-    client: ClientHeaders, auth: Iterable[tuple[str, str]]
+    client: ClientHeaders, gateway: GatewayHeaders | Iterable[tuple[str, str]]
 ) -> Sequence[tuple[str, str]]:
-    if isinstance(client, HeadHeaders):
-        return ForwardedHeaders(client.forwarded(), _gateway_headers(tuple(auth)))
+    """The headers an upstream gets: the client's that cross, and `gateway`'s (or those of
+    the upstream key pairs given)."""
+    if not isinstance(gateway, GatewayHeaders):
+        gateway = GatewayHeaders(gateway)
+    if type(client) is HeadHeaders:
+        return ForwardedHeaders(client, gateway)
     extra = _named_in_connection(client)
     headers = [
         (name, value)
         for name, value in client.items()
         if (low := name.lower()) not in _NOT_FORWARDED_UP and low not in extra
     ]
-    headers.extend(auth)
-    headers.append(("Accept-Encoding", "identity"))
+    headers.extend(gateway.pairs)
     return headers
-
-
-@functools.lru_cache(maxsize=64)
-def _gateway_headers(auth: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """What the gateway adds to a client's headers for an upstream: its key, and no encoding
-    but identity (one tuple per upstream, which the transport frames once)."""
-    return (*auth, ("Accept-Encoding", "identity"))
 
 
 def lines_headers(lines: bytes) -> dict[str, str]:

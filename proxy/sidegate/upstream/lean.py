@@ -21,20 +21,18 @@ import asyncio
 import functools
 import os
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from sidegate.errors import UpstreamConnectError, UpstreamResetError
-from sidegate.upstream.headers import ForwardedHeaders
+from sidegate.upstream.headers import ForwardedHeaders, header_lines
 from sidegate.upstream.lean_connection import LeanConnection
 from sidegate.upstream.lean_pool import EndpointPool
 from sidegate.upstream.lean_response import LeanResponse
 from sidegate.upstream.transport import HeadHook, Timeouts, Transport, UpstreamResponse
 
-# Framing is ours: the caller's copies of these would contradict or duplicate it.
-_FRAMING_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _TARGET_CACHE_SIZE: Final = 1024
@@ -42,11 +40,13 @@ _TARGET_CACHE_SIZE: Final = 1024
 _COPY_BODY_LIMIT: Final = 16 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+# Compared (and hashed, for `_head_start`'s cache) by identity: `LeanTransport` keeps one per URL.
+@dataclass(frozen=True, slots=True, eq=False)
 class _Target:
     key: tuple[str, str, int]
     host_header: str
     path: str
+    post: bytes = b""  # `_head_start("POST", self)`: the gateway's every request
 
 
 class LeanTransport:
@@ -84,9 +84,9 @@ class LeanTransport:
     ) -> LeanResponse:
         target = self._targets.get(url) or self._parse(url)
         pool = self._pools.get(target.key) or self._new_pool(target)
-        request = _frame(method, target, headers, body)
+        request, rest = _frame(method, target, headers, body)
         conn = pool.take_idle() or await pool.acquire(timeouts.connect)
-        return await self._sent(pool, conn, request, body, timeouts, method).answer()
+        return await self._sent(pool, conn, request, rest, timeouts, method).answer()
 
     def send_now(
         self,
@@ -98,11 +98,11 @@ class LeanTransport:
     ) -> LeanSentRequest | None:
         target = self._targets.get(url) or self._parse(url)
         pool = self._pools.get(target.key) or self._new_pool(target)
-        request = _frame(method, target, headers, body)
+        request, rest = _frame(method, target, headers, body)
         conn = pool.take_idle()
         if conn is None:
             return None
-        return self._sent(pool, conn, request, body, timeouts, method)
+        return self._sent(pool, conn, request, rest, timeouts, method)
 
     def _sent(
         self,
@@ -138,9 +138,9 @@ class LeanTransport:
         path = parts.path or "/"
         if parts.query:
             path = f"{path}?{parts.query}"
-        target = _Target(
-            key=(scheme, host, port), host_header=parts.netloc.rpartition("@")[2], path=path
-        )
+        host_header = parts.netloc.rpartition("@")[2]
+        post = _request_start("POST", path, host_header)
+        target = _Target((scheme, host, port), host_header, path, post)
         if len(self._targets) >= _TARGET_CACHE_SIZE:
             self._targets.clear()
         self._targets[url] = target
@@ -169,50 +169,40 @@ class LeanTransport:
         return self._ssl_context
 
 
-def _frame(method: str, target: _Target, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
-    client_lines = b""
-    if type(headers) is ForwardedHeaders:
-        # The client's headers come framed by the native reader, which declined any head with
-        # a line break out of place; the gateway's own are the same on every request to an
-        # upstream, framed (and checked) once.
-        client_lines, lines = headers.client_lines, _own_lines(headers.added)
-    else:
-        lines = _header_lines(headers)
+def _frame(
+    method: str, target: _Target, headers: Sequence[tuple[str, str]], body: bytes
+) -> tuple[bytes, bytes]:
+    """The request's bytes, and what of its body is to be written after them (a body up to
+    `_COPY_BODY_LIMIT` is copied in with the head, one write; a larger one follows it)."""
+    with_body = len(body) <= _COPY_BODY_LIMIT
+    rest = b"" if with_body else body
+    if type(headers) is ForwardedHeaders and (body or method not in _BODYLESS_METHODS):
+        # The client's headers as the native reader took them (it declined any head with a
+        # line break out of place), framed there in one call with the request line and the
+        # gateway's own headers, which are the same on every request to an upstream: framed
+        # (and checked) once.
+        start = target.post if method == "POST" else _head_start(method, target)
+        return headers.client.request(start, headers.added.lines(), body, with_body), rest
+    lines = header_lines(headers)
     if body or method not in _BODYLESS_METHODS:
         end = b"Content-Length: %d\r\n\r\n" % len(body)
     else:
         end = b"\r\n"
-    return b"".join((_head_start(method, target), client_lines, lines, end))
+    head = b"".join((_head_start(method, target), lines, end))
+    return (head + body if with_body and body else head), rest
 
 
 @functools.lru_cache(maxsize=_TARGET_CACHE_SIZE)
 def _head_start(method: str, target: _Target) -> bytes:
+    return _request_start(method, target.path, target.host_header)
+
+
+def _request_start(method: str, path: str, host_header: str) -> bytes:
     """The request line and Host header."""
-    first = f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+    first = f"{method} {path} HTTP/1.1\r\nHost: {host_header}\r\n"
     if first.count("\n") != 2 or first.count("\r") != 2:
         raise ValueError("a request path or host contains a line break")
     return first.encode("utf-8", "surrogateescape")
-
-
-def _header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
-    """`name: value\r\n` for each header but those the transport frames itself."""
-    parts: list[str] = []
-    lines = 0
-    for name, value in headers:
-        if name.lower() in _FRAMING_HEADERS:
-            continue
-        parts += (name, ": ", value, "\r\n")
-        lines += 1
-    block = "".join(parts)
-    # One count per separator catches a CR or LF smuggled into any name or value.
-    if block.count("\n") != lines or block.count("\r") != lines:
-        raise ValueError("a request header contains a line break")
-    # surrogateescape round-trips the undecodable header bytes aiohttp's server let through.
-    return block.encode("utf-8", "surrogateescape")
-
-
-# The gateway's own headers (an upstream's key, its encoding) come as one tuple per upstream.
-_own_lines: Final = functools.lru_cache(maxsize=64)(_header_lines)
 
 
 class LeanSentRequest:
@@ -308,13 +298,11 @@ class LeanSentRequest:
             return response
 
 
-def _write(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
-    if not body:
-        transport.write(head)
-    elif len(body) <= _COPY_BODY_LIMIT:
-        transport.write(head + body)
+def _write(transport: asyncio.Transport, request: bytes, rest: bytes) -> None:
+    if rest:
+        transport.writelines((request, rest))
     else:
-        transport.writelines((head, body))
+        transport.write(request)
 
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from typing import Final
 
 from sidegate.settings import Settings, UpstreamSettings
 from sidegate.upstream.aiohttp_transport import AiohttpTransport
+from sidegate.upstream.headers import GatewayHeaders
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts, Transport
 
@@ -55,7 +56,7 @@ class UpstreamPool:
         self._next = 0
         self._on_health = on_health
         auth = [("Authorization", f"Bearer {settings.api_key}")] if settings.api_key else []
-        self.auth_headers: tuple[tuple[str, str], ...] = tuple(auth)
+        self.gateway_headers = GatewayHeaders(auth)
 
     def ordered(self) -> Sequence[Endpoint]:
         """Endpoints to try, best first: healthy by fewest outstanding, rotating among ties.
