@@ -69,15 +69,12 @@ class Authenticator:
             from sidegate.jwt_auth import JwtVerifier
 
             self._jwt = JwtVerifier(settings.auth, settings.plans)
+        # `authenticate` alone decides (no JWT keys to fetch): no coroutine is needed.
+        self.verifies_locally = self._jwt is None
 
     @property
     def required(self) -> bool:
         return self._mode != "none"
-
-    @property
-    def verifies_locally(self) -> bool:
-        """`authenticate` alone decides (no JWT keys to fetch): no coroutine is needed."""
-        return self._jwt is None
 
     async def authenticate_request(
         self, authorization: str | None, api_key_header: str | None

@@ -76,19 +76,20 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
 
 class GatewayHeaders:
     """What the gateway adds to a client's headers for one upstream: its key, and no encoding
-    but identity. Made once per upstream, with its lines framed on first use (`lines`)."""
+    but identity. Made once per upstream, with its lines framed on first use (`lines()`,
+    then `framed`)."""
 
-    __slots__ = ("_lines", "pairs")
+    __slots__ = ("framed", "pairs")
 
     def __init__(self, auth: Iterable[tuple[str, str]]) -> None:
         self.pairs: tuple[tuple[str, str], ...] = (*auth, ("Accept-Encoding", "identity"))
-        self._lines: bytes | None = None
+        self.framed: bytes | None = None
 
     def lines(self) -> bytes:
         """`header_lines` of `pairs` (so ValueError when one holds a line break)."""
-        if self._lines is None:
-            self._lines = header_lines(self.pairs)
-        return self._lines
+        if self.framed is None:
+            self.framed = header_lines(self.pairs)
+        return self.framed
 
 
 class ForwardedHeaders(Sequence[tuple[str, str]]):

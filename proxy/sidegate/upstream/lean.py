@@ -182,7 +182,9 @@ def _frame(
         # gateway's own headers, which are the same on every request to an upstream: framed
         # (and checked) once.
         start = target.post if method == "POST" else _head_start(method, target)
-        return headers.client.request(start, headers.added.lines(), body, with_body), rest
+        added = headers.added
+        own = added.framed or added.lines()
+        return headers.client.request(start, own, body, with_body), rest
     lines = header_lines(headers)
     if body or method not in _BODYLESS_METHODS:
         end = b"Content-Length: %d\r\n\r\n" % len(body)

@@ -116,8 +116,9 @@ def build_transport(upstream: UpstreamSettings) -> Transport:
     )
 
 
-class UpstreamPools:
-    """Every upstream's pool; owns the transports and closes them."""
+class UpstreamPools(dict[str, UpstreamPool]):
+    """Every upstream's pool by name (a dict: the request path looks one up on every request);
+    owns the transports and closes them."""
 
     def __init__(
         self,
@@ -125,17 +126,14 @@ class UpstreamPools:
         on_health: HealthListener,
         embedded_endpoints: tuple[str, ...] = (),
     ) -> None:
-        self._pools: dict[str, UpstreamPool] = {}
+        super().__init__()
         for name, upstream in settings.upstreams.items():
             endpoints = upstream.endpoints or embedded_endpoints
             transport = build_transport(upstream)
-            self._pools[name] = UpstreamPool(name, upstream, transport, endpoints, on_health)
+            self[name] = UpstreamPool(name, upstream, transport, endpoints, on_health)
             for url in endpoints:
                 on_health(name, url.rstrip("/"), True)
 
-    def __getitem__(self, name: str) -> UpstreamPool:
-        return self._pools[name]
-
     async def close(self) -> None:
-        for pool in self._pools.values():
+        for pool in self.values():
             await pool.transport.close()
