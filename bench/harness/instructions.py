@@ -8,17 +8,21 @@ executed in user space by all its threads, divided by the requests answered. Ker
 (system calls) is not counted, and a lower instruction count does not always mean as much less
 time: compare variants of one build, or with the floors, rather than across machines.
 
-Variants are Sidegate configs (overrides merged into the benchmark's defaults-on config) or
-reference systems:
+Variants are Sidegate configs (overrides merged into the benchmark's defaults-on config),
+the defaults run from another checkout's source root (`source:<dir>`, as `bench.harness.ab`'s
+baseline: a change before and after), or reference systems:
 
     python -m bench.harness.instructions --variant defaults={} \\
         --variant 'no-spend={"spend": {"enabled": false}}' --variant floor=aiohttp-floor
+    python -m bench.harness.instructions --variant before=source:/tmp/baseline/proxy \\
+        --variant after={}
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,14 +33,22 @@ from typing import Any
 from bench.harness import procs, systems, wrk
 from bench.harness.systems import Kind
 
+Spec = str | dict[str, Any] | Path
 
-def parse_variant(text: str) -> tuple[str, str | dict[str, Any]]:
-    """`name=<JSON object of config overrides>` or `name=<reference system>`."""
+
+def parse_variant(text: str) -> tuple[str, Spec]:
+    """`name=<JSON object of config overrides>`, `name=<reference system>` or
+    `name=source:<dir>` (the defaults from the `sidegate` package under another source root)."""
     name, sep, spec = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected name=spec, got {text!r}")
     if spec in systems.SPEC_BY_NAME:
         return name, spec
+    if spec.startswith("source:"):
+        root = Path(spec.removeprefix("source:"))
+        if not (root / "sidegate" / "__init__.py").is_file():
+            raise argparse.ArgumentTypeError(f"{name}: no sidegate package under {root}")
+        return name, root
     try:
         overrides = json.loads(spec)
     except json.JSONDecodeError as exc:
@@ -46,16 +58,18 @@ def parse_variant(text: str) -> tuple[str, str | dict[str, Any]]:
     return name, overrides
 
 
-def _argv(env: systems.Env, port: int, name: str, spec: str | dict[str, Any]) -> list[str]:
+def _argv(env: systems.Env, port: int, name: str, spec: Spec) -> tuple[list[str], dict[str, str]]:
+    """The command for a variant, and what its environment adds."""
     if isinstance(spec, str):
         launch = systems.SPEC_BY_NAME[spec].launch
         launched = launch(env, port) if launch is not None else "has no process of its own"
         if isinstance(launched, str):
             raise SystemExit(f"instructions: {spec} cannot run: {launched}")
-        return launched[0]
+        return launched
+    overrides, extra = (spec, {}) if isinstance(spec, dict) else ({}, {"PYTHONPATH": str(spec)})
     config = env.workdir / f"{name}.json"
-    config.write_text(json.dumps(systems.merged(systems.sidegate_config(env, port, 1), spec)))
-    return [env.python, "-m", "sidegate.cli", "serve", "--config", str(config)]
+    config.write_text(json.dumps(systems.merged(systems.sidegate_config(env, port, 1), overrides)))
+    return [env.python, "-m", "sidegate.cli", "serve", "--config", str(config)], extra
 
 
 def _total_instructions(out: Path) -> int:
@@ -75,17 +89,25 @@ def _answers(target: systems.Target, workdir: Path) -> bool:
 
 
 def measure(
-    env: systems.Env, name: str, spec: str | dict[str, Any], kind: Kind, args: argparse.Namespace
+    env: systems.Env, name: str, spec: Spec, kind: Kind, args: argparse.Namespace
 ) -> tuple[int, int]:
     """(instructions, requests) for one variant."""
     port = procs.free_port()
     out = env.workdir / f"callgrind-{name}.out"
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-    argv = [*valgrind, f"--callgrind-out-file={out}", *_argv(env, port, name, spec)]
+    command, extra = _argv(env, port, name, spec)
+    argv = [*valgrind, f"--callgrind-out-file={out}", *command]
     log = (env.workdir / f"{name}.log").open("wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    auth = systems.SIDEGATE_KEY if isinstance(spec, dict) else ""
-    target = systems.Running(name, port, None, proc.pid, isinstance(spec, dict), auth).target(kind)
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **extra},
+    )
+    gateway = not isinstance(spec, str)  # a Sidegate config: by model, with its key
+    auth = systems.SIDEGATE_KEY if gateway else ""
+    target = systems.Running(name, port, None, proc.pid, gateway, auth).target(kind)
     try:
         deadline = time.monotonic() + 300  # start-up under valgrind is slow
         while not _answers(target, env.workdir):

@@ -33,7 +33,9 @@ def test_variants_are_overrides_or_reference_systems() -> None:
         {"telemetry": {"log_level": "error"}},
     )
     assert parse_variant("floor=aiohttp-floor") == ("floor", "aiohttp-floor")
-    for bad in ("no-equals", "x=[1]", "x=not-a-system"):
+    proxy = ROOT / "proxy"
+    assert parse_variant(f"before=source:{proxy}") == ("before", proxy)
+    for bad in ("no-equals", "x=[1]", "x=not-a-system", f"x=source:{ROOT}"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_variant(bad)
 
