@@ -2,25 +2,23 @@
 
 Routes parse nothing themselves: they hand the raw request and their endpoint kind here. The
 pipeline inspects the body, resolves the model, admits the request (limits, budgets), answers
-from cache when it can, forwards to the best endpoint with failover, relays the answer
-(streaming or not) and accounts for it. Each concern sits behind its own seam (`Admission`,
-`ResponseCache`, `Tracing`, `Recorder`), so this module only orders them.
+from cache when it can, forwards to the best endpoint with failover, and has the answer relayed
+(streaming or not) and accounted for (`sidegate.answers`). Each concern sits behind its own
+seam (`Admission`, `ResponseCache`, `Tracing`, `Recorder`), so this module only orders them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
 from aiohttp import web
 
-from sidegate._native import usage_counts
 from sidegate.admission import Admission, Ticket
-from sidegate.cache import CachedAnswer, CacheKey, ResponseCache
+from sidegate.answers import Answers
+from sidegate.cache import CacheKey, ResponseCache
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
 from sidegate.early import FirstAttempt, HeadStart
 from sidegate.errors import (
@@ -39,36 +37,21 @@ from sidegate.inspection import (
     inspect_request_off_loop,
 )
 from sidegate.lean_server.messages import (
-    LeanStream,
     body_in_hand,
-    open_relayed_stream,
-    open_stream,
-    whole_answer,
 )
 from sidegate.observability.metrics import Metrics, Values
 from sidegate.observability.recorder import Recorder
 from sidegate.observability.tracing import NoTracing, Tracing
-from sidegate.relay import OpenOnHead, is_event_stream, pull_events, push_events, stream_lines
-from sidegate.replay import assemble_stream, replay_stream
+from sidegate.relay import OpenOnHead, is_event_stream
 from sidegate.routing import Candidate, Router
-from sidegate.tokens import Tokenizer
 from sidegate.upstream.body import rewrite_body
 from sidegate.upstream.headers import (
     ClientHeaders,
-    client_response_headers,
     upstream_request_headers,
 )
 from sidegate.upstream.pool import Endpoint as PoolEndpoint
 from sidegate.upstream.pool import UpstreamPools
-from sidegate.upstream.sse import SseFramer, error_event
 from sidegate.upstream.transport import UpstreamResponse
-
-log = logging.getLogger("sidegate.access")
-
-# The largest token count an answer may report: a negative or larger one is no real usage, and
-# would not fit the spend table's INTEGER nor the access log's number (it stopped the spend
-# log's writer).
-_MAX_REPORTED_TOKENS: Final = 2**53
 
 _PATHS: dict[Endpoint, str] = {
     "chat": "/chat/completions",
@@ -94,6 +77,7 @@ class Pipeline:
         self._metrics = metrics
         self._admission = seams.admission
         self._cache = seams.cache
+        self._answers = Answers(seams.cache)
         self._tracing = seams.tracing
         self._recorder = seams.recorder
         self._active = Values(metrics.active_requests)  # labels() per request costs more
@@ -237,7 +221,7 @@ class Pipeline:
                     self._metrics.upstream_duration.labels(facts.model, "cache").observe(
                         time.perf_counter() - looked_up
                     )
-                    return await self._answer_from_cache(request, answer, facts, exchange, ticket)
+                    return await self._answers.from_cache(request, answer, facts, exchange, ticket)
             store = key if key is not None and key.store else None
             first = early.first if early is not None else None
             return await self._forward(
@@ -331,7 +315,7 @@ class Pipeline:
                     keep = store if candidate is candidates[0] else None
                     try:
                         if facts.stream and is_event_stream(upstream):
-                            return await self._relay_stream(
+                            return await self._answers.relay_stream(
                                 request,
                                 upstream,
                                 candidate,
@@ -341,7 +325,7 @@ class Pipeline:
                                 keep,
                                 opened,
                             )
-                        return await self._relay_whole(
+                        return await self._answers.relay_whole(
                             request, upstream, candidate, exchange, ticket, keep
                         )
                     finally:
@@ -394,158 +378,3 @@ class Pipeline:
                 upstream_body=error_body,
             )
         return upstream
-
-    async def _relay_whole(
-        self,
-        request: web.Request,
-        upstream: UpstreamResponse,
-        candidate: Candidate,
-        exchange: Exchange,
-        ticket: Ticket,
-        store: CacheKey | None,
-    ) -> web.StreamResponse:
-        body = upstream.read_now()
-        if body is None:
-            started = time.perf_counter()
-            try:
-                body = await upstream.read()
-            finally:
-                exchange.upstream_seconds += time.perf_counter() - started
-        if upstream.status < 300:
-            prompt, completion = usage_counts(body)
-            _account_usage(prompt, completion, candidate, exchange)
-            if store is not None:
-                await self._cache.put(
-                    store.value,
-                    CachedAnswer(
-                        exchange.kind, body, exchange.input_tokens, exchange.output_tokens
-                    ),
-                )
-        lines = ticket.header_lines
-        headers = client_response_headers(upstream.headers, lines)
-        self._stamp(headers, exchange)
-        return whole_answer(request, upstream.status, headers, body, lines)
-
-    async def _relay_stream(
-        self,
-        request: web.Request,
-        upstream: UpstreamResponse,
-        candidate: Candidate,
-        exchange: Exchange,
-        ticket: Ticket,
-        hide_usage: bool,
-        store: CacheKey | None,
-        opened: OpenOnHead | None = None,
-    ) -> web.StreamResponse:
-        """`opened`: the hook that may have opened the stream from the connection's callback
-        already (then the relay goes on from its response and framer)."""
-        response: web.StreamResponse | None
-        if opened is not None and opened.response is not None and opened.framer is not None:
-            response, framer = opened.response, opened.framer
-        else:
-            lines = ticket.header_lines
-            own = stream_lines(exchange, time.perf_counter()) + lines
-            response = open_relayed_stream(request, upstream.status, upstream.headers, own)
-            if response is None:
-                headers = client_response_headers(upstream.headers, lines)
-                headers["Cache-Control"] = "no-cache"
-                self._stamp(headers, exchange)
-                response = await open_stream(request, upstream.status, headers, lines)
-            framer = SseFramer(hide_usage=hide_usage)
-        complete = False
-        # A stream to be stored keeps its last events (`[DONE]` and what came with it) until
-        # it is: a client that asks again as soon as it has them must find the answer.
-        held: list[bytes] | None = [] if store is not None and upstream.status < 300 else None
-        try:
-            if isinstance(response, LeanStream):
-                await push_events(upstream, response, framer, exchange, held)
-            else:
-                await pull_events(upstream, response, framer, exchange, held)
-            if framer.done:
-                complete = True
-            else:
-                exchange.status = 502
-                await response.write(
-                    error_event("The upstream ended the stream early.", "upstream_stream_cut")
-                )
-        except UpstreamError as error:
-            exchange.status = 504 if isinstance(error, UpstreamTimeoutError) else 502
-            ended = b"".join(held or ())  # the upstream failed after its last event
-            held = None
-            await response.write(
-                ended + error_event(error.message, error.instance_code or "upstream_error")
-            )
-        except ConnectionResetError:
-            exchange.status = 499
-            log.info("client disconnected mid-stream", extra={"request_id": exchange.request_id})
-            return response
-        finally:
-            usage = framer.usage
-            if usage is None:
-                counted = framer.count_completion(Tokenizer(candidate.encoding))
-                usage = {"prompt_tokens": exchange.input_tokens, "completion_tokens": counted}
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            _account_usage(prompt, completion, candidate, exchange)
-        if complete and store is not None and upstream.status < 300:
-            # `usage` is counted here when the upstream sent none: a whole-answer hit needs it.
-            assembled = assemble_stream(exchange.kind, framer.payloads, usage)
-            if assembled is not None:
-                await self._cache.put(
-                    store.value,
-                    CachedAnswer(
-                        exchange.kind, assembled, exchange.input_tokens, exchange.output_tokens
-                    ),
-                )
-        if held:
-            await response.write(b"".join(held))
-        await response.write_eof()
-        return response
-
-    async def _answer_from_cache(
-        self,
-        request: web.Request,
-        answer: CachedAnswer,
-        facts: RequestFacts,
-        exchange: Exchange,
-        ticket: Ticket,
-    ) -> web.StreamResponse:
-        exchange.cache = "hit"
-        exchange.served_model = exchange.model
-        exchange.input_tokens = answer.input_tokens
-        exchange.output_tokens = answer.output_tokens
-        exchange.cost_usd = 0.0  # a hit costs no upstream call
-        headers: dict[str, str] = {}
-        self._stamp(headers, exchange)
-        lines = ticket.header_lines
-        if not facts.stream or answer.kind == "embeddings":
-            headers["Content-Type"] = "application/json"
-            return whole_answer(request, 200, headers, answer.body, lines)
-        headers["Content-Type"] = "text/event-stream"
-        headers["Cache-Control"] = "no-cache"
-        response = await open_stream(request, 200, headers, lines)
-        exchange.first_byte_at = time.perf_counter()
-        await response.write(replay_stream(answer, include_usage=facts.include_usage))
-        await response.write_eof()
-        return response
-
-    def _stamp(self, headers: dict[str, str], exchange: Exchange) -> None:
-        """The gateway's own headers (the limits' come as the ticket's lines)."""
-        headers["x-request-id"] = exchange.request_id
-        headers["x-cache"] = exchange.cache
-        overhead = exchange.overhead_seconds(time.perf_counter())
-        headers["x-sidegate-overhead-ms"] = f"{overhead * 1000:.3f}"
-
-
-def _account_usage(
-    prompt: object, completion: object, candidate: Candidate, exchange: Exchange
-) -> None:
-    """The answer's own token counts where it reported them (integers within reason; else the
-    request keeps the counts Sidegate made), and its cost."""
-    if type(prompt) is int and 0 <= prompt <= _MAX_REPORTED_TOKENS:
-        exchange.input_tokens = prompt
-    if type(completion) is int and 0 <= completion <= _MAX_REPORTED_TOKENS:
-        exchange.output_tokens = completion
-    exchange.cost_usd = (
-        exchange.input_tokens * candidate.price.input
-        + exchange.output_tokens * candidate.price.output
-    ) / 1000.0
