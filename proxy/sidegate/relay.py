@@ -69,9 +69,13 @@ class OpenOnHead:
     The head and first event often arrive in one read. The task waiting for the head would
     wake in a later turn of the loop, resume its chain of coroutines and set the relay up
     before it wrote anything, on a core that has idled (bench/README.md); done here, the
-    client has both in the same turn. Only a 2xx event stream relayed as it comes (no stream
-    kept for the cache) on the lean server is opened here; any other answer is left to the
-    task, as is all that follows (the task goes on from `response` and `framer`).
+    client has both in the same turn. When the head comes alone, the task is woken only once
+    the first event has been relayed here (`LeanResponse.on_head`), so that its resumption
+    does not come between that event's read and its write either.
+
+    Only a 2xx event stream relayed as it comes (no stream kept for the cache) on the lean
+    server is opened here; any other answer is left to the task, as is all that follows (the
+    task goes on from `response` and `framer`).
     """
 
     __slots__ = ("_exchange", "_hide_usage", "_lines", "_request", "_sent_at", "framer", "response")

@@ -237,3 +237,32 @@ async def test_a_head_hook_sees_the_head_before_the_answer_returns(takes_pieces:
         assert b"".join(hooked + pushed) == b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n'
         assert heads == [(200, "text/event-stream")]  # once
         assert await serves_the_next_stream(t, url) == 1
+
+
+@on_both_loops
+async def test_a_head_alone_wakes_the_reader_only_once_the_hook_took_the_first_piece() -> None:
+    # The hook relays the first event itself; the reader, woken by a head that came alone,
+    # would resume ahead of that event's read.
+    gate = asyncio.Event()
+    route = web.post("/v1/chat/completions", gated_sse(gate, first=False))
+    async with serve(route) as server, lean() as t:
+        url = str(server.make_url("/v1/chat/completions"))
+        sent = await sent_on_a_pooled_connection(t, url, gate)
+        seen: list[str] = []
+
+        def hook(answer: UpstreamResponse) -> Callable[[bytes], bool]:
+            seen.append("head")
+            return lambda piece: seen.append(piece.decode()) or True
+
+        sent.on_head(hook)
+        answering = asyncio.ensure_future(sent.answer())
+        await until(lambda: seen)
+        await asyncio.sleep(0.05)
+        assert seen == ["head"] and not answering.done()
+        gate.set()
+        response = await answering
+        assert seen[0] == "head" and seen[1].startswith('data: {"n": 2}\n\n')
+        rest: list[bytes] = []
+        assert await response.push_body(lambda piece: rest.append(piece) or True) is True
+        assert "".join(seen[1:]) + b"".join(rest).decode() == 'data: {"n": 2}\n\ndata: [DONE]\n\n'
+        assert await serves_the_next_stream(t, url) == 1

@@ -167,10 +167,10 @@ class LeanConnection(asyncio.Protocol):
     ) -> None:
         """What the parser callbacks would do for an answer that is all of `data`, or for a
         chunked answer's head (its body is read natively from here on)."""
-        response.on_head(status, headers)
+        rest = data[head_len:] if len(data) > head_len else b""
+        response.on_head(status, headers, alone=not rest)
         if not keep_alive:
             self.reusable = False
-        rest = data[head_len:] if len(data) > head_len else b""
         if chunked:
             chunks = self._chunks = ChunkedBody()
             if rest:

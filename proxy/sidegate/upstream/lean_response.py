@@ -47,6 +47,7 @@ class LeanResponse:
         "_sink_error",
         "_wait_start",
         "_waiter",
+        "_wake_on_piece",
         "complete",
         "error",
         "head_hook",
@@ -80,6 +81,7 @@ class LeanResponse:
         self._sink: Callable[[bytes], bool] | None = None
         self._sink_error: Exception | None = None
         self._wait_start = 0.0
+        self._wake_on_piece = False
         self.head_request = head_request
         self.status = 0
         # Declared as the interface's type; the value is a CIMultiDict (getall works).
@@ -203,7 +205,10 @@ class LeanResponse:
     def on_headers(self, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
         self.on_head(status, [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers])
 
-    def on_head(self, status: int, headers: list[tuple[str, str]] | HeadHeaders) -> None:
+    def on_head(
+        self, status: int, headers: list[tuple[str, str]] | HeadHeaders, alone: bool = False
+    ) -> None:
+        """`alone`: the read that brought the head brought none of the body."""
         self.status = status
         # HeadHeaders is registered as a Mapping, which its stub cannot say.
         self.headers = headers if type(headers) is HeadHeaders else CIMultiDict(headers)  # type: ignore[assignment]
@@ -215,11 +220,20 @@ class LeanResponse:
             conn = self._conn
             if conn is not None:
                 conn.reusable = False
-        self._wake()
         hook = self.head_hook
-        if hook is not None:  # after the wake: what it leaves for the turn's end, the task
-            self.head_hook = None  # (woken first) can still join
-            self._sink = hook(self)  # the pieces that follow in this callback go to it
+        self.head_hook = None
+        if hook is not None and alone:
+            self._sink = hook(self)
+            if self._sink is not None:
+                # The hook relays the events itself, and the loop's next read is most often the
+                # first of them: the task, woken now, would resume its chain of coroutines (on
+                # a core that idled, bench/README.md) ahead of it. It wakes after that piece.
+                self._wake_on_piece = True
+                return
+        self._wake()
+        if hook is not None and not alone:  # after the wake: what it leaves for the turn's
+            self._sink = hook(self)  # end, the task (woken first) can still join; the pieces
+            # that follow in this callback go to it
 
     def on_piece(self, piece: bytes) -> None:
         if self.complete:
@@ -234,6 +248,9 @@ class LeanResponse:
             if not go_on:
                 self._sink = None
                 self._pause()  # the relay's reader lags: read no more until it caught up
+                self._wake()
+            elif self._wake_on_piece:
+                self._wake_on_piece = False
                 self._wake()
             return
         self._pieces.append(piece)

@@ -75,7 +75,9 @@ class SentRequest(Protocol):
     def on_head(self, hook: HeadHook) -> None:
         """Have `hook` called once with the answer when its head arrives, before `answer`
         returns it (where the head is in already, or the request is sent again, it is not
-        called). A plain callback, run in the connection's own: it must not raise."""
+        called). A plain callback, run in the connection's own: it must not raise. When the
+        head came alone and the hook returned a sink, `answer` returns once the sink has taken
+        the first piece (or the answer ended or failed): the hook's relay goes first."""
         ...
 
 
