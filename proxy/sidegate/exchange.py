@@ -49,4 +49,5 @@ class Exchange:
 
     def overhead_seconds(self, now: float) -> float:
         """Time spent inside Sidegate so far: wall time minus time waiting on upstreams."""
-        return max(0.0, now - self.started - self.upstream_seconds)
+        spent = now - self.started - self.upstream_seconds
+        return spent if spent > 0.0 else 0.0  # not max(): it parses its arguments per call

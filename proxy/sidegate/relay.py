@@ -128,8 +128,9 @@ def stream_lines(exchange: Exchange, now: float, waited: float = 0.0) -> bytes:
     """The gateway's own headers, and no caching, as the header lines of a relayed stream
     (the request id is the client's when sane, else ours: nothing to escape); `waited`: time
     spent on the upstream not yet counted in the exchange."""
-    overhead = max(0.0, exchange.overhead_seconds(now) - waited) * 1000
-    return _STREAM_LINES % (exchange.request_id.encode(), exchange.cache.encode(), overhead)
+    overhead = exchange.overhead_seconds(now) - waited
+    own = overhead * 1000 if overhead > 0.0 else 0.0
+    return _STREAM_LINES % (exchange.request_id.encode(), exchange.cache.encode(), own)
 
 
 _STREAM_LINES: Final = (
