@@ -250,7 +250,6 @@ class LeanResponse:
                 self._pause()  # the relay's reader lags: read no more until it caught up
                 self._wake()
             elif self._wake_on_piece:
-                self._wake_on_piece = False
                 self._wake()
             return
         self._pieces.append(piece)
@@ -310,6 +309,7 @@ class LeanResponse:
         return waiter
 
     def _wake(self) -> None:
+        self._wake_on_piece = False  # any wake is the one a head hook deferred
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
