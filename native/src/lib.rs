@@ -13,6 +13,7 @@ pub mod json;
 pub mod ratelimit;
 pub mod spend;
 pub mod sse_scan;
+pub mod stream_head;
 pub mod tokens;
 pub mod upstream_request;
 pub mod usage;

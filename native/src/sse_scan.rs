@@ -5,10 +5,17 @@
 //! a regex confirmed each candidate); here the candidates come from a vectorised substring
 //! search and are confirmed by hand. The answers are the Python ones, to the byte.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 const USAGE_KEY: &[u8] = b"\"usage\"";
 const DONE: &[u8] = b"[DONE]";
+
+// Built once: building a searcher costs more than searching one event's few hundred bytes,
+// and this runs on every relayed piece.
+static USAGE_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(USAGE_KEY));
 
 /// Python's `re` `\s` in bytes mode.
 fn is_space(byte: u8) -> bool {
@@ -18,7 +25,7 @@ fn is_space(byte: u8) -> bool {
 /// The span of the first `"usage"\s*:\s*\{` in `data` at or after `start`.
 pub fn usage_at(data: &[u8], start: usize) -> Option<(usize, usize)> {
     let from = start.min(data.len());
-    for found in memmem::find_iter(&data[from..], USAGE_KEY) {
+    for found in USAGE_FINDER.find_iter(&data[from..]) {
         let at = from + found;
         let mut position = at + USAGE_KEY.len();
         while data.get(position).copied().is_some_and(is_space) {
@@ -40,19 +47,23 @@ pub fn usage_at(data: &[u8], start: usize) -> Option<(usize, usize)> {
 
 /// Whether a line of `data` is `data: [DONE]` (spaces after the colon and a trailing `\r`
 /// allowed); `[DONE]` inside a delta's text is on a `data: {...}` line and does not count.
-/// Searched from the end, where the marker stands.
+/// Searched from the end, where the marker stands, from each `[` (a vectorised byte search; a
+/// chunk holds one or two, and a reverse substring search goes byte by byte).
 pub fn has_done_marker(data: &[u8]) -> bool {
-    memmem::rfind_iter(data, DONE).any(|at| {
-        let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |newline| newline + 1);
-        let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |offset| at + offset);
-        let mut line = &data[start..end];
-        if let Some(stripped) = line.strip_suffix(b"\r") {
-            line = stripped;
-        }
-        line.strip_prefix(b"data:").is_some_and(|rest| {
-            let spaces = rest.iter().take_while(|&&byte| byte == b' ').count();
-            &rest[spaces..] == DONE
-        })
+    memchr::memrchr_iter(b'[', data).any(|at| data[at..].starts_with(DONE) && is_done_line(data, at))
+}
+
+/// Whether the `[DONE]` at `at` stands alone on a `data:` line.
+fn is_done_line(data: &[u8], at: usize) -> bool {
+    let start = memchr::memrchr(b'\n', &data[..at]).map_or(0, |newline| newline + 1);
+    let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |offset| at + offset);
+    let mut line = &data[start..end];
+    if let Some(stripped) = line.strip_suffix(b"\r") {
+        line = stripped;
+    }
+    line.strip_prefix(b"data:").is_some_and(|rest| {
+        let spaces = rest.iter().take_while(|&&byte| byte == b' ').count();
+        &rest[spaces..] == DONE
     })
 }
 

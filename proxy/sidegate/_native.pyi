@@ -448,6 +448,20 @@ class HeadHeaders:
     def returned_block(self, written: bytes) -> bytes:
         """The header block a client gets for this answer: ``returned(written)``'s headers as
         ``name: value\r\n`` lines, values byte for byte, then ``written`` as it is."""
+    def event_stream_head(
+        self,
+        status_line: bytes,
+        request_id: str,
+        cache: str,
+        overhead_seconds: float,
+        lines: bytes,
+        tail: bytes,
+    ) -> bytes | None:
+        """The whole head of the event stream relaying this answer, or None when its first
+        ``Content-Type`` is no ``text/event-stream``: ``status_line``, ``returned_block`` of
+        ``Cache-Control: no-cache``, ``x-request-id``, ``x-cache``, ``x-sidegate-overhead-ms``
+        (``overhead_seconds`` in ms, 3 decimals, zero when negative) and ``lines``, then
+        ``tail`` (the date, the framing and the blank line)."""
 
 def request_head(data: bytes, head_limit: int) -> tuple[bytes, bool, HeadHeaders, int, int] | None:
     """``(target, keep_alive, headers, head_len, content_length)`` for a whole plain POST over

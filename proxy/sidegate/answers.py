@@ -23,7 +23,7 @@ from sidegate.lean_server.messages import (
     open_stream,
     whole_answer,
 )
-from sidegate.relay import OpenOnHead, pull_events, push_events, stream_lines
+from sidegate.relay import OpenOnHead, pull_events, push_events
 from sidegate.replay import assemble_stream, replay_stream
 from sidegate.routing import Candidate
 from sidegate.tokens import Tokenizer
@@ -91,19 +91,27 @@ class Answers:
     ) -> web.StreamResponse:
         """`opened`: the hook that may have opened the stream from the connection's callback
         already (then the relay goes on from its response and framer)."""
-        response: web.StreamResponse | None
+        response: web.StreamResponse | LeanStream | None
         if opened is not None and opened.response is not None and opened.framer is not None:
             response, framer = opened.response, opened.framer
         else:
             lines = ticket.header_lines
-            own = stream_lines(exchange, time.perf_counter()) + lines
-            response = open_relayed_stream(request, upstream.status, upstream.headers, own)
+            response = open_relayed_stream(
+                request,
+                upstream.status,
+                upstream.headers,
+                exchange.request_id,
+                exchange.cache,
+                exchange.overhead_seconds(time.perf_counter()),
+                lines,
+            )
             if response is None:
                 headers = client_response_headers(upstream.headers, lines)
                 headers["Cache-Control"] = "no-cache"
                 self._stamp(headers, exchange)
                 response = await open_stream(request, upstream.status, headers, lines)
             framer = SseFramer(hide_usage=hide_usage)
+        answer: web.StreamResponse = response  # type: ignore[assignment]  # (LeanStream: see it)
         complete = False
         # A stream to be stored keeps its last events (`[DONE]` and what came with it) until
         # it is: a client that asks again as soon as it has them must find the answer.
@@ -130,7 +138,7 @@ class Answers:
         except ConnectionResetError:
             exchange.status = 499
             log.info("client disconnected mid-stream", extra={"request_id": exchange.request_id})
-            return response
+            return answer
         finally:
             usage = framer.usage
             if usage is None:
@@ -151,7 +159,7 @@ class Answers:
         if held:
             await response.write(b"".join(held))
         await response.write_eof()
-        return response
+        return answer
 
     async def from_cache(
         self,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final
 
 from aiohttp import web
 
@@ -97,16 +96,25 @@ class OpenOnHead:
         self.framer: SseFramer | None = None
 
     def __call__(self, upstream: UpstreamResponse) -> Callable[[bytes], bool] | None:
-        if upstream.status >= 300 or not is_event_stream(upstream):
+        if upstream.status >= 300:
             return None
         exchange = self._exchange
-        now = time.perf_counter()
-        own = stream_lines(exchange, now, waited=now - self._sent_at) + self._lines
+        # Time inside Sidegate until the request went upstream: the wait since is the
+        # upstream's, not yet counted in the exchange.
+        overhead = self._sent_at - exchange.started - exchange.upstream_seconds
         try:
-            response = open_relayed_stream(self._request, upstream.status, upstream.headers, own)
+            response = open_relayed_stream(
+                self._request,
+                upstream.status,
+                upstream.headers,
+                exchange.request_id,
+                exchange.cache,
+                overhead,
+                self._lines,
+            )
         except Exception:  # the client has gone, say: the task meets it again
             return None
-        if response is None:
+        if response is None:  # no event stream (or not read natively): the task's to answer
             return None
         framer = SseFramer(hide_usage=self._hide_usage)
         self.response, self.framer = response, framer
@@ -122,21 +130,6 @@ class OpenOnHead:
             return go_on
 
         return relay_now
-
-
-def stream_lines(exchange: Exchange, now: float, waited: float = 0.0) -> bytes:
-    """The gateway's own headers, and no caching, as the header lines of a relayed stream
-    (the request id is the client's when sane, else ours: nothing to escape); `waited`: time
-    spent on the upstream not yet counted in the exchange."""
-    overhead = exchange.overhead_seconds(now) - waited
-    own = overhead * 1000 if overhead > 0.0 else 0.0
-    return _STREAM_LINES % (exchange.request_id.encode(), exchange.cache.encode(), own)
-
-
-_STREAM_LINES: Final = (
-    b"Cache-Control: no-cache\r\nx-request-id: %s\r\nx-cache: %s\r\n"
-    b"x-sidegate-overhead-ms: %.3f\r\n"
-)
 
 
 def is_event_stream(upstream: UpstreamResponse) -> bool:

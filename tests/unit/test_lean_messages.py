@@ -8,7 +8,13 @@ import httptools
 import pytest
 from aiohttp import web
 
-from sidegate.lean_server.messages import LeanAnswer, LeanStream, encode_response, head
+from sidegate.lean_server.messages import (
+    LeanAnswer,
+    LeanStream,
+    encode_response,
+    head,
+    stream_head_tail,
+)
 
 
 class _Seen:
@@ -125,9 +131,14 @@ class _Connection:
         self.drains += 1
 
 
+def _event_stream(connection: _Connection) -> LeanStream:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    return LeanStream(connection, 200, head + stream_head_tail(connection))  # type: ignore[arg-type]
+
+
 async def test_a_stream_waits_for_the_client_only_while_writing_is_paused() -> None:
     connection = _Connection()
-    stream = LeanStream(connection, 200, b"Content-Type: text/event-stream\r\n")  # type: ignore[arg-type]
+    stream = _event_stream(connection)
     await stream.write(b"data: 1\n\n")
     assert connection.drains == 0
     connection.writing_paused = True  # the client stopped reading: its buffer filled up
@@ -140,7 +151,7 @@ async def test_a_stream_waits_for_the_client_only_while_writing_is_paused() -> N
 
 async def test_a_relay_writing_from_a_callback_is_told_when_to_stop() -> None:
     connection = _Connection()
-    stream = LeanStream(connection, 200, b"Content-Type: text/event-stream\r\n")  # type: ignore[arg-type]
+    stream = _event_stream(connection)
     assert stream.write_now(b"data: 1\n\n") is True
     connection.writing_paused = True  # the client's buffer filled with that write
     assert stream.write_now(b"data: 2\n\n") is False  # written, but wait before the next

@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::header_block::push_line;
 use crate::header_rules::{forwarded_lines, returned_block, returned_headers};
 use crate::http_head::{answer_start, plain_request, Plain};
+use crate::stream_head::{event_stream_head, StreamStamp};
 use crate::upstream_request::request_bytes;
 
 /// `(target, keep_alive, headers, head_len, content_length)` for a whole plain `POST` at the
@@ -246,6 +247,29 @@ impl HeadHeaders {
     fn returned_block<'py>(&self, py: Python<'py>, written: &[u8]) -> Bound<'py, PyBytes> {
         let headers: Vec<_> = self.pairs().collect();
         PyBytes::new(py, &returned_block(&headers, written))
+    }
+
+    /// The whole head of the event stream relaying this answer to the client
+    /// (`stream_head::event_stream_head`), or None when this answer is no event stream.
+    #[allow(clippy::too_many_arguments)]
+    fn event_stream_head<'py>(
+        &self,
+        py: Python<'py>,
+        status_line: &[u8],
+        request_id: &str,
+        cache: &str,
+        overhead_seconds: f64,
+        lines: &[u8],
+        tail: &[u8],
+    ) -> Option<Bound<'py, PyBytes>> {
+        let headers: Vec<_> = self.pairs().collect();
+        let stamp = StreamStamp {
+            request_id: request_id.as_bytes(),
+            cache: cache.as_bytes(),
+            overhead_seconds,
+            lines,
+        };
+        event_stream_head(&headers, status_line, &stamp, tail).map(|head| PyBytes::new(py, &head))
     }
 
     fn __repr__(&self) -> String {

@@ -131,6 +131,10 @@ class LeanAnswer:
 
 
 _OK_LINE: Final = b"HTTP/1.1 200 OK\r\n"
+# A stream's framing header(s), with the blank line that ends its head.
+_CHUNKED: Final = b"Transfer-Encoding: chunked\r\n\r\n"
+_CHUNKED_CLOSING: Final = b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+_CLOSING: Final = b"Connection: close\r\n\r\n"
 
 
 def _answer_line(status: int) -> bytes:
@@ -268,27 +272,33 @@ class LeanRequest(MutableMapping[str, Any]):
         return self._state.get(key, default)
 
 
-class LeanStream(web.StreamResponse):
+class LeanStream:
     """A streamed answer written straight to the connection, chunked (close-delimited for an
-    HTTP/1.0 client). Already sent when the handler gets it, like a prepared StreamResponse."""
+    HTTP/1.0 client). Already sent when the handler gets it, like a prepared StreamResponse.
 
-    def __init__(self, connection: LeanConnection, status: int, block: bytes) -> None:
-        # The head is written now, from the header lines `block` (all but the date and the
-        # framing): the response's own header multidict would only be built to be read once.
-        super().__init__(status=status)
+    Like `LeanAnswer` it offers what the middlewares and the server use of a response
+    (`status`, `headers`, `prepared`) without `web.StreamResponse`'s machinery: a stream's head
+    goes out from the upstream connection's callback, and building a `StreamResponse` there
+    (its header multidict, cookies, compression state) was the largest cost before the client's
+    first event."""
+
+    __slots__ = ("_chunked", "_connection", "finished", "status")
+
+    def __init__(self, connection: LeanConnection, status: int, head: bytes) -> None:
+        """`head`: the whole head, ended by `stream_head_tail(connection)`; written now."""
+        self.status = status
         self._connection = connection
         self._chunked = connection.http11
-        if self._chunked:
-            framing = b"Transfer-Encoding: chunked\r\n"
-            if connection.draining:
-                framing += b"Connection: close\r\n"
-        else:
-            connection.keep_alive = False
-            framing = b"Connection: close\r\n"
-        head = (_answer_line(status), block, date_line(), framing, b"\r\n")
-        connection.send_soon(b"".join(head))
+        if not self._chunked:
+            connection.keep_alive = False  # the stream ends when the connection does
+        connection.send_soon(head)
         connection.stream_started = True
         self.finished = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Sent already: a middleware that checks `prepared` first never adds to these."""
+        return {}
 
     @property
     def prepared(self) -> bool:
@@ -345,6 +355,14 @@ class LeanStream(web.StreamResponse):
             await connection.drain()
 
 
+def stream_head_tail(connection: LeanConnection) -> bytes:
+    """What ends a stream's head: the date, the framing (chunked; close-delimited for an
+    HTTP/1.0 client) and the blank line."""
+    if not connection.http11:
+        return date_line() + _CLOSING
+    return date_line() + (_CHUNKED_CLOSING if connection.draining else _CHUNKED)
+
+
 async def open_stream(
     request: web.Request, status: int, headers: dict[str, str], lines: bytes = b""
 ) -> web.StreamResponse:
@@ -352,7 +370,13 @@ async def open_stream(
     `lines` as for `whole_answer`)."""
     lean: object = request
     if isinstance(lean, LeanRequest):
-        return LeanStream(lean.connection, status, header_block(headers) + lines)
+        connection = lean.connection
+        head = b"".join(
+            (_answer_line(status), header_block(headers), lines, stream_head_tail(connection))
+        )
+        # It has the parts of a response the middlewares and the lean server use.
+        stream: web.StreamResponse = LeanStream(connection, status, head)  # type: ignore[assignment]
+        return stream
     if lines:
         headers.update(lines_headers(lines))
     response = web.StreamResponse(status=status, headers=headers)
@@ -361,13 +385,29 @@ async def open_stream(
 
 
 def open_relayed_stream(
-    request: web.Request, status: int, upstream_headers: Mapping[str, str], own: bytes
+    request: web.Request,
+    status: int,
+    upstream_headers: Mapping[str, str],
+    request_id: str,
+    cache: str,
+    overhead_seconds: float,
+    lines: bytes,
 ) -> LeanStream | None:
-    """On the lean server, the stream relaying an answer whose head the native reader took:
-    its header block (the upstream's headers the client gets, then the gateway's `own`
-    lines) made in one native call; None elsewhere (then `open_stream`)."""
+    """On the lean server, the stream relaying an event stream whose head the native reader
+    took: its whole head (the upstream's headers the client gets, no caching, the gateway's
+    request id, cache status and overhead, then the limits' `lines`) made in one native call.
+    None elsewhere (then `open_stream`), or when the answer is no event stream."""
     lean: object = request
     upstream: object = upstream_headers
-    if type(lean) is LeanRequest and type(upstream) is HeadHeaders:
-        return LeanStream(lean.connection, status, upstream.returned_block(own))
-    return None
+    if type(lean) is not LeanRequest or type(upstream) is not HeadHeaders:
+        return None
+    connection = lean.connection
+    head = upstream.event_stream_head(
+        _OK_LINE if status == 200 else _answer_line(status),
+        request_id,
+        cache,
+        overhead_seconds,
+        lines,
+        stream_head_tail(connection),
+    )
+    return None if head is None else LeanStream(connection, status, head)

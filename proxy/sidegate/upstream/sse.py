@@ -18,6 +18,8 @@ from sidegate._native import sse_done_marker, sse_usage_at
 from sidegate.tokens import CompletionCounter, Tokenizer
 
 _DONE: Final = b"[DONE]"
+_LF_END: Final = b"\n\n"
+_CRLF_END: Final = b"\r\n\r\n"
 
 
 class SseFramer:
@@ -35,21 +37,31 @@ class SseFramer:
         self.usage: dict[str, Any] | None = None
         self.done = False
         self._buffer = b""
-        self._delimiter = b"\n\n"
+        self._delimiter = _LF_END
         # Complete events as they came, for `payloads` (held-back usage events included).
         self._relayed: list[bytes] = []
 
     def feed(self, piece: bytes) -> bytes:
         """Complete events from `piece` (plus what was buffered), ready to send to the client."""
-        if not self._buffer and b"\r\n" in piece[:512]:
-            self._delimiter = b"\r\n\r\n"
-        data = self._buffer + piece if self._buffer else piece
-        end = data.rfind(self._delimiter)
+        buffer = self._buffer
+        data = buffer + piece if buffer else piece
+        delimiter = self._delimiter
+        end = data.rfind(delimiter)
         if end < 0:
-            self._buffer = data
-            return b""
-        end += len(self._delimiter)
-        complete, self._buffer = data[:end], data[end:]
+            # No event ends with a blank line: the stream's lines may end in CRLF (no
+            # `\n\n` in them), which the first event to end tells, once.
+            if delimiter is _LF_END and data.find(_CRLF_END) >= 0:
+                self._delimiter = delimiter = _CRLF_END
+                end = data.rfind(delimiter)
+            if end < 0:
+                self._buffer = data
+                return b""
+        end += len(delimiter)
+        if end == len(data):  # most pieces end where an event does: no copies
+            complete = data
+            self._buffer = b""
+        else:
+            complete, self._buffer = data[:end], data[end:]
         self._relayed.append(complete)
         if not self.done:
             self.done = sse_done_marker(complete)
