@@ -77,7 +77,15 @@ class OpenOnHead:
     task goes on from `response` and `framer`).
     """
 
-    __slots__ = ("_exchange", "_hide_usage", "_lines", "_request", "_sent_at", "framer", "response")
+    __slots__ = (
+        "_exchange",
+        "_framer",
+        "_lines",
+        "_request",
+        "_sent_at",
+        "framer",
+        "response",
+    )
 
     def __init__(
         self,
@@ -90,10 +98,11 @@ class OpenOnHead:
         self._request = request
         self._exchange = exchange
         self._lines = lines  # the limits' header lines
-        self._hide_usage = hide_usage
         self._sent_at = sent_at  # `time.perf_counter()` when the request went upstream
+        # Made now, while the upstream works, rather than between its head and the first event.
+        self._framer = SseFramer(hide_usage=hide_usage)
         self.response: LeanStream | None = None
-        self.framer: SseFramer | None = None
+        self.framer: SseFramer | None = None  # set once the stream is open
 
     def __call__(self, upstream: UpstreamResponse) -> Callable[[bytes], bool] | None:
         if upstream.status >= 300:
@@ -116,20 +125,30 @@ class OpenOnHead:
             return None
         if response is None:  # no event stream (or not read natively): the task's to answer
             return None
-        framer = SseFramer(hide_usage=self._hide_usage)
-        self.response, self.framer = response, framer
-        relay = event_relay(response, framer, exchange, None)
+        self.response, self.framer = response, self._framer
+        return self._relay_now
 
-        def relay_now(piece: bytes) -> bool:
-            # The head waits to join the first events; with them in hand, both go now rather
-            # than at the end of the loop's turn. A stream that ended in them waits for the
-            # task's last chunk, so that all of it leaves in one write.
-            go_on = relay(piece)
+    def _relay_now(self, piece: bytes) -> bool:
+        """The sink until the task takes over (`event_relay`'s work, in one call): the head
+        waits to join the first events; with them in hand, both go now rather than at the
+        end of the loop's turn. A stream that ended in them waits for the task's last chunk,
+        so that all of it leaves in one write."""
+        began = time.perf_counter()
+        framer = self._framer
+        out = framer.feed(piece)
+        go_on = True
+        if out:
+            exchange = self._exchange
+            if exchange.first_byte_at is None:
+                exchange.first_byte_at = began
+            response = self.response
+            assert response is not None  # the sink is only given out with it
+            go_on = response.write_now(out)
             if not framer.done:
                 response.send_pending()
-            return go_on
-
-        return relay_now
+        # The wait around the upstream is counted as the upstream's time; this is our own.
+        self._exchange.upstream_seconds -= time.perf_counter() - began
+        return go_on
 
 
 def is_event_stream(upstream: UpstreamResponse) -> bool:
