@@ -118,10 +118,11 @@ class _Connection:
     def send_soon(self, data: bytes) -> None:
         self.sent.append(data)
 
-    def send_joining(self, data: bytes) -> None:
+    def send_joining(self, data: bytes) -> bool:
         if self.closed:
-            raise ConnectionResetError("Cannot write to closing transport")
+            return False
         self.sent.append(data)
+        return not self.writing_paused
 
     def writable(self) -> None:
         if self.closed:

@@ -36,10 +36,11 @@ class _Connection:
     def send_soon(self, data: bytes) -> None:
         self.pending.append(data)
 
-    def send_joining(self, data: bytes) -> None:
+    def send_joining(self, data: bytes) -> bool:
         self.pending.append(data)
         if len(self.pending) == 1:
             self.flush()
+        return not self.writing_paused
 
     def flush(self) -> None:
         if self.pending:

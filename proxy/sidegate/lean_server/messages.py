@@ -325,12 +325,7 @@ class LeanStream:
         more (it raises `ConnectionResetError` for a client that has gone)."""
         if self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        connection = self._connection
-        try:
-            connection.send_joining(data)
-        except ConnectionResetError:
-            return False
-        return not connection.writing_paused
+        return self._connection.send_joining(data)
 
     def send_pending(self) -> None:
         """Send now what waits for the end of this turn of the loop (the head, events joined to

@@ -44,13 +44,21 @@ class ClientWriter:
         else:
             self._outgoing.append(data)
 
-    def send_joining(self, data: bytes) -> None:
+    def send_joining(self, data: bytes) -> bool:
         """Join a write pending in this turn (a stream's head, say: they leave together at the
-        turn's end, with whatever else joins them); write now when nothing is pending."""
-        if self._outgoing is None:
-            self.send(data)
+        turn's end, with whatever else joins them); write now when nothing is pending. False,
+        and nothing written, when the client has gone or is going; else whether more may be
+        written before `drain()` (the client reads what it has). One call, as each of a
+        stream's events takes it."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        outgoing = self._outgoing
+        if outgoing is None:
+            transport.write(data)
         else:
-            self.send_soon(data)
+            outgoing.append(data)  # the turn's flush is scheduled already
+        return not self.writing_paused
 
     def flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, None
