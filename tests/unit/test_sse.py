@@ -60,6 +60,20 @@ def test_crlf_delimited_streams() -> None:
     assert framer.done
 
 
+def _crlf(events: bytes) -> bytes:
+    return events.replace(b"\n\n", b"\r\n\r\n")
+
+
+def test_crlf_events_pass_through_whole_and_usage_is_hidden_even_when_split_anywhere() -> None:
+    # The framer learns the CRLF ending from the first event to end, wherever the read cut it.
+    stream = _crlf(_chunk("hel") + _chunk("lo") + USAGE + DONE)
+    for cut in range(1, len(stream)):
+        framer = SseFramer(hide_usage=True)
+        out = framer.feed(stream[:cut]) + framer.feed(stream[cut:])
+        assert out == _crlf(_chunk("hel") + _chunk("lo") + DONE)
+        assert framer.done and framer.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+
+
 def test_done_is_the_marker_event_not_the_text_in_a_delta() -> None:
     framer = SseFramer(hide_usage=False)
     framer.feed(_chunk("say [DONE] please"))
