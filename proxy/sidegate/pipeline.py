@@ -314,7 +314,9 @@ class Pipeline:
                     # Never store a fallback's answer under the primary model's key.
                     keep = store if candidate is candidates[0] else None
                     try:
-                        if facts.stream and is_event_stream(upstream):
+                        # A stream the head hook opened is one, whatever else says.
+                        opened_stream = opened is not None and opened.response is not None
+                        if facts.stream and (opened_stream or is_event_stream(upstream)):
                             return await self._answers.relay_stream(
                                 request,
                                 upstream,

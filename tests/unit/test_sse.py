@@ -123,3 +123,12 @@ DONE_PIECES = st.sampled_from(
 def test_the_done_marker_is_a_line_of_its_own(pieces: list[bytes]) -> None:
     data = b"".join(pieces)
     assert sse_done_marker(data) == (DONE_LINE.search(data) is not None)
+
+
+def test_a_stream_whose_first_line_ends_in_crlf_is_read_as_crlf_throughout() -> None:
+    # An LF keep-alive comment before CRLF events: the line ending is taken from the first
+    # piece, as one reading; the stream is not held back waiting for an LF blank line.
+    stream = b":\n\n" + _crlf(_chunk("a") + DONE)
+    framer = SseFramer(hide_usage=False)
+    assert framer.feed(stream) == stream
+    assert framer.done

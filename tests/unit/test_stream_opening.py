@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from sidegate._native import response_head
 from sidegate.auth import Tenant
 from sidegate.exchange import Exchange
@@ -37,6 +39,8 @@ class _Connection:
         self.pending.append(data)
 
     def send_joining(self, data: bytes) -> bool:
+        if self.closed:
+            return False
         self.pending.append(data)
         if len(self.pending) == 1:
             self.flush()
@@ -54,8 +58,8 @@ class _Answer:
     headers: object
 
 
-def _opened() -> tuple[_Connection, OpenOnHead, object]:
-    connection = _Connection()
+def _opened(connection: _Connection | None = None) -> tuple[_Connection, OpenOnHead, object]:
+    connection = connection or _Connection()
     request = LeanRequest(connection, None, "POST", "/v1/chat/completions", None, None)  # type: ignore[arg-type]
     exchange = Exchange("req-7", Tenant("t", None, None), "chat", 10.0)
     hook = OpenOnHead(request, exchange, _LIMITS, hide_usage=False, sent_at=10.002)  # type: ignore[arg-type]
@@ -98,3 +102,38 @@ def test_an_answer_that_is_no_event_stream_is_left_to_the_task() -> None:
     assert parsed is not None
     assert hook(_Answer(parsed[0], parsed[2])) is None  # type: ignore[arg-type]
     assert hook.response is None and not connection.written and not connection.pending
+
+
+@pytest.mark.parametrize(
+    ("connection", "framing"),
+    [
+        (_Connection(http11=False), b"\r\nConnection: close\r\n\r\n"),
+        (
+            _Connection(draining=True),
+            b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            _Connection(keep_alive=False),
+            b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        ),
+    ],
+    ids=["http/1.0", "draining", "client-closes"],
+)
+def test_a_stream_that_ends_its_connection_says_so(connection: _Connection, framing: bytes) -> None:
+    _, hook, sink = _opened(connection)
+    assert sink is not None and hook.response is not None
+    head = connection.pending[0]
+    assert head.endswith(framing) and head.count(b"\r\n\r\n") == 1
+    if not connection.http11:
+        assert not connection.keep_alive  # the stream ends where the connection does
+    assert sink(_EVENT) is True  # type: ignore[operator]
+    # An HTTP/1.0 client reads the events as they are, to the connection's end.
+    event = _EVENT if not connection.http11 else b"%x\r\n%b\r\n" % (len(_EVENT), _EVENT)
+    assert connection.written == [head + event]
+
+
+def test_the_first_event_to_a_client_that_has_gone_stops_the_relay() -> None:
+    connection, hook, sink = _opened()
+    connection.closed = True
+    assert sink(_EVENT) is False  # type: ignore[operator]
+    assert hook.framer is not None and not hook.framer.done

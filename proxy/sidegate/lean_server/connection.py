@@ -40,8 +40,8 @@ from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_respon
 from sidegate.lean_server.parsed import ParsedRequest
 from sidegate.lean_server.reading import (
     PIPELINE_DEPTH,
-    BodyTooLargeError,
-    HeaderBlockTooLargeError,
+    BodyOverLimitError,
+    HeadOverLimitError,
     RequestReader,
 )
 from sidegate.middleware.errors import render
@@ -131,9 +131,9 @@ class LeanConnection(RequestReader, asyncio.Protocol):
                 self.data_received(rest)
         except httptools.HttpParserError as exc:
             cause = exc.__context__ or exc.__cause__
-            if isinstance(cause, HeaderBlockTooLargeError):
+            if isinstance(cause, HeadOverLimitError):
                 self._refuse("The request's header block is too large.", 431)
-            elif isinstance(cause, BodyTooLargeError):
+            elif isinstance(cause, BodyOverLimitError):
                 self._refuse("The request body is larger than this server accepts.", 413)
             else:
                 self._refuse("The request is not valid HTTP/1.1.", 400)

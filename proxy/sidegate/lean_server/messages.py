@@ -352,10 +352,12 @@ class LeanStream:
 
 def stream_head_tail(connection: LeanConnection) -> bytes:
     """What ends a stream's head: the date, the framing (chunked; close-delimited for an
-    HTTP/1.0 client) and the blank line."""
+    HTTP/1.0 client), `Connection: close` when the connection ends with the stream, and the
+    blank line."""
     if not connection.http11:
         return date_line() + _CLOSING
-    return date_line() + (_CHUNKED_CLOSING if connection.draining else _CHUNKED)
+    closing = connection.draining or not connection.keep_alive  # the client asked, say
+    return date_line() + (_CHUNKED_CLOSING if closing else _CHUNKED)
 
 
 async def open_stream(

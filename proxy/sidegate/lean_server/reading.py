@@ -27,11 +27,11 @@ HEADER_BLOCK_LIMIT: Final = 64 * 1024
 PIPELINE_DEPTH: Final = 16  # requests queued on one connection before it stops reading
 
 
-class HeaderBlockTooLargeError(Exception):
+class HeadOverLimitError(Exception):
     pass
 
 
-class BodyTooLargeError(Exception):
+class BodyOverLimitError(Exception):
     pass
 
 
@@ -117,14 +117,14 @@ class RequestReader(ClientWriter):
         self._url += url
         self._head_size += len(url)
         if self._head_size > HEADER_BLOCK_LIMIT:
-            raise HeaderBlockTooLargeError
+            raise HeadOverLimitError
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # latin-1 keeps every byte as it came (and gives it back when re-serialized).
         self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
         self._head_size += len(name) + len(value) + 4
         if self._head_size > HEADER_BLOCK_LIMIT:
-            raise HeaderBlockTooLargeError
+            raise HeadOverLimitError
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -194,7 +194,7 @@ class RequestReader(ClientWriter):
         lean = parsed.lean
         if lean is None:
             if self._body_size > limit:  # aiohttp would refuse it too, once it had it all
-                raise BodyTooLargeError
+                raise BodyOverLimitError
             parsed.body.append(body)
             return
         if lean.too_large is not None:

@@ -1,8 +1,9 @@
 """The writing half of a lean client connection: the answers, and `LeanStream`'s events.
 
 Writes made within one turn of the event loop can leave together (`send_soon`), and a writer
-that must stop while the client lags waits in `drain`. The reading half, which owns these
-attributes, is `sidegate.lean_server.connection.LeanConnection`.
+that must stop while the client lags waits in `drain`. The connection
+(`sidegate.lean_server.connection.LeanConnection`) sets the attributes declared here; its
+reading half (`reading.py`) subclasses this one.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class SseFramer:
         self.usage: dict[str, Any] | None = None
         self.done = False
         self._buffer = b""
-        self._delimiter = _LF_END
+        self._delimiter: bytes | None = None  # how events end: known once one has
         # Complete events as they came, for `payloads` (held-back usage events included).
         self._relayed: list[bytes] = []
 
@@ -46,16 +46,16 @@ class SseFramer:
         buffer = self._buffer
         data = buffer + piece if buffer else piece
         delimiter = self._delimiter
+        if delimiter is None:
+            # Until an event has ended: a CR in the stream means its lines end in CRLF. (Not
+            # on every piece: `find` parses its arguments each time, and bytes' `in` first
+            # tries its argument as an integer, raising and clearing a TypeError.)
+            delimiter = _CRLF_END if data.find(b"\r") >= 0 else _LF_END
         end = data.rfind(delimiter)
         if end < 0:
-            # No event ends with a blank line: the stream's lines may end in CRLF (no
-            # `\n\n` in them), which the first event to end tells, once.
-            if delimiter is _LF_END and data.find(_CRLF_END) >= 0:
-                self._delimiter = delimiter = _CRLF_END
-                end = data.rfind(delimiter)
-            if end < 0:
-                self._buffer = data
-                return b""
+            self._buffer = data
+            return b""
+        self._delimiter = delimiter
         end += len(delimiter)
         if end == len(data):  # most pieces end where an event does: no copies
             complete = data
@@ -73,7 +73,7 @@ class SseFramer:
 
     def _without_held_back(self, complete: bytes, usage: tuple[int, int] | None) -> bytes:
         """`complete` less the usage events to hold back; only events with usage are read."""
-        delimiter = self._delimiter
+        delimiter = self._delimiter or _LF_END  # known once anything is complete
         kept: list[bytes] = []
         position = 0
         while usage is not None:
@@ -88,7 +88,7 @@ class SseFramer:
         return b"".join(kept)
 
     def _events(self, complete: bytes) -> list[bytes]:
-        return [event for event in complete.split(self._delimiter) if event]
+        return [event for event in complete.split(self._delimiter or _LF_END) if event]
 
     def _holds_back(self, event: bytes) -> bool:
         """Record the usage an event carries; True when the event must not reach the client."""
