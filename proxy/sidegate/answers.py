@@ -92,7 +92,7 @@ class Answers:
         """`opened`: the hook that may have opened the stream from the connection's callback
         already (then the relay goes on from its response and framer)."""
         response: web.StreamResponse | LeanStream | None
-        if opened is not None and opened.response is not None and opened.framer is not None:
+        if opened is not None and opened.response is not None:
             response, framer = opened.response, opened.framer
         else:
             lines = ticket.header_lines

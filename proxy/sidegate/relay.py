@@ -77,15 +77,7 @@ class OpenOnHead:
     task goes on from `response` and `framer`).
     """
 
-    __slots__ = (
-        "_exchange",
-        "_framer",
-        "_lines",
-        "_request",
-        "_sent_at",
-        "framer",
-        "response",
-    )
+    __slots__ = ("_exchange", "_lines", "_request", "_sent_at", "framer", "response")
 
     def __init__(
         self,
@@ -100,9 +92,8 @@ class OpenOnHead:
         self._lines = lines  # the limits' header lines
         self._sent_at = sent_at  # `time.perf_counter()` when the request went upstream
         # Made now, while the upstream works, rather than between its head and the first event.
-        self._framer = SseFramer(hide_usage=hide_usage)
-        self.response: LeanStream | None = None
-        self.framer: SseFramer | None = None  # set once the stream is open
+        self.framer = SseFramer(hide_usage=hide_usage)
+        self.response: LeanStream | None = None  # set once the stream is open
 
     def __call__(self, upstream: UpstreamResponse) -> Callable[[bytes], bool] | None:
         if upstream.status >= 300:
@@ -125,7 +116,7 @@ class OpenOnHead:
             return None
         if response is None:  # no event stream (or not read natively): the task's to answer
             return None
-        self.response, self.framer = response, self._framer
+        self.response = response
         return self._relay_now
 
     def _relay_now(self, piece: bytes) -> bool:
@@ -134,7 +125,7 @@ class OpenOnHead:
         end of the loop's turn. A stream that ended in them waits for the task's last chunk,
         so that all of it leaves in one write."""
         began = time.perf_counter()
-        framer = self._framer
+        framer = self.framer
         out = framer.feed(piece)
         go_on = True
         if out:

@@ -400,7 +400,7 @@ def open_relayed_stream(
         return None
     connection = lean.connection
     head = upstream.event_stream_head(
-        _OK_LINE if status == 200 else _answer_line(status),
+        _answer_line(status),
         request_id,
         cache,
         overhead_seconds,
