@@ -113,36 +113,36 @@ class Pipeline:
     ) -> HeadStart:
         """The steps up to the upstream write, for a request whose head carried `headers` and
         whole `body`, done at once where none of them waits (see `sidegate.early`);
-        `handle(request, kind, early)` takes over from there."""
-        early = HeadStart(exchange)
+        `handle(request, kind, early)` takes over from there. The head start's record is made
+        after the write, which nothing in it is needed for."""
         if self._traced or len(body) > INLINE_MAX_BYTES:
-            return early
+            return HeadStart(exchange)
         # Whatever fails here is left to the task, which meets it again where every request
         # does (nothing before admission has effects; after it, the ticket is the task's).
         try:
             facts, candidates = self._inspect_now(body, kind, exchange)
         except Exception:
-            return early
-        early.body, early.facts, early.candidates = body, facts, candidates
+            return HeadStart(exchange)
         primary = candidates[0]
         try:
             ticket = self._admission.admit_now(exchange, facts, primary)
         except ProxyError as refusal:
-            early.refusal = refusal
-            return early
+            return HeadStart(exchange, body, facts, candidates, refusal)
         except Exception:
-            return early
+            return HeadStart(exchange, body, facts, candidates)
         if ticket is None:
-            return early
-        early.ticket = ticket
-        try:
-            key = self._cache.key(exchange, facts, primary, headers.get("Cache-Control"))
-        except Exception:
-            return early
-        early.key, early.keyed = key, True
+            return HeadStart(exchange, body, facts, candidates)
+        key = None
+        # A cache that hashes no bodies keys nothing (`ResponseCache.key` needs the hash).
+        if self._cache.hashes_bodies:
+            try:
+                key = self._cache.key(exchange, facts, primary, headers.get("Cache-Control"))
+            except Exception:
+                return HeadStart(exchange, body, facts, candidates, None, ticket)
+        first = None
         if key is None or not key.lookup:
-            early.first = self._send_first(headers, kind, body, facts, primary)
-        return early
+            first = self._send_first(headers, kind, body, facts, primary)
+        return HeadStart(exchange, body, facts, candidates, None, ticket, key, True, first)
 
     def _inspect_now(
         self, body: bytes, kind: Endpoint, exchange: Exchange
@@ -170,22 +170,21 @@ class Pipeline:
         pool = self._pools[candidate.upstream]
         hide_usage = facts.stream and kind != "embeddings" and not facts.include_usage
         try:
-            first = FirstAttempt(
-                rewrite_body(body, facts, candidate, add_usage=hide_usage), pool.ordered()
-            )
-            if not first.endpoints:
-                return first
-            endpoint = first.endpoints[0]
+            body = rewrite_body(body, facts, candidate, add_usage=hide_usage)
+            endpoints = pool.ordered()
+            if not endpoints:
+                return FirstAttempt(body, endpoints)
+            endpoint = endpoints[0]
             headers = upstream_request_headers(client_headers, pool.gateway_headers)
-            first.sent = pool.transport.send_now(
-                "POST", endpoint.base_url + _PATHS[kind], headers, first.body, pool.timeouts
+            sent = pool.transport.send_now(
+                "POST", endpoint.base_url + _PATHS[kind], headers, body, pool.timeouts
             )
         except Exception:  # the task meets it again, where it always has
             return None
-        if first.sent is not None:
-            first.sent_at = time.perf_counter()
-            endpoint.outstanding += 1
-        return first
+        if sent is None:
+            return FirstAttempt(body, endpoints)
+        endpoint.outstanding += 1
+        return FirstAttempt(body, endpoints, sent, time.perf_counter())
 
     async def _handle(
         self, request: web.Request, kind: Endpoint, exchange: Exchange, early: HeadStart | None

@@ -174,7 +174,9 @@ class LimitAdmission:
         if shape is None:
             return _FREE
         # `policy.reservation`, written out: this runs on every request.
-        reserve = facts.prompt_tokens + (facts.max_tokens or 0) * max(1, facts.n)
+        n = facts.n
+        # (`max(1, n)` parses its arguments as keywords: an eighth of this method's time.)
+        reserve = facts.prompt_tokens + (facts.max_tokens or 0) * (n if n > 1 else 1)
         native = shape.layout.native
         answer = self._admit_ticket(native, tenant.name, reserve, budget, self._on_alert)
         if type(answer) is LocalTicket:

@@ -113,8 +113,10 @@ class LeanTransport:
         timeouts: Timeouts,
         method: str,
     ) -> LeanSentRequest:
+        # Written before any object of the request is made: the upstream starts sooner.
+        live = _write_on(conn, pool, request, body)
         sent = LeanSentRequest(pool, request, body, timeouts, self._max_buffered, method == "HEAD")
-        sent.write_on(conn)
+        sent.start_on(conn, live)
         return sent
 
     async def close(self) -> None:
@@ -241,21 +243,10 @@ class LeanSentRequest:
         self._retried = False
         self._response: LeanResponse | None = None
 
-    def write_on(self, conn: LeanConnection) -> None:
-        self._reused = conn.requests > 0
-        conn.requests += 1
-        transport = conn.transport
-        live = False
-        if transport is not None and conn.usable():
-            live = True
-            # Written before the answer's objects are made, so the upstream starts sooner: no
-            # byte of the answer can be read before this call returns to the loop.
-            try:
-                _write(transport, self._request, self._body)
-            except BaseException:
-                conn.reusable = False
-                self._pool.release(conn)
-                raise
+    def start_on(self, conn: LeanConnection, live: bool) -> None:
+        """Read the answer from `conn`, which the request was written to (`_write_on`; not
+        `live`: it was closed before the write)."""
+        self._reused = conn.requests > 1
         response = LeanResponse(
             conn,
             self._pool,
@@ -290,7 +281,8 @@ class LeanSentRequest:
                     self._retried = True
                     stale = response.detach()
                     assert stale is not None
-                    self.write_on(await self._pool.replace(stale, self._timeouts.connect))
+                    conn = await self._pool.replace(stale, self._timeouts.connect)
+                    self.start_on(conn, _write_on(conn, self._pool, self._request, self._body))
                     continue
                 response.close()
                 raise
@@ -300,11 +292,22 @@ class LeanSentRequest:
             return response
 
 
-def _write(transport: asyncio.Transport, request: bytes, rest: bytes) -> None:
-    if rest:
-        transport.writelines((request, rest))
-    else:
-        transport.write(request)
+def _write_on(conn: LeanConnection, pool: EndpointPool, request: bytes, rest: bytes) -> bool:
+    """Write a request to `conn` (counted in its `requests`); False when it was closed."""
+    conn.requests += 1
+    transport = conn.transport
+    if transport is None or not conn.usable():
+        return False
+    try:
+        if rest:
+            transport.writelines((request, rest))
+        else:
+            transport.write(request)
+    except BaseException:
+        conn.reusable = False
+        pool.release(conn)
+        raise
+    return True
 
 
 if TYPE_CHECKING:
