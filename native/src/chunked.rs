@@ -224,5 +224,27 @@ fn is_tchar(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
+/// `data` framed as one chunk (its size in hexadecimal, CRLF, `data`, CRLF) into `out`: what a
+/// relay writes per event. Empty `data` would be the last chunk; the caller sends none.
+pub fn frame_chunk(data: &[u8], out: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut size = [0u8; 16];
+    let mut start = size.len();
+    let mut rest = data.len();
+    loop {
+        start -= 1;
+        size[start] = DIGITS[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.reserve(size.len() - start + data.len() + 4);
+    out.extend_from_slice(&size[start..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests;

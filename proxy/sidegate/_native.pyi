@@ -25,6 +25,7 @@ __all__ = [
     "SqliteSpendWriter",
     "Tokenizer",
     "cache_key",
+    "chunk_frame",
     "encoding_for_model",
     "header_block",
     "inspect",
@@ -34,6 +35,7 @@ __all__ = [
     "set_prompt_memo_capacity",
     "splice_body",
     "sqlite_time",
+    "sse_complete",
     "sse_done_marker",
     "sse_usage_at",
     "usage_counts",
@@ -223,6 +225,18 @@ def splice_body(
 def sse_usage_at(data: bytes, start: int = 0) -> tuple[int, int] | None:
     """``(start, end)`` of the first ``"usage"\\s*:\\s*{`` in ``data`` at or after ``start``
     (``re.search`` of that pattern, by a vectorised search), or ``None``."""
+
+def sse_complete(
+    data: bytes, crlf: bool | None, done: bool
+) -> tuple[int, bool, bool, tuple[int, int] | None] | None:
+    """``(end, crlf, done, usage)`` of the SSE events complete in ``data``, or ``None`` while no
+    event has ended: ``end`` is where the last one ends (after its blank line), ``crlf``
+    whether events end in CRLF CRLF (given, once known; before, a CR anywhere in ``data``
+    means so), ``done`` the given ``done`` or a ``data: [DONE]`` line among them, ``usage``
+    ``sse_usage_at`` of them."""
+
+def chunk_frame(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body: ``b"%x\\r\\n%b\\r\\n" % (len(data), data)``."""
 
 def sse_done_marker(data: bytes) -> bool:
     """Whether a line of ``data`` is ``data: [DONE]`` (spaces after the colon and a trailing

@@ -1,4 +1,4 @@
-use super::{ChunkError, ChunkedBody, MAX_LINE};
+use super::{frame_chunk, ChunkError, ChunkedBody, MAX_LINE};
 
 const EVENTS: &[u8] = b"1e\r\ndata: {\"n\": 1, \"text\": \"Hi\"}\n\n\r\n\
     e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n";
@@ -125,4 +125,16 @@ fn long_extensions_and_trailers_are_refused() {
         trailers.extend_from_slice(b"X-Trailer: 1234\r\n");
     }
     assert_eq!(read_all(&trailers).map(|_| ()), Err(ChunkError::LongTrailer));
+}
+
+#[test]
+fn a_framed_chunk_reads_back_as_its_payload() {
+    for size in [1_usize, 9, 15, 16, 255, 256, 4097] {
+        let payload = vec![b'x'; size];
+        let mut framed = Vec::new();
+        frame_chunk(&payload, &mut framed);
+        assert!(framed.starts_with(format!("{size:x}\r\n").as_bytes()));
+        framed.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(read_all(&framed), Ok((payload, framed.len(), true)));
+    }
 }

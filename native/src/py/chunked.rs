@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::chunked::{ChunkError, ChunkedBody};
+use crate::chunked::{frame_chunk, ChunkError, ChunkedBody};
 
 #[pyclass(name = "ChunkedBody", module = "sidegate._native")]
 pub(crate) struct PyChunkedBody {
@@ -45,4 +45,13 @@ impl PyChunkedBody {
     fn done(&self) -> bool {
         self.body.is_done()
     }
+}
+
+/// `data` as one chunk of a chunked body: `b"%x\r\n%b\r\n" % (len(data), data)`.
+#[pyfunction]
+#[pyo3(name = "chunk_frame")]
+pub(crate) fn py_chunk_frame<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
+    let mut framed = Vec::new();
+    frame_chunk(data, &mut framed);
+    PyBytes::new(py, &framed)
 }

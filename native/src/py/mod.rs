@@ -46,6 +46,8 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(upstream_request::py_splice_body, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_usage_at, m)?)?;
     m.add_function(wrap_pyfunction!(sse::py_sse_done_marker, m)?)?;
+    m.add_function(wrap_pyfunction!(sse::py_sse_complete, m)?)?;
+    m.add_function(wrap_pyfunction!(chunked::py_chunk_frame, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_set_prompt_memo_capacity, m)?)?;
     m.add_function(wrap_pyfunction!(tokens::py_prompt_memo_len, m)?)?;
     errors::register(py, m)?;

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from sidegate._native import HeadHeaders, header_block
+from sidegate._native import HeadHeaders, chunk_frame, header_block
 from sidegate.upstream.headers import lines_headers
 
 if TYPE_CHECKING:
@@ -312,7 +312,7 @@ class LeanStream:
             return
         piece = bytes(data)
         if self._chunked:
-            piece = b"%x\r\n%b\r\n" % (len(piece), piece)
+            piece = chunk_frame(piece)
         connection = self._connection
         connection.send_soon(piece)  # raises once the client has gone
         if connection.writing_paused:  # only then: each drain() call creates a coroutine
@@ -324,7 +324,7 @@ class LeanStream:
         when the client's buffer is full or the client has gone: await `drain()` before writing
         more (it raises `ConnectionResetError` for a client that has gone)."""
         if self._chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
+            data = chunk_frame(data)  # natively: bytes' % parses its format each call
         return self._connection.send_joining(data)
 
     def send_pending(self) -> None:

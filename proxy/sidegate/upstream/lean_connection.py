@@ -135,7 +135,9 @@ class LeanConnection(asyncio.Protocol):
             if self._between_messages and not response.head_request:
                 head = response_head(data, HEADER_BLOCK_LIMIT)
                 if head is not None:
-                    self._take_head(response, data, *head)
+                    # Unpacked by hand: a call with `*head` builds a list and takes the slow path.
+                    status, keep_alive, headers, head_len, chunked = head
+                    self._take_head(response, data, status, keep_alive, headers, head_len, chunked)
                     return
             self._head_bytes += len(data)
         try:

@@ -4,7 +4,8 @@ Events are forwarded as soon as they are complete. The framer notices the `[DONE
 the usage chunk; when Sidegate asked for usage on its own behalf, that chunk is held back from the
 client. Only text that contains one of those two is split into events: the rest passes through
 with two native searches (`_native.sse_usage_at`, `sse_done_marker`), however many events it
-holds. The forwarded bytes are kept, and split into event payloads only when they are needed
+holds, both made with the search for the events' end in one native call (`sse_complete`). The
+forwarded bytes are kept, and split into event payloads only when they are needed
 (counting a completion whose upstream reported no usage, or storing the answer in the cache).
 """
 
@@ -14,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from sidegate._native import sse_done_marker, sse_usage_at
+from sidegate._native import sse_complete, sse_usage_at
 from sidegate.tokens import CompletionCounter, Tokenizer
 
 _DONE: Final = b"[DONE]"
@@ -25,7 +26,7 @@ _CRLF_END: Final = b"\r\n\r\n"
 class SseFramer:
     __slots__ = (
         "_buffer",
-        "_delimiter",
+        "_crlf",
         "_relayed",
         "done",
         "hide_usage",
@@ -37,7 +38,7 @@ class SseFramer:
         self.usage: dict[str, Any] | None = None
         self.done = False
         self._buffer = b""
-        self._delimiter: bytes | None = None  # how events end: known once one has
+        self._crlf: bool | None = None  # how events end (CRLF CRLF or LF LF): known once one has
         # Complete events as they came, for `payloads` (held-back usage events included).
         self._relayed: list[bytes] = []
 
@@ -45,35 +46,31 @@ class SseFramer:
         """Complete events from `piece` (plus what was buffered), ready to send to the client."""
         buffer = self._buffer
         data = buffer + piece if buffer else piece
-        delimiter = self._delimiter
-        if delimiter is None:
-            # Until an event has ended: a CR in the stream means its lines end in CRLF. (Not
-            # on every piece: `find` parses its arguments each time, and bytes' `in` first
-            # tries its argument as an integer, raising and clearing a TypeError.)
-            delimiter = _CRLF_END if data.find(b"\r") >= 0 else _LF_END
-        end = data.rfind(delimiter)
-        if end < 0:
+        # Until an event has ended, a CR in the stream means its lines end in CRLF.
+        found = sse_complete(data, self._crlf, self.done)
+        if found is None:
             self._buffer = data
             return b""
-        self._delimiter = delimiter
-        end += len(delimiter)
+        end, self._crlf, self.done, usage = found
         if end == len(data):  # most pieces end where an event does: no copies
             complete = data
             self._buffer = b""
         else:
             complete, self._buffer = data[:end], data[end:]
         self._relayed.append(complete)
-        if not self.done:
-            self.done = sse_done_marker(complete)
-        usage = sse_usage_at(complete)
         if usage is None:
             # The common case: nothing to read or hold back; the events pass as one write.
             return complete
         return self._without_held_back(complete, usage)
 
+    @property
+    def _delimiter(self) -> bytes:
+        """How events end (LF LF until one has ended)."""
+        return _CRLF_END if self._crlf else _LF_END
+
     def _without_held_back(self, complete: bytes, usage: tuple[int, int] | None) -> bytes:
         """`complete` less the usage events to hold back; only events with usage are read."""
-        delimiter = self._delimiter or _LF_END  # known once anything is complete
+        delimiter = self._delimiter  # known once anything is complete
         kept: list[bytes] = []
         position = 0
         while usage is not None:
@@ -88,7 +85,7 @@ class SseFramer:
         return b"".join(kept)
 
     def _events(self, complete: bytes) -> list[bytes]:
-        return [event for event in complete.split(self._delimiter or _LF_END) if event]
+        return [event for event in complete.split(self._delimiter) if event]
 
     def _holds_back(self, event: bytes) -> bool:
         """Record the usage an event carries; True when the event must not reach the client."""
