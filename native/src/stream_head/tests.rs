@@ -51,3 +51,19 @@ fn only_an_event_stream_gets_a_stream_head() {
     ];
     assert!(!is_event_stream(&twice));
 }
+
+#[test]
+fn the_overhead_is_written_in_milliseconds_to_the_microsecond() {
+    for (seconds, written) in [
+        (0.0000004, "0.000"),
+        (0.0000005, "0.001"),
+        (0.012_345_6, "12.346"),
+        (1.5, "1500.000"),
+        (123.000_001, "123000.001"),
+    ] {
+        let headers: [Header<'_>; 1] = [(b"Content-Type", b"text/event-stream")];
+        let head = event_stream_head(&headers, b"", &stamp(seconds, b""), b"").unwrap_or_default();
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.contains(&format!("x-sidegate-overhead-ms: {written}\r\n")), "{text}");
+    }
+}
