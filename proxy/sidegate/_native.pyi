@@ -501,6 +501,9 @@ class ChunkedBody:
     4 KiB, are dropped)."""
 
     def __init__(self) -> None: ...
+    def reset(self) -> None:
+        """Read a new body from its start, as a new ``ChunkedBody`` would."""
+
     def feed(self, data: bytes) -> tuple[bytes, int]:
         """``(payload, used)``: the payload of the chunks in ``data`` and the bytes of it the
         body took (fewer than all only when the body ended within them). Broken framing is

@@ -134,9 +134,10 @@ class OpenOnHead:
                 exchange.first_byte_at = began
             response = self.response
             assert response is not None  # the sink is only given out with it
-            go_on = response.write_now(out)
-            if not framer.done:
-                response.send_pending()
+            if framer.done:
+                go_on = response.write_now(out)
+            else:
+                go_on = response.write_through(out)
         # The wait around the upstream is counted as the upstream's time; this is our own.
         self._exchange.upstream_seconds -= time.perf_counter() - began
         return go_on

@@ -176,3 +176,15 @@ def test_an_sdk_request_is_taken_and_an_unusual_one_left_to_llhttp() -> None:
     chunked = b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     assert request_head(chunked, LIMIT) is None
     assert request_head(head + body, len(head) - 1) is None  # over the header-block limit
+
+
+def test_a_reset_chunked_body_reads_the_next_answer_from_its_start() -> None:
+    body = ChunkedBody()
+    assert body.feed(b"zz\r\n")[0] == b"" and body.error is not None
+    body.reset()
+    assert body.error is None and not body.done
+    assert body.feed(b"5\r\nhello\r\n0\r\n\r\n") == (b"hello", 15)
+    assert body.done
+    body.reset()
+    assert not body.done
+    assert body.feed(b"2\r\nhi\r\n") == (b"hi", 7)

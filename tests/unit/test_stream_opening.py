@@ -46,6 +46,13 @@ class _Connection:
             self.flush()
         return not self.writing_paused
 
+    def send_through(self, data: bytes) -> bool:
+        if self.closed:
+            return False
+        self.pending.append(data)
+        self.flush()
+        return not self.writing_paused
+
     def flush(self) -> None:
         if self.pending:
             self.written.append(b"".join(self.pending))

@@ -37,7 +37,7 @@ class _DateLine:
         self._second = -1
         self._line = b""
 
-    def __call__(self) -> bytes:
+    def line(self) -> bytes:
         now = int(time.time())
         if now != self._second:
             self._second = now
@@ -45,7 +45,8 @@ class _DateLine:
         return self._line
 
 
-date_line: Final = _DateLine()
+# The bound method: calling an instance goes through `__call__`'s slower slot.
+date_line: Final = _DateLine().line
 
 
 def _status_line(status: int, reason: str) -> bytes:
@@ -326,6 +327,13 @@ class LeanStream:
         if self._chunked:
             data = chunk_frame(data)  # natively: bytes' % parses its format each call
         return self._connection.send_joining(data)
+
+    def write_through(self, data: bytes) -> bool:
+        """`write_now`, with what waits for the end of this turn (the head) sent now, in the
+        same write."""
+        if self._chunked:
+            data = chunk_frame(data)
+        return self._connection.send_through(data)
 
     def send_pending(self) -> None:
         """Send now what waits for the end of this turn of the loop (the head, events joined to

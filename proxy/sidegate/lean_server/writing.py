@@ -61,6 +61,20 @@ class ClientWriter:
             outgoing.append(data)  # the turn's flush is scheduled already
         return not self.writing_paused
 
+    def send_through(self, data: bytes) -> bool:
+        """`send_joining`, then what is pending written now rather than at the turn's end: one
+        call for a relay whose next piece is a wait away (a stream's head and first event)."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        outgoing = self._outgoing
+        if outgoing is not None:
+            self._outgoing = None
+            outgoing.append(data)
+            data = b"".join(outgoing)
+        transport.write(data)
+        return not self.writing_paused
+
     def flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, None
         if not outgoing or self.closed or self.transport is None or self.transport.is_closing():

@@ -48,6 +48,7 @@ class LeanConnection(asyncio.Protocol):
     __slots__ = (
         "_between_messages",
         "_chunks",
+        "_decoder",
         "_head_bytes",
         "_loop",
         "_on_idle_lost",
@@ -90,6 +91,7 @@ class LeanConnection(asyncio.Protocol):
         self._head_bytes = 0
         self._between_messages = True  # llhttp holds no part of an answer
         self._chunks: ChunkedBody | None = None  # the body being read natively, if one is
+        self._decoder = ChunkedBody()  # reused for each chunked answer: `_chunks` while read
 
     def start(self, response: LeanResponse) -> None:
         """Make `response` the one the next bytes belong to."""
@@ -174,7 +176,8 @@ class LeanConnection(asyncio.Protocol):
         if not keep_alive:
             self.reusable = False
         if chunked:
-            chunks = self._chunks = ChunkedBody()
+            chunks = self._chunks = self._decoder
+            chunks.reset()
             if rest:
                 self._take_chunks(response, chunks, rest)
             return
