@@ -175,9 +175,13 @@ class Pipeline:
             if not endpoints:
                 return FirstAttempt(body, endpoints)
             endpoint = endpoints[0]
-            headers = upstream_request_headers(client_headers, pool.gateway_headers)
             sent = pool.transport.send_now(
-                "POST", endpoint.base_url + _PATHS[kind], headers, body, pool.timeouts
+                "POST",
+                endpoint.base_url + _PATHS[kind],
+                client_headers,
+                pool.gateway_headers,
+                body,
+                pool.timeouts,
             )
         except Exception:  # the task meets it again, where it always has
             return None

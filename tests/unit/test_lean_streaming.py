@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from tests.unit.both_loops import on_both_loops
 from tests.unit.test_lean_transport import TIMEOUTS, lean, serve
 
+from sidegate.upstream.headers import GatewayHeaders
 from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import SentRequest, UpstreamResponse
 
@@ -55,7 +56,7 @@ async def sent_on_a_pooled_connection(
     await warm.read()
     warm.close()
     gate.clear()
-    sent = t.send_now("POST", url, [], b"{}", TIMEOUTS)
+    sent = t.send_now("POST", url, {}, GatewayHeaders(()), b"{}", TIMEOUTS)
     assert sent is not None
     return sent
 

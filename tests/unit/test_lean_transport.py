@@ -28,6 +28,7 @@ from sidegate.upstream.lean import LeanTransport
 from sidegate.upstream.transport import Timeouts
 
 TIMEOUTS = Timeouts(connect=5.0, read=10.0)
+NO_GATEWAY = GatewayHeaders(())
 
 
 @asynccontextmanager
@@ -155,6 +156,29 @@ async def test_a_clients_natively_read_headers_go_up_with_the_gateways_own(size:
         assert seen["host"] == f"127.0.0.1:{server.port}"
     assert seen["x_custom"] == "kept"
     assert seen["authorization"] == "Bearer sk-up"  # never the client's key
+    assert seen["content_length"] == str(size)
+    assert seen["body"].encode() == body
+
+
+@pytest.mark.parametrize("size", [2, 300_000])
+@on_both_loops
+async def test_a_request_sent_at_once_goes_up_with_the_same_headers(size: int) -> None:
+    # `send_now` frames a natively read head's headers itself, with the gateway's own.
+    client = client_headers("Host: gw\r\nAuthorization: Bearer sk-client\r\nX-Custom: kept\r\n")
+    gateway = GatewayHeaders([("Authorization", "Bearer sk-up")])
+    body = b"{" + b" " * (size - 2) + b"}"
+    async with serve(web.post("/echo", echo)) as server, lean() as transport:
+        url = str(server.make_url("/echo"))
+        (await transport.send("POST", url, [], b"{}", TIMEOUTS)).close()  # leaves one idle
+        await asyncio.sleep(0.05)
+        sent = transport.send_now("POST", url, client, gateway, body, TIMEOUTS)
+        assert sent is not None
+        response = await sent.answer()
+        seen = json.loads(await response.read())
+        response.close()
+        assert seen["host"] == f"127.0.0.1:{server.port}"
+    assert seen["x_custom"] == "kept"
+    assert seen["authorization"] == "Bearer sk-up"
     assert seen["content_length"] == str(size)
     assert seen["body"].encode() == body
 
@@ -371,13 +395,13 @@ async def test_send_now_writes_only_on_an_idle_pooled_connection() -> None:
     async with serve(web.post("/v1/chat/completions", count)) as server, lean() as transport:
         url = str(server.make_url("/v1/chat/completions"))
         # No connection yet: nothing is sent, and the caller must `send`.
-        assert transport.send_now("POST", url, [], b"first", TIMEOUTS) is None
+        assert transport.send_now("POST", url, {}, NO_GATEWAY, b"first", TIMEOUTS) is None
         await asyncio.sleep(0.05)
         assert seen == []
         warm = await transport.send("POST", url, [], b"warm", TIMEOUTS)
         assert await warm.read() == b"warm"
         warm.close()
-        sent = transport.send_now("POST", url, [], b"now", TIMEOUTS)
+        sent = transport.send_now("POST", url, {}, NO_GATEWAY, b"now", TIMEOUTS)
         assert sent is not None
         response = await sent.answer()
         assert response.status == 200

@@ -24,6 +24,7 @@ from sidegate.errors import (
     UpstreamResetError,
     UpstreamTimeoutError,
 )
+from sidegate.upstream.headers import ClientHeaders, GatewayHeaders
 from sidegate.upstream.transport import SentRequest, Timeouts
 
 
@@ -162,7 +163,8 @@ class AiohttpTransport:
         self,
         method: str,
         url: str,
-        headers: Sequence[tuple[str, str]],
+        client_headers: ClientHeaders,
+        gateway: GatewayHeaders,
         body: bytes,
         timeouts: Timeouts,
     ) -> SentRequest | None:

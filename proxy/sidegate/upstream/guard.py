@@ -21,6 +21,7 @@ from typing import Final
 
 from sidegate.errors import RateLimitError, UnavailableError
 from sidegate.settings import Settings
+from sidegate.upstream.headers import ClientHeaders, GatewayHeaders
 from sidegate.upstream.pool import UpstreamPools
 from sidegate.upstream.transport import SentRequest, Timeouts, Transport, UpstreamResponse
 
@@ -158,7 +159,8 @@ class GuardedTransport:
         self,
         method: str,
         url: str,
-        headers: Sequence[tuple[str, str]],
+        client_headers: ClientHeaders,
+        gateway: GatewayHeaders,
         body: bytes,
         timeouts: Timeouts,
     ) -> SentRequest | None:

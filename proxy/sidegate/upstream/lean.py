@@ -26,8 +26,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
+from sidegate._native import HeadHeaders
 from sidegate.errors import UpstreamConnectError, UpstreamResetError
-from sidegate.upstream.headers import ForwardedHeaders, header_lines
+from sidegate.upstream.headers import (
+    ClientHeaders,
+    ForwardedHeaders,
+    GatewayHeaders,
+    header_lines,
+    upstream_request_headers,
+)
 from sidegate.upstream.lean_connection import LeanConnection
 from sidegate.upstream.lean_pool import EndpointPool
 from sidegate.upstream.lean_response import LeanResponse
@@ -92,17 +99,30 @@ class LeanTransport:
         self,
         method: str,
         url: str,
-        headers: Sequence[tuple[str, str]],
+        client_headers: ClientHeaders,
+        gateway: GatewayHeaders,
         body: bytes,
         timeouts: Timeouts,
     ) -> LeanSentRequest | None:
         target = self._targets.get(url) or self._parse(url)
         pool = self._pools.get(target.key) or self._new_pool(target)
-        request, rest = _frame(method, target, headers, body)
+        with_body = len(body) <= _COPY_BODY_LIMIT
+        if type(client_headers) is HeadHeaders and method == "POST":
+            # No `ForwardedHeaders` between: the head start's every request comes this way.
+            own = gateway.framed or gateway.lines()
+            request = client_headers.request(target.post, own, body, with_body)
+            rest = b"" if with_body else body
+        else:
+            headers = upstream_request_headers(client_headers, gateway)
+            request, rest = _frame(method, target, headers, body)
         conn = pool.take_idle()
         if conn is None:
             return None
-        return self._sent(pool, conn, request, rest, timeouts, method)
+        # Written before any object of the request is made: the upstream starts sooner.
+        live = _write_on(conn, pool, request, rest)
+        sent = LeanSentRequest(pool, request, rest, timeouts, self._max_buffered, False)
+        sent.start_on(conn, live)
+        return sent
 
     def _sent(
         self,
@@ -113,7 +133,6 @@ class LeanTransport:
         timeouts: Timeouts,
         method: str,
     ) -> LeanSentRequest:
-        # Written before any object of the request is made: the upstream starts sooner.
         live = _write_on(conn, pool, request, body)
         sent = LeanSentRequest(pool, request, body, timeouts, self._max_buffered, method == "HEAD")
         sent.start_on(conn, live)

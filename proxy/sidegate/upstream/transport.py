@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sidegate.upstream.headers import ClientHeaders, GatewayHeaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +100,15 @@ class Transport(Protocol):
         self,
         method: str,
         url: str,
-        headers: Sequence[tuple[str, str]],
+        client_headers: ClientHeaders,
+        gateway: GatewayHeaders,
         body: bytes,
         timeouts: Timeouts,
     ) -> SentRequest | None:
-        """`send`'s request written at once, when that needs no waiting (a pooled connection
-        is idle), for a caller that is in no task yet; None, having sent nothing, otherwise."""
+        """`send`'s request, with the headers `upstream_request_headers(client_headers,
+        gateway)` gives, written at once when that needs no waiting (a pooled connection is
+        idle), for a caller that is in no task yet; None, having sent nothing, otherwise. (A
+        transport may frame the headers of a head the native reader took itself.)"""
         ...
 
     async def close(self) -> None:
