@@ -38,7 +38,9 @@ class ClientWriter:
         A stream's head, its events and its last chunk are often all in hand within one turn
         (a short answer relayed whole): one system call instead of three, each of which costs
         more on loopback than the Python around it."""
-        self.writable()
+        transport = self.transport  # `writable()`, written out: every head comes this way
+        if self.closed or transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")
         if self._outgoing is None:
             self._outgoing = [data]
             self._loop.call_soon(self.flush)
