@@ -118,11 +118,7 @@ class LeanTransport:
         conn = pool.take_idle()
         if conn is None:
             return None
-        # Written before any object of the request is made: the upstream starts sooner.
-        live = _write_on(conn, pool, request, rest)
-        sent = LeanSentRequest(pool, request, rest, timeouts, self._max_buffered, False)
-        sent.start_on(conn, live)
-        return sent
+        return self._sent(pool, conn, request, rest, timeouts, method)
 
     def _sent(
         self,
@@ -133,6 +129,7 @@ class LeanTransport:
         timeouts: Timeouts,
         method: str,
     ) -> LeanSentRequest:
+        # Written before any object of the request is made: the upstream starts sooner.
         live = _write_on(conn, pool, request, body)
         sent = LeanSentRequest(pool, request, body, timeouts, self._max_buffered, method == "HEAD")
         sent.start_on(conn, live)
