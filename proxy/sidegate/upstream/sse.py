@@ -3,10 +3,10 @@
 Events are forwarded as soon as they are complete. The framer notices the `[DONE]` marker and
 the usage chunk; when Sidegate asked for usage on its own behalf, that chunk is held back from the
 client. Only text that contains one of those two is split into events: the rest passes through
-with two native searches (`_native.sse_usage_at`, `sse_done_marker`), however many events it
-holds, both made with the search for the events' end in one native call (`sse_complete`). The
-forwarded bytes are kept, and split into event payloads only when they are needed
-(counting a completion whose upstream reported no usage, or storing the answer in the cache).
+with one native call per piece (`_native.sse_complete`: where its complete events end, whether
+a `[DONE]` line is among them, where a usage object starts), however many events it holds. The
+forwarded bytes are kept, and split into event payloads only when they are needed (counting a
+completion whose upstream reported no usage, or storing the answer in the cache).
 """
 
 from __future__ import annotations
