@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import httptools
 import pytest
 from aiohttp import web
+from tests.unit.client_state import ClientState
 
 from sidegate.lean_server.messages import (
     LeanAnswer,
@@ -103,15 +104,9 @@ def test_a_relayed_answer_reads_as_the_same_response_would(
 
 
 @dataclass
-class _Connection:
+class _Connection(ClientState):
     """What a LeanStream writes through; `writing_paused` as the transport last said."""
 
-    http11: bool = True
-    draining: bool = False
-    closed: bool = False
-    stream_started: bool = False
-    keep_alive: bool = True
-    writing_paused: bool = False
     sent: list[bytes] = field(default_factory=list)
     drains: int = 0
 

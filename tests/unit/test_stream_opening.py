@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from tests.unit.client_state import ClientState
 
 from sidegate._native import response_head
 from sidegate.auth import Tenant
@@ -22,16 +23,10 @@ _LIMITS = b"x-ratelimit-limit-requests: 5\r\n"
 
 
 @dataclass
-class _Connection:
+class _Connection(ClientState):
     """The writing half of a client connection: what went out, write by write, and what
     waits for the end of the loop's turn."""
 
-    http11: bool = True
-    draining: bool = False
-    closed: bool = False
-    stream_started: bool = False
-    keep_alive: bool = True
-    writing_paused: bool = False
     written: list[bytes] = field(default_factory=list)
     pending: list[bytes] = field(default_factory=list)
 
