@@ -106,12 +106,9 @@ class LeanTransport:
     ) -> LeanSentRequest | None:
         target = self._targets.get(url) or self._parse(url)
         pool = self._pools.get(target.key) or self._new_pool(target)
-        with_body = len(body) <= _COPY_BODY_LIMIT
         if type(client_headers) is HeadHeaders and method == "POST":
             # No `ForwardedHeaders` between: the head start's every request comes this way.
-            own = gateway.framed or gateway.lines()
-            request = client_headers.request(target.post, own, body, with_body)
-            rest = b"" if with_body else body
+            request, rest = _framed_natively(method, target, client_headers, gateway, body)
         else:
             headers = upstream_request_headers(client_headers, gateway)
             request, rest = _frame(method, target, headers, body)
@@ -192,17 +189,10 @@ def _frame(
 ) -> tuple[bytes, bytes]:
     """The request's bytes, and what of its body is to be written after them (a body up to
     `_COPY_BODY_LIMIT` is copied in with the head, one write; a larger one follows it)."""
+    if type(headers) is ForwardedHeaders and (body or method not in _BODYLESS_METHODS):
+        return _framed_natively(method, target, headers.client, headers.added, body)
     with_body = len(body) <= _COPY_BODY_LIMIT
     rest = b"" if with_body else body
-    if type(headers) is ForwardedHeaders and (body or method not in _BODYLESS_METHODS):
-        # The client's headers as the native reader took them (it declined any head with a
-        # line break out of place), framed there in one call with the request line and the
-        # gateway's own headers, which are the same on every request to an upstream: framed
-        # (and checked) once.
-        start = target.post if method == "POST" else _head_start(method, target)
-        added = headers.added
-        own = added.framed or added.lines()
-        return headers.client.request(start, own, body, with_body), rest
     lines = header_lines(headers)
     if body or method not in _BODYLESS_METHODS:
         end = b"Content-Length: %d\r\n\r\n" % len(body)
@@ -210,6 +200,19 @@ def _frame(
         end = b"\r\n"
     head = b"".join((_head_start(method, target), lines, end))
     return (head + body if with_body and body else head), rest
+
+
+def _framed_natively(
+    method: str, target: _Target, client: HeadHeaders, added: GatewayHeaders, body: bytes
+) -> tuple[bytes, bytes]:
+    """`_frame` for the client's headers as the native reader took them (it declined any head
+    with a line break out of place), framed there in one call with the request line and the
+    gateway's own headers, which are the same on every request to an upstream: framed (and
+    checked) once."""
+    with_body = len(body) <= _COPY_BODY_LIMIT
+    start = target.post if method == "POST" else _head_start(method, target)
+    own = added.framed or added.lines()
+    return client.request(start, own, body, with_body), (b"" if with_body else body)
 
 
 @functools.lru_cache(maxsize=_TARGET_CACHE_SIZE)
