@@ -28,6 +28,7 @@ __all__ = [
     "chunk_frame",
     "encoding_for_model",
     "header_block",
+    "http_date_line",
     "inspect",
     "prompt_memo_len",
     "request_head",
@@ -209,6 +210,10 @@ def cache_key(body: bytes, endpoint: str) -> str:
 
     Raises ``InvalidBodyError`` when ``body`` is not JSON.
     """
+
+def http_date_line(seconds: int) -> bytes:
+    """``b"Date: " + email.utils.formatdate(seconds, usegmt=True).encode() + b"\\r\\n"``: a
+    head's ``Date`` line for ``seconds`` since the epoch."""
 
 def sqlite_time(created: float) -> str:
     """``datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")``: the spend

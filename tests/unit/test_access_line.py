@@ -1,5 +1,6 @@
 """Native text for accounting: the access log's line (the line the JSON formatter writes for the
-same request) and the spend table's time (the text `datetime` writes)."""
+same request), the spend table's time (the text `datetime` writes) and a head's date (the text
+`email.utils.formatdate` writes)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 import io
 import logging
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidegate._native import AccessLines, sqlite_time
+from sidegate._native import AccessLines, http_date_line, sqlite_time
 from sidegate.auth import Tenant
 from sidegate.exchange import Exchange
 from sidegate.observability.access import AccessLog
@@ -118,6 +120,13 @@ def test_the_access_log_writes_the_native_line_through_the_json_handler() -> Non
 @given(created=CREATED | st.floats(-86_400 * 365, 0, allow_nan=False))
 def test_the_spend_time_is_the_text_datetime_writes(created: float) -> None:
     assert sqlite_time(created) == datetime.fromtimestamp(created, UTC).strftime(SQLITE_TIME)
+
+
+@settings(max_examples=500, deadline=None)
+@given(seconds=st.integers(-86_400 * 365, 7_258_118_400))
+def test_a_head_date_is_the_text_formatdate_writes(seconds: int) -> None:
+    expected = b"Date: " + formatdate(seconds, usegmt=True).encode() + b"\r\n"
+    assert http_date_line(seconds) == expected
 
 
 def test_lines_are_held_until_taken_and_a_full_buffer_asks_to_be_written() -> None:

@@ -1,5 +1,6 @@
-//! `AccessLines`: the access log's lines, written natively (see `access_line`), and
-//! `sqlite_time`: the spend table's text for an instant (see `utc_text`).
+//! `AccessLines`: the access log's lines, written natively (see `access_line`);
+//! `sqlite_time` and `http_date_line`: the spend table's and a head's text for an instant (see
+//! `utc_text`).
 
 use std::borrow::Cow;
 
@@ -8,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::access_line::{write_line, AccessFields};
-use crate::utc_text::write_sqlite_micros;
+use crate::utc_text::{write_http_date_line, write_sqlite_micros};
 
 /// The access log's lines not yet written: each request's JSON line (`access_line`) is
 /// appended here natively, and `JsonLineHandler` takes them all for one write per event-loop
@@ -109,4 +110,13 @@ pub(crate) fn py_sqlite_time(py: Python<'_>, created: f64) -> Bound<'_, PyString
     write_sqlite_micros(&mut out, created);
     // Digits, dashes, colons, a dot and a space: always ASCII.
     PyString::new(py, std::str::from_utf8(&out).unwrap_or_default())
+}
+
+/// `b"Date: " + formatdate(seconds, usegmt=True).encode() + b"\r\n"`.
+#[pyfunction]
+#[pyo3(name = "http_date_line")]
+pub(crate) fn py_http_date_line(py: Python<'_>, seconds: i64) -> Bound<'_, PyBytes> {
+    let mut out = Vec::with_capacity(40);
+    write_http_date_line(&mut out, seconds);
+    PyBytes::new(py, &out)
 }

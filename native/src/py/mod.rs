@@ -36,6 +36,7 @@ fn _native(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CLIENT_ONLY", PyTuple::new(py, header_rules::CLIENT_ONLY)?)?;
     m.add("UPSTREAM_ONLY", PyTuple::new(py, header_rules::UPSTREAM_ONLY)?)?;
     m.add_function(wrap_pyfunction!(access::py_sqlite_time, m)?)?;
+    m.add_function(wrap_pyfunction!(access::py_http_date_line, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_encoding_for_model, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::py_cache_key, m)?)?;

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from sidegate._native import HeadHeaders, chunk_frame, header_block
+from sidegate._native import HeadHeaders, chunk_frame, header_block, http_date_line
 from sidegate.upstream.headers import lines_headers
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ class _DateLine:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self._line = http_date_line(now)
         return self._line
 
 
