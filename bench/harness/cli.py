@@ -35,7 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="per lane and system")
-    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--paced-seconds",
+        type=float,
+        default=30.0,
+        help="per system in the paced lane: its p99 gap needs more events than a mean does "
+        "(bench/README.md, 'Paced lane length')",
+    )
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="0 skips the soak")
     parser.add_argument("--soak-systems", default="sidegate", help="comma-separated")
     parser.add_argument(
@@ -277,6 +283,7 @@ def _meta(args: argparse.Namespace, argv: list[str], stamp: str) -> dict[str, An
         "command": "python -m bench.harness " + shlex.join(argv),
         "rounds": args.rounds,
         "seconds": args.seconds,
+        "paced_seconds": args.paced_seconds,
         "layout": {
             "chat": [f"chat-c{c}" for c in sweep],
             "stream": f"stream-c{args.stream_concurrency}",

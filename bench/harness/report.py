@@ -293,6 +293,11 @@ def targets_table(rows: list[Row], layout: Layout) -> list[str]:
     return lines
 
 
+def _paced_seconds(meta: dict[str, Any]) -> str:
+    # Runs written before the paced lane had its own length gave it `seconds` too.
+    return f"{meta.get('paced_seconds', meta['seconds'])} s"
+
+
 def summary(rows: list[Row], layout: Layout, meta: dict[str, Any]) -> str:
     roles = meta.get("roles", {})
     skipped = [r for r in rows if r.get("lane") == "skip"]
@@ -301,7 +306,8 @@ def summary(rows: list[Row], layout: Layout, meta: dict[str, Any]) -> str:
         "",
         f"Command: `{meta['command']}`  ",
         f"Rounds: {meta['rounds']} (systems interleaved within each lane), "
-        f"{meta['seconds']} s per lane; medians over rounds. One core for each system under "
+        f"{meta['seconds']} s per lane ({_paced_seconds(meta)} in the paced lane); medians over "
+        "rounds. One core for each system under "
         "test (cpu 1); wrk, the nginx upstream and the mock upstream on cpu 0. "
         "CPU µs per request is read from /proc and is steadier than req/s on a shared machine.",
         "",

@@ -98,6 +98,8 @@ def test_summary_has_the_tables_and_the_plot_is_a_png(smoke: Path) -> None:
     for system in ALWAYS_MEASURED:
         assert any(line.startswith(f"| {system} |") for line in table), system
     assert "added p50 @c1" in summary
+    # The paced lane's own length is stated: its p99 gap rests on how many events it saw.
+    assert "1.0 s per lane (1.5 s in the paced lane)" in summary
     if (os.cpu_count() or 1) > 1:  # the systems' core is measured for stalls, with a figure
         stalls = [line for line in summary.splitlines() if line.startswith("- stalls of cpu 1")]
         assert stalls and "/s over 1 ms" in stalls[0], summary[-1500:]
