@@ -51,21 +51,28 @@ pub fn returned_headers<'a>(
     written: &[u8],
 ) -> (Vec<Header<'a>>, Option<&'a [u8]>) {
     let named = connection_named(headers);
-    let replaced = line_names(written);
     let kept = headers
         .iter()
-        .filter(|(name, _)| {
-            is_kept(name, &UPSTREAM_ONLY, &named)
-                && !replaced.iter().any(|own| own.eq_ignore_ascii_case(name))
-        })
+        .filter(|(name, _)| is_returned(name, &named, written))
         .copied()
         .collect();
-    let upstream_id = headers
+    (kept, upstream_request_id(headers))
+}
+
+/// Whether the client gets the upstream's header `name`: not the upstream's own, nor
+/// hop-by-hop, nor named by `Connection` (`named`), nor one the gateway writes (`written`).
+fn is_returned(name: &[u8], named: &[&[u8]], written: &[u8]) -> bool {
+    // `written` is read only for the few headers the rules keep.
+    is_kept(name, &UPSTREAM_ONLY, named) && !has_line_named(written, name)
+}
+
+/// The upstream's own request id: the first non-empty `x-request-id`.
+fn upstream_request_id<'a>(headers: &[Header<'a>]) -> Option<&'a [u8]> {
+    headers
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(b"x-request-id"))
         .map(|(_, value)| *value)
-        .filter(|value| !value.is_empty());
-    (kept, upstream_id)
+        .filter(|value| !value.is_empty())
 }
 
 /// The header block a client gets for a relayed answer: `returned_headers`' lines, values
@@ -74,20 +81,22 @@ pub fn returned_headers<'a>(
 /// The upstream's id replaces an `x-upstream-request-id` of its own (a gateway in front of
 /// another), as it does in `returned`'s dict.
 pub fn returned_block(headers: &[Header<'_>], written: &[u8]) -> Vec<u8> {
-    let (mut kept, upstream_id) = returned_headers(headers, written);
-    if upstream_id.is_some() {
-        kept.retain(|(name, _)| !name.eq_ignore_ascii_case(b"x-upstream-request-id"));
-    }
-    let size: usize = kept.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-    let mut block = Vec::with_capacity(size + written.len() + 64);
+    // One pass, straight into the block: this runs on every relayed stream's head.
+    let named = connection_named(headers);
+    let upstream_id = upstream_request_id(headers);
+    let mut block = Vec::with_capacity(256 + written.len());
     let mut push = |name: &[u8], value: &[u8]| {
         block.extend_from_slice(name);
         block.extend_from_slice(b": ");
         block.extend_from_slice(value);
         block.extend_from_slice(b"\r\n");
     };
-    for (name, value) in kept {
-        push(name, value);
+    for &(name, value) in headers {
+        let replaced_id =
+            upstream_id.is_some() && name.eq_ignore_ascii_case(b"x-upstream-request-id");
+        if !replaced_id && is_returned(name, &named, written) {
+            push(name, value);
+        }
     }
     if let Some(id) = upstream_id {
         push(b"x-upstream-request-id", id);
@@ -96,11 +105,20 @@ pub fn returned_block(headers: &[Header<'_>], written: &[u8]) -> Vec<u8> {
     block
 }
 
-/// The names of `name: value\r\n` lines.
-fn line_names(lines: &[u8]) -> Vec<&[u8]> {
-    let mut names = Vec::with_capacity(if lines.is_empty() { 0 } else { 8 });
-    names.extend(line_pairs(lines).map(|(name, _)| name));
-    names
+/// Whether one of `lines` (`name: value\r\n` lines) is named `name`, ASCII case aside: a line's
+/// name is what comes before its first colon.
+fn has_line_named(lines: &[u8], name: &[u8]) -> bool {
+    let mut rest = lines;
+    while !rest.is_empty() {
+        if rest.get(name.len()) == Some(&b':') && rest[..name.len()].eq_ignore_ascii_case(name) {
+            return true;
+        }
+        match memchr::memchr(b'\n', rest) {
+            Some(at) => rest = &rest[at + 1..],
+            None => return false,
+        }
+    }
+    false
 }
 
 /// `(name, value)` of each `name: value\r\n` line, the value without its surrounding
@@ -261,6 +279,24 @@ mod tests {
                 (&b"x-ratelimit-remaining-tokens"[..], &b"100"[..]),
                 (b"Content-Type", b"application/json")
             ]
+        );
+    }
+
+    #[test]
+    fn only_a_whole_name_before_a_lines_colon_is_the_gateways() {
+        let answer: [(&[u8], &[u8]); 4] = [
+            (b"x-cache", b"upstream"),
+            (b"X-Cache-Status", b"up"),
+            (b"note", b"kept"),
+            (b"x-trace", b"replaced"),
+        ];
+        // A name that begins another line's name, or sits in a value, is not that line's.
+        let written = b"X-CACHE-status: gw\r\nx-other: note: x-cache\r\nX-Trace:gw\r\nx-cache";
+        let (kept, _) = returned_headers(&answer, written);
+        assert_eq!(kept, vec![(&b"x-cache"[..], &b"upstream"[..]), (b"note", b"kept")]);
+        assert_eq!(
+            returned_block(&answer, written),
+            [&b"x-cache: upstream\r\nnote: kept\r\n"[..], &written[..]].concat()
         );
     }
 
