@@ -295,6 +295,10 @@ class RequestFacts:
     @property
     def prompt_tokens(self) -> int: ...
     @property
+    def reservation(self) -> int:
+        """The tokens a limit holds until the answer is counted:
+        ``prompt_tokens + (max_tokens or 0) * max(1, n)``."""
+    @property
     def body_hash(self) -> str | None:
         """Hex xxh3-128 of the body's canonical form (the cache key's body part); None when
         ``inspect`` was asked not to work it out (``hash_body=False``)."""

@@ -9,18 +9,27 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from tests.e2e.procs import RedisServer
 
-from sidegate._native import LimitTicket
-from sidegate.limits.failover import Backend
+from sidegate._native import LimitTicket, RequestFacts
+from sidegate.admission import Ticket
+from sidegate.auth import Tenant
+from sidegate.errors import ProxyError
+from sidegate.exchange import Exchange
+from sidegate.limits.failover import Backend, Direct
+from sidegate.limits.gate import LimitAdmission
 from sidegate.limits.headers import admitted_headers, duration
 from sidegate.limits.local import Shapes
 from sidegate.limits.memory import MemoryState
 from sidegate.limits.model import Acquire, Bucket, Release, Slot
-from sidegate.limits.policy import buckets, reservation, slots
+from sidegate.limits.policy import buckets, slots
 from sidegate.limits.redis_state import RedisState
+from sidegate.limits.telemetry import build_limit_metrics
+from sidegate.observability.metrics import build_metrics
+from sidegate.routing import Candidate
 from sidegate.settings import ModelLimitSettings, PlanSettings, StateSettings
 
 
@@ -156,10 +165,19 @@ async def test_a_request_larger_than_the_bucket_is_refused(backend: Backend) -> 
     assert (await backend.acquire(_acquire("t", "a", 101))).refused == "tokens"
 
 
+def reservation(prompt_tokens: int, max_tokens: int | None, n: int) -> int:
+    facts = RequestFacts("m", False, False, max_tokens, n, None, prompt_tokens, None)
+    return facts.reservation
+
+
 def test_reservation_is_prompt_plus_max_tokens_per_choice() -> None:
     assert reservation(12, 100, 1) == 112
     assert reservation(12, 100, 3) == 312
     assert reservation(12, None, 2) == 12
+    assert reservation(12, 100, 0) == 112  # one choice at least
+    # Exact at the fields' widest, as Python's ints would be.
+    big = 2**63 - 1
+    assert reservation(big, big, big) == big + big * big
 
 
 def test_burst_caps_the_requests_bucket() -> None:
@@ -281,3 +299,34 @@ def test_the_budget_alert_fires_once_when_a_settle_crosses_80_percent() -> None:
         assert isinstance(ticket, LimitTicket)
         ticket.settle(_spent(1, cost))
     assert alerts == [("t", 0.125, 1.0, 0.875)]
+
+
+def _admission() -> LimitAdmission:
+    metrics = build_metrics()
+    limit_metrics = build_limit_metrics(metrics.registry)
+    return LimitAdmission(Direct(MemoryState()), metrics, limit_metrics, blocking=False)
+
+
+def _admit(admission: LimitAdmission, tenant: Tenant, model: str = "m") -> Ticket | None:
+    exchange = Exchange("r", tenant, "chat", 0.0, model)
+    facts = RequestFacts(model, False, False, 10, 1, None, 5, None)
+    return admission.admit_now(exchange, facts, cast(Candidate, None))
+
+
+def test_the_request_paths_admission_follows_each_plan_and_model() -> None:
+    admission = _admission()
+    one_a_minute = PlanSettings(rpm=1)
+    acme = Tenant("acme", one_a_minute, None)
+    assert isinstance(_admit(admission, acme), LimitTicket)
+    with pytest.raises(ProxyError) as refused:
+        _admit(admission, acme)
+    assert refused.value.status == 429
+    # The plan's rpm is the tenant's, whichever model it asks for.
+    with pytest.raises(ProxyError):
+        _admit(admission, acme, "other")
+    # A plan-less tenant passes free, with no limit headers.
+    free = _admit(admission, Tenant("free", None, None))
+    assert free is not None and free.header_lines == b""
+    # A reloaded plan is a new object: it is read afresh, not taken for the one before.
+    reloaded = Tenant("acme", PlanSettings(rpm=1000), None)
+    assert isinstance(_admit(admission, reloaded), LimitTicket)

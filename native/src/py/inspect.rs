@@ -73,6 +73,14 @@ impl PyRequestFacts {
         }
     }
 
+    /// The tokens a limit holds for this request until its answer is counted: the prompt
+    /// plus `max_tokens` for each of `n` choices (at least one). Wide enough for any fields.
+    #[getter]
+    fn reservation(&self) -> i128 {
+        i128::from(self.prompt_tokens)
+            + i128::from(self.max_tokens.unwrap_or(0)) * i128::from(self.n.max(1))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let repr = |value: Bound<'_, PyAny>| -> PyResult<String> { Ok(value.repr()?.to_string()) };
         Ok(format!(

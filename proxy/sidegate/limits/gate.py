@@ -21,9 +21,10 @@ import asyncio
 import logging
 from typing import Final
 
+from sidegate._native import LimitShape, header_block
+
 # The memory backend's ticket (native); `LimitTicket` below is the remote backends'.
 from sidegate._native import LimitTicket as LocalTicket
-from sidegate._native import header_block
 from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededError
 from sidegate.exchange import Exchange
 from sidegate.inspection import RequestFacts
@@ -49,8 +50,9 @@ log = logging.getLogger("sidegate.ratelimit")
 ALERT_RATIO: Final = 0.8  # the native ticket's alert line is the same (`ALERT_RATIO` there)
 # Plan x model pairs remembered by the request path before the memo starts over.
 _MAX_LOCAL: Final = 4096
-# The plan, its shape on the memory backend (None: nothing limited) and its daily budget.
-_Local = tuple[PlanSettings | None, Shape | None, float | None]
+# A plan's shape for a model on the memory backend (None: nothing limited), the shape's native
+# half (what the request path hands the table) and the plan's daily budget.
+_Local = tuple[Shape | None, LimitShape | None, float | None]
 
 
 class _Free:
@@ -153,9 +155,10 @@ class LimitAdmission:
         backend = client.backend if isinstance(client, Direct) else None
         self._shapes = Shapes(backend) if type(backend) is MemoryState else None
         self._limited: dict[int, tuple[PlanSettings | None, bool]] = {}
-        # Per plan x model: the plan, and on the memory backend its shape (None: nothing to
-        # check, the request passes free) and daily budget; the request path's one lookup.
-        self._local: dict[tuple[int, str], _Local] = {}
+        # Per plan (by id) and model: the plan, and on the memory backend its shape (None:
+        # nothing to check, the request passes free) and daily budget; the request path's
+        # lookup (two dicts: a (plan, model) key was a tuple made, hashed and compared).
+        self._local: dict[int, tuple[PlanSettings | None, dict[str, _Local]]] = {}
         self._on_alert = self._budget_alert
         if self._shapes is not None:
             self._admit_ticket = self._shapes.memory.admit_ticket
@@ -167,17 +170,16 @@ class LimitAdmission:
     ) -> LocalTicket | _Free | None:
         tenant = exchange.tenant
         plan = tenant.plan
-        local = self._local.get((id(plan), facts.model))
-        if local is None or local[0] is not plan:
+        known = self._local.get(id(plan))
+        if known is None or known[0] is not plan:
             return self._admit_first(exchange, facts, candidate)
-        _, shape, budget = local
-        if shape is None:
+        local = known[1].get(facts.model)
+        if local is None:
+            return self._admit_first(exchange, facts, candidate)
+        shape, native, budget = local
+        if shape is None or native is None:  # nothing limited: both None
             return _FREE
-        # `policy.reservation`, written out: this runs on every request.
-        n = facts.n
-        # (`max(1, n)` parses its arguments as keywords: an eighth of this method's time.)
-        reserve = facts.prompt_tokens + (facts.max_tokens or 0) * (n if n > 1 else 1)
-        native = shape.layout.native
+        reserve = facts.reservation
         answer = self._admit_ticket(native, tenant.name, reserve, budget, self._on_alert)
         if type(answer) is LocalTicket:
             return answer
@@ -188,16 +190,20 @@ class LimitAdmission:
     ) -> LocalTicket | _Free | None:
         """`admit_now` for a plan and model not seen yet: what they limit, worked out once."""
         plan = exchange.tenant.plan
-        if len(self._local) >= _MAX_LOCAL:
+        if sum(len(models) for _, models in self._local.values()) >= _MAX_LOCAL:
             self._local.clear()
+        known = self._local.get(id(plan))
+        if known is None or known[0] is not plan:  # new, or a new plan where a freed one was
+            known = self._local[id(plan)] = (plan, {})
+        models = known[1]
         if not (self._blocking or self._limits_anything(plan)):
-            self._local[(id(plan), facts.model)] = (plan, None, None)
+            models[facts.model] = (None, None, None)
             return _FREE
         if self._shapes is None:
             return None  # the state is remote
         budget = plan.daily_budget_usd if plan else None
         shape = self._shapes.get(plan, facts.model)
-        self._local[(id(plan), facts.model)] = (plan, shape, budget)
+        models[facts.model] = (shape, shape.layout.native, budget)
         return self.admit_now(exchange, facts, candidate)
 
     async def admit(
@@ -208,7 +214,7 @@ class LimitAdmission:
             return decided
         tenant = exchange.tenant
         plan = tenant.plan
-        reserve = policy.reservation(facts.prompt_tokens, facts.max_tokens, facts.n)
+        reserve = facts.reservation
         buckets = policy.buckets(plan, facts.model, reserve) if plan else ()
         slots = policy.slots(plan, facts.model) if plan else ()
         budget = plan.daily_budget_usd if plan else None

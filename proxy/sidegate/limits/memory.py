@@ -180,7 +180,8 @@ class MemoryState:
         return self.acquire_now(request)
 
     def acquire_now(self, request: Acquire) -> Decision:
-        # A tokens bucket's cost at admission is the request's reservation (`limits.policy`).
+        # A tokens bucket's cost at admission is the request's reservation
+        # (`RequestFacts.reservation`).
         layout = self._layout(request.buckets, request.slots)
         shape = (layout, request.buckets, request.slots)
         refusal, decisions = self._charge(

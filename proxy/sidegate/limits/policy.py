@@ -3,7 +3,8 @@
 - `rpm`: a requests bucket refilling `rpm` a minute, holding `burst` (default: the full `rpm`,
   so a whole minute's worth may be spent at once);
 - `tpm`: a tokens bucket refilling `tpm` a minute, holding `tpm`; a request reserves its prompt
-  tokens plus `max_tokens` x `n` at admission and is trued up with its real usage at the end;
+  tokens plus `max_tokens` x `n` at admission (`RequestFacts.reservation`) and is trued up
+  with its real usage at the end;
 - `max_concurrent`: requests in flight;
 - `models.<name>`: the same three again for that model alone, checked together with the plan's.
 """
@@ -12,10 +13,6 @@ from __future__ import annotations
 
 from sidegate.limits.model import Bucket, Slot
 from sidegate.settings import PlanSettings
-
-
-def reservation(prompt_tokens: int, max_tokens: int | None, n: int) -> int:
-    return prompt_tokens + (max_tokens or 0) * max(1, n)
 
 
 def buckets(plan: PlanSettings, model: str, reserve: int) -> tuple[Bucket, ...]:
