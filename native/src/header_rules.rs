@@ -181,7 +181,9 @@ fn connection_named<'a>(headers: &[(&[u8], &'a [u8])]) -> Vec<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{forwarded_lines, returned_block, returned_headers};
+    use super::{
+        forwarded_lines, returned_block, returned_headers, CLIENT_ONLY, HOP_BY_HOP, UPSTREAM_ONLY,
+    };
 
     fn lines(headers: &[(&str, &str)]) -> String {
         let raw: Vec<(&[u8], &[u8])> = headers
@@ -232,6 +234,21 @@ mod tests {
             ("X-Kept", "3"),
         ]);
         assert_eq!(got, "X-Kept: 3\r\n");
+    }
+
+    #[test]
+    fn every_rule_drops_its_header_in_any_case() {
+        let upper: Vec<String> = HOP_BY_HOP.iter().chain(&CLIENT_ONLY).map(|n| n.to_uppercase()).collect();
+        let both: Vec<(&str, &str)> = upper.iter().map(|name| (name.as_str(), "v")).collect();
+        assert_eq!(lines(&both), "");
+        let answer: Vec<(&[u8], &[u8])> = HOP_BY_HOP
+            .iter()
+            .chain(&UPSTREAM_ONLY)
+            .map(|name| (name.as_bytes(), &b"v"[..]))
+            .collect();
+        assert_eq!(returned_headers(&answer, b"").0, vec![]);
+        // A name that only begins like a rule is no rule.
+        assert_eq!(lines(&[("hostx", "1"), ("te-x", "2")]), "hostx: 1\r\nte-x: 2\r\n");
     }
 
     #[test]
