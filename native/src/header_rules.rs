@@ -238,7 +238,11 @@ mod tests {
 
     #[test]
     fn every_rule_drops_its_header_in_any_case() {
-        let upper: Vec<String> = HOP_BY_HOP.iter().chain(&CLIENT_ONLY).map(|n| n.to_uppercase()).collect();
+        let upper: Vec<String> = HOP_BY_HOP
+            .iter()
+            .chain(&CLIENT_ONLY)
+            .map(|name| name.to_uppercase())
+            .collect();
         let both: Vec<(&str, &str)> = upper.iter().map(|name| (name.as_str(), "v")).collect();
         assert_eq!(lines(&both), "");
         let answer: Vec<(&[u8], &[u8])> = HOP_BY_HOP
@@ -248,7 +252,10 @@ mod tests {
             .collect();
         assert_eq!(returned_headers(&answer, b"").0, vec![]);
         // A name that only begins like a rule is no rule.
-        assert_eq!(lines(&[("hostx", "1"), ("te-x", "2")]), "hostx: 1\r\nte-x: 2\r\n");
+        assert_eq!(
+            lines(&[("hostx", "1"), ("te-x", "2")]),
+            "hostx: 1\r\nte-x: 2\r\n"
+        );
     }
 
     #[test]
@@ -310,7 +317,10 @@ mod tests {
         // A name that begins another line's name, or sits in a value, is not that line's.
         let written = b"X-CACHE-status: gw\r\nx-other: note: x-cache\r\nX-Trace:gw\r\nx-cache";
         let (kept, _) = returned_headers(&answer, written);
-        assert_eq!(kept, vec![(&b"x-cache"[..], &b"upstream"[..]), (b"note", b"kept")]);
+        assert_eq!(
+            kept,
+            vec![(&b"x-cache"[..], &b"upstream"[..]), (b"note", b"kept")]
+        );
         assert_eq!(
             returned_block(&answer, written),
             [&b"x-cache: upstream\r\nnote: kept\r\n"[..], &written[..]].concat()
