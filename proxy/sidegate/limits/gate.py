@@ -155,10 +155,12 @@ class LimitAdmission:
         backend = client.backend if isinstance(client, Direct) else None
         self._shapes = Shapes(backend) if type(backend) is MemoryState else None
         self._limited: dict[int, tuple[PlanSettings | None, bool]] = {}
-        # Per plan (by id) and model: the plan, and on the memory backend its shape (None:
-        # nothing to check, the request passes free) and daily budget; the request path's
-        # lookup (two dicts: a (plan, model) key was a tuple made, hashed and compared).
+        # Per plan (by id, kept with the plan: an id is reused once its plan is freed) and
+        # model: on the memory backend the shape (None: nothing to check, the request passes
+        # free) and the daily budget. The request path's lookup, in two dicts: a (plan, model)
+        # key was a tuple made, hashed and compared on every request.
         self._local: dict[int, tuple[PlanSettings | None, dict[str, _Local]]] = {}
+        self._local_entries = 0
         self._on_alert = self._budget_alert
         if self._shapes is not None:
             self._admit_ticket = self._shapes.memory.admit_ticket
@@ -190,20 +192,23 @@ class LimitAdmission:
     ) -> LocalTicket | _Free | None:
         """`admit_now` for a plan and model not seen yet: what they limit, worked out once."""
         plan = exchange.tenant.plan
-        if sum(len(models) for _, models in self._local.values()) >= _MAX_LOCAL:
+        if self._local_entries >= _MAX_LOCAL:
             self._local.clear()
+            self._local_entries = 0
         known = self._local.get(id(plan))
         if known is None or known[0] is not plan:  # new, or a new plan where a freed one was
             known = self._local[id(plan)] = (plan, {})
         models = known[1]
         if not (self._blocking or self._limits_anything(plan)):
             models[facts.model] = (None, None, None)
+            self._local_entries += 1
             return _FREE
         if self._shapes is None:
             return None  # the state is remote
         budget = plan.daily_budget_usd if plan else None
         shape = self._shapes.get(plan, facts.model)
         models[facts.model] = (shape, shape.layout.native, budget)
+        self._local_entries += 1
         return self.admit_now(exchange, facts, candidate)
 
     async def admit(
