@@ -50,9 +50,28 @@ pub enum Json<'a> {
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
+/// Why a body is not JSON, and where: sonic-rs's text up to its excerpt of the body. The
+/// excerpt would quote the client's prompt into error answers, and from there into logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError(String);
+
+impl From<sonic_rs::Error> for SyntaxError {
+    fn from(err: sonic_rs::Error) -> Self {
+        let text = err.to_string();
+        let reason = text.split('\n').next().unwrap_or_default().trim_end();
+        SyntaxError(reason.to_owned())
+    }
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl<'a> Json<'a> {
     /// Parse `body` with sonic-rs (SIMD; its error text names line and column).
-    pub fn parse(body: &'a [u8]) -> Result<Self, sonic_rs::Error> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, SyntaxError> {
         let mut deserializer = sonic_rs::Deserializer::from_slice(body);
         let json = JsonSeed { depth: 0 }.deserialize(&mut deserializer)?;
         deserializer.end()?;
@@ -244,6 +263,16 @@ mod tests {
     fn malformed_bodies_are_errors() {
         for body in [&b"{"[..], b"[1,]", b"{\"a\":1} x", b"", b"\xff"] {
             assert!(Json::parse(body).is_err());
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_where_but_quote_nothing_of_the_body() {
+        let body = br#"{"messages": [{"content": "card 4111-1111 PROMPT-SECRET \q tail"}]}"#;
+        let text = Json::parse(body).unwrap_err().to_string();
+        assert!(text.contains("line 1 column"), "{text}");
+        for quoted in ["SECRET", "4111", "tail", "\n"] {
+            assert!(!text.contains(quoted), "{text}");
         }
     }
 

@@ -134,6 +134,16 @@ def test_a_json_error_says_where() -> None:
         facts(b'{"model": "m",}')
 
 
+def test_a_json_error_quotes_nothing_of_the_prompt() -> None:
+    # The message goes back to the client and into the logs, which never hold prompts.
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "pin 4242 hunter2\\q zebra"}]}'
+    with pytest.raises(InvalidRequestError) as caught:
+        facts(body)
+    assert "column" in caught.value.message
+    for quoted in ("4242", "hunter2", "zebra"):
+        assert quoted not in caught.value.message
+
+
 def test_same_meaning_gives_the_same_hash() -> None:
     body = chat_body(temperature=1, seed=7, tools=[{"type": "function", "function": {"name": "f"}}])
     spaced = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
