@@ -53,7 +53,10 @@ class Tokenizer:
         return _shared(encoding_for_model(model))
 
     def count(self, text: str) -> int:
-        return self._native.count(text)
+        try:
+            return self._native.count(text)
+        except UnicodeEncodeError:
+            return self._native.count(well_formed(text))
 
     async def count_async(self, text: str, executor: Executor | None = None) -> int:
         """`count` that keeps the event loop serving while a large text is counted.
@@ -63,12 +66,15 @@ class Tokenizer:
         the native count releases the GIL. This is the one place the rule lives.
         """
         if len(text) <= INLINE_MAX_CHARS:
-            return self._native.count(text)
+            return self.count(text)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self._native.count, text)
+        return await loop.run_in_executor(executor, self.count, text)
 
     def encode(self, text: str) -> list[int]:
-        return self._native.encode(text)
+        try:
+            return self._native.encode(text)
+        except UnicodeEncodeError:
+            return self._native.encode(well_formed(text))
 
     def decode_bytes(self, tokens: list[int]) -> bytes:
         return self._native.decode_bytes(tokens)
@@ -85,8 +91,15 @@ class Tokenizer:
         image, audio and file parts count a fixed 85. `tools` (the request's `tools` array)
         adds the published per-function cost. This is the same code `inspect_request` runs.
         """
-        encoded = orjson.dumps(list(messages), default=_plain)
-        encoded_tools = None if tools is None else orjson.dumps(list(tools), default=_plain)
+        messages = list(messages)
+        tools = None if tools is None else list(tools)
+        try:
+            encoded = orjson.dumps(messages, default=_plain)
+            encoded_tools = None if tools is None else orjson.dumps(tools, default=_plain)
+        except orjson.JSONEncodeError:
+            # Lone surrogates, which UTF-8 cannot carry: counted as U+FFFD, as `count` does.
+            encoded = orjson.dumps(_well_formed_values(messages), default=_plain)
+            encoded_tools = None if tools is None else orjson.dumps(_well_formed_values(tools))
         return self._native.count_chat_json(encoded, encoded_tools)
 
     def __repr__(self) -> str:
@@ -125,7 +138,11 @@ class CompletionCounter:
 
     def _flush(self) -> None:
         text = "".join(self._parts)
-        tokens, consumed = self._tokenizer._native.count_prefix(text)
+        try:
+            tokens, consumed = self._tokenizer._native.count_prefix(text)
+        except UnicodeEncodeError:
+            text = well_formed(text)
+            tokens, consumed = self._tokenizer._native.count_prefix(text)
         rest = text[consumed:]
         self._settled += tokens
         self._parts = [rest] if rest else []
@@ -133,6 +150,22 @@ class CompletionCounter:
         # A carry that will not settle (one endless word or run of spaces) must not be
         # rescanned on every chunk: wait until it has doubled.
         self._flush_at = max(self.FLUSH_CHARS, 2 * self._pending)
+
+
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate (which UTF-8 cannot carry) replaced by U+FFFD, and
+    split surrogate pairs joined, as tiktoken does before it encodes."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _well_formed_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, Mapping):
+        return {well_formed(str(key)): _well_formed_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_well_formed_values(item) for item in value]
+    return value
 
 
 @cache

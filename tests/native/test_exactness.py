@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidegate.tokens import ENCODINGS, Tokenizer
+from sidegate.tokens import ENCODINGS, CompletionCounter, Tokenizer
 
 STRINGS_PER_ENCODING = 10_000
 
@@ -149,6 +149,35 @@ def test_arbitrary_unicode_matches_tiktoken(
     assert tokenizer.encode(text) == expected
     assert tokenizer.count(text) == len(expected)
     assert tokenizer.decode_bytes(expected) == text.encode()
+
+
+LONE_SURROGATES: tuple[str, ...] = (
+    "\ud800",
+    "a\ud800b",
+    "\udfff tail",
+    "pair split \ud83d\ude00 and reversed \ude00\ud83d",
+    "x" * 5000 + "\udc80" + " y" * 20_000,  # past the counter's flush
+)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_lone_surrogates_count_as_tiktoken_counts_them(
+    encoding: str, reference: Callable[[str], Any]
+) -> None:
+    """Python strings can hold what UTF-8 cannot; tiktoken reads each such code point as
+    U+FFFD, and a library user switching from it gets the same ids, not an exception."""
+    ours, theirs = Tokenizer(encoding), reference(encoding)
+    for text in LONE_SURROGATES:
+        expected = theirs.encode_ordinary(text)
+        assert ours.encode(text) == expected, text[:40]
+        assert ours.count(text) == len(expected), text[:40]
+        counter = CompletionCounter(ours)
+        for start in range(0, len(text), 7):
+            counter.add(text[start : start + 7])
+        assert counter.count() == len(expected), text[:40]
+    message = [{"role": "user", "content": "a\ud800b"}]
+    replaced = [{"role": "user", "content": "a\ufffdb"}]
+    assert ours.count_chat(message) == ours.count_chat(replaced)
 
 
 def test_counting_releases_the_gil() -> None:
