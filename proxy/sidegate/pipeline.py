@@ -25,7 +25,6 @@ from sidegate.errors import (
     ProxyError,
     UpstreamError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
     status_of,
 )
 from sidegate.exchange import Exchange
@@ -303,10 +302,9 @@ class Pipeline:
                         upstream = await self._attempt(
                             pool.name, endpoint, kind, headers, upstream_body, exchange, sent
                         )
-                    except UpstreamTimeoutError:
-                        pool.mark_failed(endpoint)
-                        raise
                     except UpstreamError as error:
+                        # A timeout too: nothing has reached the client yet, and a hung
+                        # endpoint is what failover is for (the last failure is the answer).
                         pool.mark_failed(endpoint)
                         last_error = error
                         continue

@@ -325,6 +325,35 @@ def test_json_access_log_line(client: openai.OpenAI, gateway: Process) -> None:
     assert "log me" not in gateway.output()
 
 
+def test_a_hung_endpoint_fails_over_to_the_next_and_then_to_the_fallback(
+    mock_upstream: Process, spawn: Callable[..., Process], write_config: Callable[[str], Path]
+) -> None:
+    """An endpoint that accepts the request and never answers within `timeout_seconds` is
+    passed over like one that refuses it: nothing has reached the client yet."""
+    hung = spawn("mock-upstream", "--latency-ms", "5000")
+    config = write_config(f"""
+        upstreams:
+          pool: {{endpoints: ["{hung.url}/v1", "{mock_upstream.url}/v1"], timeout_seconds: 0.5}}
+          slow: {{endpoints: ["{hung.url}/v1"], timeout_seconds: 0.5}}
+        models:
+          m: {{upstream: pool}}
+          slow-model: {{upstream: slow, fallbacks: [m]}}
+          slow-alone: {{upstream: slow}}
+    """)
+    gateway = spawn("serve", "--config", str(config))
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0) as client:
+        reply = client.chat.completions.create(model="m", messages=user("next endpoint"))
+        assert reply.choices[0].message.content == "next endpoint"
+        raw = client.chat.completions.with_raw_response.create(
+            model="slow-model", messages=user("the fallback")
+        )
+        assert raw.parse().choices[0].message.content == "the fallback"
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="slow-alone", messages=user("nowhere else"))
+    assert caught.value.status_code == 504
+    assert caught.value.code == "upstream_timeout"
+
+
 def test_failover_past_a_dead_endpoint(
     mock_upstream: Process, spawn: Callable[..., Process], write_config: Callable[[str], Path]
 ) -> None:
