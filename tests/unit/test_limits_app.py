@@ -109,10 +109,14 @@ async def test_a_tenant_without_a_plan_is_not_limited(gateway: Client) -> None:
 
 
 async def test_a_request_too_large_for_the_tpm_is_refused_as_tokens(gateway: Client) -> None:
-    status, _, body = await _chat(gateway, "sk-gold", "hi", max_tokens=5000)
+    status, headers, body = await _chat(gateway, "sk-gold", "hi", max_tokens=5000)
     assert status == 429
     assert body["error"]["type"] == "tokens"
     assert "too large" in body["error"]["message"]
+    # No wait would let it through: the SDKs must not send it again.
+    assert headers["x-should-retry"] == "false"
+    assert "Retry-After" not in headers and "retry-after-ms" not in headers
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
 
 
 async def test_a_cache_hit_gives_its_token_reservation_back(gateway: Client) -> None:

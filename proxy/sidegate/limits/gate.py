@@ -345,19 +345,23 @@ def _refusal(decision: Decision, request: Acquire, budget: float | None) -> Prox
             headers=retry_headers(retry),
         )
     bucket = request.buckets[decision.refused_index]
+    if bucket.kind == "tokens" and bucket.cost > bucket.capacity:
+        # No wait makes room for it: a retry hint would only have the SDKs send it again.
+        return TokensLimitError(
+            f"Request too large: it needs {int(bucket.cost)} tokens and the limit is "
+            f"{int(bucket.capacity)} tokens per min. Lower max_tokens or the prompt.",
+            headers={
+                "x-ratelimit-limit-tokens": str(int(bucket.per_minute)),
+                "x-should-retry": "false",
+            },
+        )
     headers = refused_headers(bucket.kind, bucket.per_minute, retry)
     if bucket.kind == "tokens":
-        if bucket.cost > bucket.capacity:
-            message = (
-                f"Request too large: it needs {int(bucket.cost)} tokens and the limit is "
-                f"{int(bucket.capacity)} tokens per min. Lower max_tokens or the prompt."
-            )
-        else:
-            message = (
-                f"Rate limit reached on tokens per min (TPM): limit {int(bucket.per_minute)}, "
-                f"requested {int(bucket.cost)}. Please try again in {retry / 1000:g}s."
-            )
-        return TokensLimitError(message, headers=headers)
+        return TokensLimitError(
+            f"Rate limit reached on tokens per min (TPM): limit {int(bucket.per_minute)}, "
+            f"requested {int(bucket.cost)}. Please try again in {retry / 1000:g}s.",
+            headers=headers,
+        )
     return RequestsLimitError(
         f"Rate limit reached on requests per min (RPM): limit {int(bucket.per_minute)}. "
         f"Please try again in {retry / 1000:g}s.",
