@@ -113,6 +113,11 @@ def test_completions_and_embeddings_count_their_input() -> None:
         ({"model": "m"}, "messages"),
         ({"model": "m", "messages": "hi"}, "messages"),
         ({"model": "m", "messages": [{"content": "no role"}]}, "messages.[0]"),
+        ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages.[0].content"),
+        (
+            chat_body(stream=True, stream_options={"include_usage": "yes"}),
+            "stream_options.include_usage",
+        ),
         (chat_body(stream="yes"), "stream"),
         (chat_body(n=0), "n"),
         (chat_body(max_tokens=0), "max_tokens"),

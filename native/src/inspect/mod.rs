@@ -91,7 +91,11 @@ pub fn inspect(body: &[u8], endpoint: Endpoint, options: Options) -> Result<Fact
     let stream = optional_bool(&payload, "stream")?.unwrap_or(false);
     let include_usage = match payload.get("stream_options") {
         None | Some(Json::Null) => false,
-        Some(options @ Json::Object(_)) => options.get("include_usage") == Some(&Json::Bool(true)),
+        Some(options @ Json::Object(_)) => match options.get("include_usage") {
+            None | Some(Json::Null) => false,
+            Some(Json::Bool(include)) => *include,
+            Some(_) => return Err(invalid_type("stream_options.include_usage")),
+        },
         Some(_) => return Err(invalid_type("stream_options")),
     };
     let max_tokens = match positive_int(&payload, "max_completion_tokens")? {
@@ -166,6 +170,20 @@ fn chat_prompt_tokens(
             return Err(CoreError::InvalidBody {
                 message: format!("messages[{index}] must be an object with a string 'role'."),
                 param: Some(format!("messages.[{index}]")),
+            });
+        }
+        // Text or content parts; null where tool calls stand in for it. A number or an object
+        // would reach the upstream only to be refused there, after the tokens were reserved.
+        if !matches!(
+            message.get("content"),
+            None | Some(Json::Null | Json::String(_) | Json::Array(_))
+        ) {
+            return Err(CoreError::InvalidBody {
+                message: format!(
+                    "Invalid type for 'messages[{index}].content': expected a string, an array \
+                     of content parts or null."
+                ),
+                param: Some(format!("messages.[{index}].content")),
             });
         }
     }

@@ -119,6 +119,20 @@ fn malformed_bodies_name_the_parameter() {
         param_of(chat(r#"{"model":"m","messages":[{"role":1}]}"#)).as_deref(),
         Some("messages.[0]")
     );
+    for content in ["5", "true", r#"{"text":"x"}"#] {
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}},{{"role":"user","content":{content}}}]}}"#
+        );
+        assert_eq!(
+            param_of(chat(&body)).as_deref(),
+            Some("messages.[1].content"),
+            "{content}"
+        );
+    }
+    for content in ["null", r#""text""#, r#"[{"type":"text","text":"x"}]"#] {
+        let body = format!(r#"{{"model":"m","messages":[{{"role":"assistant","content":{content}}}]}}"#);
+        assert!(chat(&body).is_ok(), "{content}");
+    }
     for (field, value) in [
         ("stream", r#""yes""#),
         ("n", "0"),
@@ -127,6 +141,7 @@ fn malformed_bodies_name_the_parameter() {
         ("max_completion_tokens", "true"),
         ("temperature", r#""hot""#),
         ("stream_options", "1"),
+        ("stream_options", r#"{"include_usage":"yes"}"#),
         ("tools", "{}"),
     ] {
         let param = param_of(chat(&format!(r#"{m},"{field}":{value}}}"#)));
