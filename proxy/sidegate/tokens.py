@@ -15,6 +15,7 @@ from typing import Any, Final
 import orjson
 
 from sidegate import _native
+from sidegate.special_tokens import Allowed, special_tokens
 
 ENCODINGS: Final = ("cl100k_base", "o200k_base")
 DEFAULT_ENCODING: Final = "o200k_base"
@@ -38,7 +39,7 @@ def encoding_for_model(model: str) -> str:
 class Tokenizer:
     """Counts and encodes text exactly as tiktoken does, for cl100k_base and o200k_base."""
 
-    __slots__ = ("_native", "name")
+    __slots__ = ("_native", "_special", "name")
 
     def __init__(self, encoding: str = DEFAULT_ENCODING) -> None:
         try:
@@ -46,13 +47,20 @@ class Tokenizer:
         except _native.NativeError as exc:
             raise ValueError(str(exc)) from None
         self.name = encoding
+        self._special = special_tokens(encoding)
 
     @staticmethod
     def for_model(model: str) -> Tokenizer:
         """The shared tokenizer for the encoding `model` uses."""
         return _shared(encoding_for_model(model))
 
+    @property
+    def special_tokens_set(self) -> frozenset[str]:
+        return frozenset(self._special.ids)
+
     def count(self, text: str) -> int:
+        """Tokens of `text` read as plain text (`encode_ordinary`), special-token spellings
+        included: what a prompt costs."""
         try:
             return self._native.count(text)
         except UnicodeEncodeError:
@@ -70,14 +78,57 @@ class Tokenizer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, self.count, text)
 
-    def encode(self, text: str) -> list[int]:
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Allowed = frozenset(),
+        disallowed_special: Allowed = "all",
+    ) -> list[int]:
+        """As tiktoken's `encode`: text that spells a special token raises ValueError unless
+        `allowed_special` names it (it becomes the special token's id) or `disallowed_special`
+        leaves it out (it is encoded as plain text)."""
+        if "<|" not in text:  # how every special token starts
+            return self.encode_ordinary(text)
+        special = self._special
+        allowed, disallowed = special.allowed_and_disallowed(allowed_special, disallowed_special)
+        special.refuse_disallowed(text, disallowed)
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        for part in special.split(text, allowed):
+            if isinstance(part, int):
+                ids.append(part)
+            else:
+                ids.extend(self.encode_ordinary(part))
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """`text` as plain text, special-token spellings included (tiktoken's name)."""
         try:
             return self._native.encode(text)
         except UnicodeEncodeError:
             return self._native.encode(well_formed(text))
 
     def decode_bytes(self, tokens: list[int]) -> bytes:
-        return self._native.decode_bytes(tokens)
+        try:
+            return self._native.decode_bytes(tokens)
+        except _native.NativeError:
+            texts = self._special.texts
+            if not any(token in texts for token in tokens):
+                raise
+        out = bytearray()
+        run: list[int] = []
+        for token in tokens:
+            text = texts.get(token)
+            if text is None:
+                run.append(token)
+                continue
+            out += self._native.decode_bytes(run) if run else b""
+            out += text
+            run = []
+        out += self._native.decode_bytes(run) if run else b""
+        return bytes(out)
 
     def count_chat(
         self,

@@ -132,7 +132,7 @@ def test_random_text_matches_tiktoken(encoding: str, reference: Callable[[str], 
     for _ in range(STRINGS_PER_ENCODING):
         text = _random_text(rng)
         expected = theirs.encode_ordinary(text)
-        if ours.encode(text) != expected or ours.count(text) != len(expected):
+        if ours.encode_ordinary(text) != expected or ours.count(text) != len(expected):
             mismatches.append(text)
     assert mismatches == []
 
@@ -146,7 +146,7 @@ def test_arbitrary_unicode_matches_tiktoken(
     text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     expected = reference(encoding).encode_ordinary(text)
     tokenizer = Tokenizer(encoding)
-    assert tokenizer.encode(text) == expected
+    assert tokenizer.encode_ordinary(text) == expected
     assert tokenizer.count(text) == len(expected)
     assert tokenizer.decode_bytes(expected) == text.encode()
 
@@ -178,6 +178,44 @@ def test_lone_surrogates_count_as_tiktoken_counts_them(
     message = [{"role": "user", "content": "a\ud800b"}]
     replaced = [{"role": "user", "content": "a\ufffdb"}]
     assert ours.count_chat(message) == ours.count_chat(replaced)
+
+
+SPECIAL_TEXTS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "doc one<|endoftext|>doc two<|endofprompt|>",
+    "<|fim_prefix|>def f(<|fim_suffix|>)<|fim_middle|>",
+    "<|endoftext|><|endoftext|> <| endoftext |> <|notatoken|>",
+    "plain text, no specials",
+)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_special_tokens_are_treated_as_tiktoken_treats_them(
+    encoding: str, reference: Callable[[str], Any]
+) -> None:
+    ours, theirs = Tokenizer(encoding), reference(encoding)
+    assert ours.special_tokens_set == theirs.special_tokens_set
+    choices: list[dict[str, Any]] = [
+        {},
+        {"allowed_special": "all"},
+        {"disallowed_special": ()},
+        {"allowed_special": {"<|endoftext|>"}},
+        {"allowed_special": {"<|endoftext|>"}, "disallowed_special": ()},
+        {"disallowed_special": {"<|endofprompt|>"}},
+    ]
+    for text in SPECIAL_TEXTS:
+        for options in choices:
+            try:
+                expected = theirs.encode(text, **options)
+            except ValueError as refused:
+                with pytest.raises(ValueError) as caught:
+                    ours.encode(text, **options)
+                assert str(caught.value) == str(refused)
+                continue
+            assert ours.encode(text, **options) == expected, (text, options)
+            assert ours.decode_bytes(expected) == theirs.decode_bytes(expected)
+        assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+        assert ours.count(text) == len(theirs.encode_ordinary(text))
 
 
 def test_counting_releases_the_gil() -> None:

@@ -27,7 +27,7 @@ class Reply:
 
 def generate(tokenizer: Tokenizer, text: str, max_tokens: int | None, *, pieces: bool) -> Reply:
     """The reply echoing `text`; per-token pieces are worked out only when `pieces` is set."""
-    ids = tokenizer.encode(text)
+    ids = tokenizer.encode_ordinary(text)
     finish: FinishReason = "stop"
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[:max_tokens]
