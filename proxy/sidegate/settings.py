@@ -4,6 +4,10 @@ Two stages: YAML is read and `${VAR}` / `${VAR:-default}` references in string v
 from the environment (the only place Sidegate reads it); the result is validated by strict
 pydantic models (unknown keys are errors) and cross-checked (models name real upstreams, tenants
 name real plans). Every problem is reported as `ConfigError` naming the offending key.
+
+A filled-in value is always a string: `keys: ["${ACME_KEY}"]` stays the key whatever it looks
+like (`12345`, `yes`, `[abc`), and a number or boolean field takes `port: "${PORT:-8080}"`
+because pydantic converts "8080" or "true" where the field's type asks for it.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -110,8 +114,10 @@ class TenantSettings(_Strict):
     keys: tuple[str, ...] = ()
 
 
-class AuthSettings(_Strict):
-    mode: Literal["keys", "jwt", "none"] | None = None  # None: keys when any tenant has keys
+_Section = TypeVar("_Section", bound=_Strict)
+
+
+class JwtSettings(_Strict):
     jwks_url: str | None = None
     issuer: str | None = None
     audience: str | None = None
@@ -119,13 +125,43 @@ class AuthSettings(_Strict):
     plan_claim: str | None = None
 
 
-class StateSettings(_Strict):
-    backend: Literal["memory", "redis"] = "memory"
+def _fold_nested(section: _Section, name: str) -> _Section:
+    """`section` with the keys of its nested `name:` mapping lifted beside the flat ones, so the
+    two spellings (`auth: {jwt: {jwks_url: U}}` and `auth: {jwks_url: U}`) mean the same."""
+    nested = getattr(section, name)
+    if nested is None:
+        return section
+    given = nested.model_dump(exclude_unset=True)
+    for key, value in given.items():
+        if key in section.model_fields_set and getattr(section, key) != value:
+            raise ValueError(f"{name}.{key} and {key} differ; give it once")
+    return section.model_copy(update=given)
+
+
+class AuthSettings(JwtSettings):
+    mode: Literal["keys", "jwt", "none"] | None = None  # None: keys when any tenant has keys
+    jwt: JwtSettings | None = None
+
+    @model_validator(mode="after")
+    def _fold_jwt(self) -> AuthSettings:
+        return _fold_nested(self, "jwt")
+
+
+class RedisSettings(_Strict):
     url: str = "redis://127.0.0.1:6379/0"
     fail_open: bool = True
     pool_size: int = Field(default=32, ge=1)
     # Bound on one Redis call; past it the request is served on local limits (fail_open).
     timeout_seconds: float = Field(default=0.25, gt=0)
+
+
+class StateSettings(RedisSettings):
+    backend: Literal["memory", "redis"] = "memory"
+    redis: RedisSettings | None = None
+
+    @model_validator(mode="after")
+    def _fold_redis(self) -> StateSettings:
+        return _fold_nested(self, "redis")
 
 
 class AdminSettings(_Strict):
@@ -225,7 +261,7 @@ class Settings(_Strict):
         if self.auth_mode == "keys" and not seen:
             raise ValueError("auth.mode: 'keys' needs at least one tenant with keys")
         if self.auth_mode == "jwt" and not self.auth.jwks_url:
-            raise ValueError("auth.jwks_url: required when auth.mode is 'jwt'")
+            raise ValueError("auth.jwt.jwks_url: required when auth.mode is 'jwt'")
         return self
 
     @property
@@ -235,8 +271,12 @@ class Settings(_Strict):
         return "keys" if any(t.keys for t in self.tenants.values()) else "none"
 
     def with_server(self, **changes: Any) -> Settings:
-        """A copy with server fields overridden (command-line flags)."""
-        server = self.server.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        """A copy with server fields overridden (command-line flags), checked as the file is."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        try:
+            server = ServerSettings.model_validate({**self.server.model_dump(), **given})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, ("server",))) from None
         return self.model_copy(update={"server": server})
 
 
@@ -248,6 +288,7 @@ models:
              price_per_1k: {input: 0.00015, output: 0.0006}}
 auth: {mode: none}
 state: {backend: memory}
+spend: {enabled: false}  # a demo run leaves no file behind
 """
 
 
@@ -289,7 +330,7 @@ def _expand(value: Any, environ: Mapping[str, str], where: tuple[str, ...]) -> A
     return value
 
 
-def _expand_string(text: str, environ: Mapping[str, str], where: tuple[str, ...]) -> Any:
+def _expand_string(text: str, environ: Mapping[str, str], where: tuple[str, ...]) -> str:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         found = environ.get(name)
@@ -299,19 +340,13 @@ def _expand_string(text: str, environ: Mapping[str, str], where: tuple[str, ...]
             return default
         raise ConfigError(f"{'.'.join(where)}: environment variable {name} is not set")
 
-    expanded = _ENV_REFERENCE.sub(substitute, text)
-    if expanded != text and _ENV_REFERENCE.fullmatch(text):
-        # A whole-value reference may stand for a number or a boolean: `port: ${PORT:-8080}`.
-        scalar = yaml.safe_load(expanded) if expanded else expanded
-        if isinstance(scalar, int | float | bool):
-            return scalar
-    return expanded
+    return _ENV_REFERENCE.sub(substitute, text)
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, within: tuple[str, ...] = ()) -> str:
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"])
+        where = ".".join(str(part) for part in (*within, *error["loc"]))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
