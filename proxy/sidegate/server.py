@@ -65,11 +65,17 @@ def _run_many(settings: Settings, workers: int) -> int:
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
+            code = 0
             try:
                 _die_with_parent(parent)
                 _run_one(settings, reuse_port=True)
+            except Exception:
+                # A child ends in os._exit, which would drop the traceback and the failure.
+                log.exception("worker failed", extra={"worker_pid": os.getpid()})
+                code = 1
             finally:
-                os._exit(0)
+                sys.stderr.flush()
+                os._exit(code)
         children.append(pid)
 
     def forward(signum: int, _frame: object) -> None:
