@@ -124,17 +124,18 @@ class Answers:
             if framer.done:
                 complete = True
             else:
-                exchange.status = 502
+                exchange.status, exchange.error = 502, "upstream_stream_cut"
                 await response.write(
-                    error_event("The upstream ended the stream early.", "upstream_stream_cut")
+                    error_event("The upstream ended the stream early.", exchange.error)
                 )
         except UpstreamError as error:
-            exchange.status = 504 if isinstance(error, UpstreamTimeoutError) else 502
+            exchange.status, exchange.error = (
+                504 if isinstance(error, UpstreamTimeoutError) else 502,
+                error.instance_code or "upstream_error",
+            )
             ended = b"".join(held or ())  # the upstream failed after its last event
             held = None
-            await response.write(
-                ended + error_event(error.message, error.instance_code or "upstream_error")
-            )
+            await response.write(ended + error_event(error.message, exchange.error))
         except ConnectionResetError:
             exchange.status = 499
             log.info("client disconnected mid-stream", extra={"request_id": exchange.request_id})

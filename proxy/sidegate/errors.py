@@ -32,6 +32,9 @@ class ProxyError(Exception):
     type: ClassVar[str] = "api_error"
     code: ClassVar[str | None] = None
     level: ClassVar[int] = logging.ERROR
+    # True once the request's access line names this error (its code), so the error renderer
+    # does not log the request a second time.
+    accounted: bool = False
 
     def __init__(
         self,

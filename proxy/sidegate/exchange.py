@@ -6,9 +6,11 @@ record, so none of them needs to know about the others.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from sidegate.auth import Tenant
+from sidegate.errors import ProxyError, status_of
 from sidegate.inspection import Endpoint
 
 
@@ -35,6 +37,7 @@ class Exchange:
     trace_id: str | None = None
     span_id: str | None = None
     attempts: list[str] = field(default_factory=list)
+    error: str | None = None  # the code of the error answered with, if any
 
     def __init__(
         self, request_id: str, tenant: Tenant, kind: Endpoint, started: float, model: str = "-"
@@ -51,3 +54,15 @@ class Exchange:
         """Time spent inside Sidegate so far: wall time minus time waiting on upstreams."""
         spent = now - self.started - self.upstream_seconds
         return spent if spent > 0.0 else 0.0  # not max(): it parses its arguments per call
+
+    def fail(self, error: ProxyError) -> None:
+        """The request is answered with `error`: its status and code go to the access line,
+        and the answer carries the gateway's headers as every other answer does."""
+        self.status = status_of(error)
+        self.error = error.instance_code or error.type
+        error.accounted = True
+        headers = error.headers
+        headers.setdefault("x-cache", self.cache)
+        if "x-sidegate-overhead-ms" not in headers:
+            overhead = self.overhead_seconds(time.perf_counter())
+            headers["x-sidegate-overhead-ms"] = f"{overhead * 1000:.3f}"

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from sidegate.admission import Admission, Ticket
 from sidegate.answers import Answers
+from sidegate.auth import Tenant
 from sidegate.cache import CacheKey, ResponseCache
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
 from sidegate.early import FirstAttempt, HeadStart
@@ -25,7 +26,6 @@ from sidegate.errors import (
     ProxyError,
     UpstreamError,
     UpstreamStatusError,
-    status_of,
 )
 from sidegate.exchange import Exchange
 from sidegate.inspection import (
@@ -98,12 +98,25 @@ class Pipeline:
                 exchange.status = exchange.status or response.status  # the span records it
             return response
         except ProxyError as error:
-            exchange.status = status_of(error)
-            error.headers.setdefault("x-cache", exchange.cache)  # errors answer it too
+            exchange.fail(error)
             raise
         except (asyncio.CancelledError, ConnectionResetError):
             exchange.status = 499  # the client went away
             raise
+        finally:
+            self._recorder.finish(exchange)
+
+    def refused(
+        self, request: web.Request, kind: Endpoint, tenant: Tenant, error: ProxyError
+    ) -> None:
+        """Account for a request refused before it reached the pipeline (a rejected key) as
+        for any other: its span, its counts and its one access line."""
+        exchange = Exchange(request[REQUEST_ID_KEY], tenant, kind, time.perf_counter())
+        try:
+            with self._tracing.request(request.headers, exchange):
+                raise error  # the span records the refusal as it records any error
+        except ProxyError:
+            exchange.fail(error)
         finally:
             self._recorder.finish(exchange)
 
@@ -214,15 +227,10 @@ class Pipeline:
                 cache_control = request.headers.get("Cache-Control")
                 key = self._cache.key(exchange, facts, primary, cache_control)
             if key is not None and key.lookup:
-                looked_up = time.perf_counter()
                 answer = await self._cache.get(key.value)
                 result = "hit" if answer is not None else "miss"
                 self._metrics.cache_requests.labels("exact", result).inc()
-                if answer is not None:
-                    # A hit's answer comes from the cache: its latency is that source's latency.
-                    self._metrics.upstream_duration.labels(facts.model, "cache").observe(
-                        time.perf_counter() - looked_up
-                    )
+                if answer is not None:  # no upstream time: none is observed
                     return await self._answers.from_cache(request, answer, facts, exchange, ticket)
             store = key if key is not None and key.store else None
             first = early.first if early is not None else None
@@ -306,6 +314,7 @@ class Pipeline:
                         # A timeout too: nothing has reached the client yet, and a hung
                         # endpoint is what failover is for (the last failure is the answer).
                         pool.mark_failed(endpoint)
+                        exchange.upstream = candidate.upstream  # tried, if not answered
                         last_error = error
                         continue
                     pool.mark_ok(endpoint)

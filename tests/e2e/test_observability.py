@@ -127,7 +127,8 @@ def test_metrics_hold_the_values_of_real_requests(
     assert cost == pytest.approx(expected)
     assert metric_value(text, "llm_request_duration_seconds_count", model="gpt-4o-mini") == 4
     assert metric_value(text, "llm_time_to_first_token_seconds_count", model="gpt-4o-mini") == 1
-    assert metric_value(text, "llm_proxy_overhead_seconds_count") == 5  # with the 404
+    # With the 404 and the rejected chat request (both proxied answers; /v1/models is not).
+    assert metric_value(text, "llm_proxy_overhead_seconds_count") == 6
     upstream = {"model": "gpt-4o-mini", "upstream": "local"}
     assert metric_value(text, "llm_upstream_duration_seconds_count", **upstream) == 4
     assert metric_value(text, "llm_active_requests", model="gpt-4o-mini") == 0
@@ -156,7 +157,7 @@ def _check_log_lines(output: str, input_tokens: int, cost: float) -> None:
     assert "sk-revoked-key-1234" not in output
     lines = [orjson.loads(line) for line in output.splitlines() if line.strip()]
     requests = [line for line in lines if line.get("message") == "request"]
-    assert len(requests) == 5
+    assert len(requests) == 6  # the rejected chat request's line too
     fields = {
         "timestamp",
         "level",
@@ -179,6 +180,10 @@ def _check_log_lines(output: str, input_tokens: int, cost: float) -> None:
     assert sum(line["input_tokens"] for line in served) == input_tokens
     assert sum(line["cost_usd"] for line in served) == pytest.approx(cost)
     assert {line["tenant"] for line in served} == {"acme"}
+    refused = [line for line in requests if line["status"] == 401]
+    assert [(line["tenant"], line["error"], line["input_tokens"]) for line in refused] == [
+        ("-", "invalid_api_key", 0)
+    ]
     rejected = [line for line in lines if line.get("event") == "key_rejected"]
     assert len(rejected) == 2
     assert rejected[0]["key_id"] and rejected[0]["code"] == "invalid_api_key"

@@ -216,3 +216,47 @@ async def test_without_tracing_the_client_traceparent_passes_through(
     lines = [orjson.loads(x) for x in gateway.output().splitlines() if x.strip()]
     (request,) = [line for line in lines if line.get("message") == "request"]
     assert request["trace_id"] == trace_id
+
+
+async def test_refused_and_failed_requests_have_their_server_span(
+    spawn: Callable[..., Process],
+    write_config: Callable[[str], Path],
+    collected: tuple[Collected, str, str],
+) -> None:
+    seen, otlp, upstream = collected
+    # One endpoint only: the failed request makes a single attempt, retried nowhere.
+    config = CONFIG.replace('"http://127.0.0.1:{dead}/v1", ', "")
+    text = config.format(upstream=upstream, key=KEY, otlp=otlp, ratio=1.0)
+    gateway = spawn("serve", "--config", str(write_config(text)))
+    async with openai.AsyncOpenAI(
+        base_url=gateway.url + "/v1", api_key="sk-not-a-key", max_retries=0
+    ) as stranger:
+        with pytest.raises(openai.AuthenticationError):
+            await stranger.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "let me in"}]
+            )
+    async with openai.AsyncOpenAI(
+        base_url=gateway.url + "/v1", api_key=KEY, max_retries=0
+    ) as client:
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "!status 503"}]
+            )
+    await _until(lambda: len(seen.spans) >= 3)
+    servers = {
+        attributes(s)["http.response.status_code"]: s
+        for s in seen.spans
+        if s.kind == Span.SPAN_KIND_SERVER
+    }
+    assert set(servers) == {401, 503}
+    rejected = attributes(servers[401])
+    assert rejected["sidegate.tenant"] == "-"
+    assert rejected["error.type"] == "invalid_api_key"
+    failed = attributes(servers[503])
+    assert failed["sidegate.upstream"] == "local"
+    assert failed["sidegate.attempts"] == 1
+    assert servers[503].status.code == Status.STATUS_CODE_ERROR
+    (attempt,) = [s for s in seen.spans if s.kind == Span.SPAN_KIND_CLIENT]
+    assert attempt.status.code == Status.STATUS_CODE_ERROR
+    assert "retried" not in attempt.status.message
+    assert attributes(attempt)["sidegate.attempt"] == 1

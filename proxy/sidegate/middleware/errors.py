@@ -79,7 +79,8 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response | None:
     """The answer to a request that raised `exc`; None when it is not an error (an aiohttp
     redirect, say), which the caller raises on."""
     if isinstance(exc, ProxyError):
-        log.log(exc.level, "request failed: %s", exc.message, extra=_ids(request))
+        if not exc.accounted:  # else the request's access line has it
+            log.log(exc.level, "request failed: %s", exc.message, extra=_ids(request))
         return render(exc, request.get(REQUEST_ID_KEY))
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:

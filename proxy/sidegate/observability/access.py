@@ -1,7 +1,10 @@
 """One structured log line per proxied request (the contract's fields; never prompts or keys).
 
 With the JSON handler alone in charge, the line is written natively into its pending lines
-(`_native.AccessLines`); otherwise the logging module formats a record as for any line."""
+(`_native.AccessLines`); otherwise the logging module formats a record as for any line. A
+request answered with an error adds its code as `error` (never its message, which may quote
+the request); the native line has no such field, so those lines take the logging module's way.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ class AccessLog:
         if not log.isEnabledFor(logging.INFO):
             return
         status = exchange.status or 500
-        handler = fast_json_handler(log)
+        handler = fast_json_handler(log) if exchange.error is None else None
         if handler is not None:
             tenant = exchange.tenant
             if handler.access_lines.add(
@@ -63,4 +66,6 @@ class AccessLog:
             "cache": exchange.cache,
             "attempts": len(exchange.attempts),
         }
+        if exchange.error is not None:
+            fields["error"] = exchange.error
         log.log(logging.INFO if status < 500 else logging.WARNING, "request", extra=fields)

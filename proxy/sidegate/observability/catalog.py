@@ -20,6 +20,14 @@ OPERATIONS: Final[dict[Endpoint, str]] = {
     "embeddings": "embeddings",
 }
 
+# The path each endpoint family is served at.
+PATHS: Final[dict[Endpoint, str]] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+KINDS: Final[dict[str, Endpoint]] = {path: kind for kind, path in PATHS.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class Catalog:

@@ -2,25 +2,33 @@
 
 `events_middleware` sits between request ids and authentication (STYLE §14: errors, request_id,
 access-log/metrics, auth). It logs one `key_rejected` event per refused credential (with a
-non-reversible id of the presented key, never the key) and counts the refusal in
-`llm_requests_total`, since such requests never reach the pipeline; and one `rate_limited` /
-`budget_exhausted` event per 429 with the tenant and the limit that refused it. Upstream
-down/up events come from the upstream pools, budget warnings from the limits.
+non-reversible id of the presented key, never the key) and accounts for the request, which
+never reached the pipeline: on a proxied path as the pipeline accounts for any request
+(`Pipeline.refused`: span, counts, access line), elsewhere under `/v1/` in
+`llm_requests_total`. And one `rate_limited` / `budget_exhausted` event per 429 with the tenant
+and the limit that refused it. Upstream down/up events come from the upstream pools, budget
+warnings from the limits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidegate.auth import Tenant
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
 from sidegate.errors import AuthenticationError, QuotaExceededError, RateLimitError
-from sidegate.keys import METRICS_KEY
+from sidegate.keys import METRICS_KEY, PIPELINE_KEY
+from sidegate.observability.catalog import KINDS
 
 log = logging.getLogger("sidegate.events")
+
+# The tenant of a request whose credential was refused.
+UNKNOWN_TENANT: Final = "-"
 
 
 def key_id(authorization: str | None, api_key: str | None) -> str | None:
@@ -54,15 +62,22 @@ def note_refusal(request: web.Request, error: AuthenticationError | RateLimitErr
 
 
 def _key_rejected(request: web.Request, error: AuthenticationError) -> None:
-    metrics = request.app[METRICS_KEY]
-    metrics.requests.labels("-", "-", metrics.tenant("-"), str(error.status)).inc()
+    presented = key_id(request.headers.get("Authorization"), request.headers.get("api-key"))
+    kind = KINDS.get(request.path)
+    if kind is not None:
+        # A proxied path: the refusal gets the span, counts and access line any request gets.
+        unknown = Tenant(UNKNOWN_TENANT, None, presented)
+        request.app[PIPELINE_KEY].refused(request, kind, unknown, error)
+    else:
+        metrics = request.app[METRICS_KEY]
+        metrics.requests.labels("-", "-", metrics.tenant(UNKNOWN_TENANT), str(error.status)).inc()
     log.warning(
         "api key rejected",
         extra={
             "event": "key_rejected",
             "request_id": request.get(REQUEST_ID_KEY),
             "code": error.instance_code,
-            "key_id": key_id(request.headers.get("Authorization"), request.headers.get("api-key")),
+            "key_id": presented,
             "path": request.path,
             "remote": request.remote,
         },

@@ -301,7 +301,9 @@ def build_metrics(
             "1 when the endpoint is healthy, 0 when it is marked down.",
             ("upstream", "endpoint"),
             registry=registry,
-            multiprocess_mode="max",
+            # A worker's last word on an endpoint holds for every worker (with "max", a worker
+            # that never tried it would hide another's 0); a dead worker's stays until a newer.
+            multiprocess_mode="mostrecent",
         ),
         budget_remaining=Gauge(
             "llm_budget_remaining_usd",

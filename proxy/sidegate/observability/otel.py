@@ -26,18 +26,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sidegate.errors import ProxyError, status_of
 from sidegate.exchange import Exchange
-from sidegate.observability.catalog import OPERATIONS, Catalog
+from sidegate.observability.catalog import OPERATIONS, PATHS, Catalog
 from sidegate.observability.otlp import OtlpHttpSpanExporter
 from sidegate.settings import TelemetrySettings
 
 # Spans leave at least this often; a collector sees a request about a second after it ends.
 _EXPORT_DELAY_MS: Final = 1000
 _EXPORT_TIMEOUT_S: Final = 5.0
-_PATHS: Final = {
-    "chat": "/v1/chat/completions",
-    "completions": "/v1/completions",
-    "embeddings": "/v1/embeddings",
-}
 
 
 def traces_url(otlp_endpoint: str) -> str:
@@ -69,7 +64,7 @@ class OtelTracing:
     @contextmanager
     def request(self, headers: Mapping[str, str], exchange: Exchange) -> Iterator[None]:
         parent = self._propagator.extract(headers)
-        path = _PATHS.get(exchange.kind, "/v1")
+        path = PATHS.get(exchange.kind, "/v1")
         span = self._tracer.start_span(
             f"POST {path}",
             context=parent,
@@ -113,6 +108,7 @@ class OtelTracing:
             "gen_ai.usage.input_tokens": exchange.input_tokens,
             "gen_ai.usage.output_tokens": exchange.output_tokens,
             "sidegate.cost_usd": exchange.cost_usd,
+            "sidegate.attempts": len(exchange.attempts),
         }
         if exchange.served_model != "-":
             attributes["gen_ai.response.model"] = catalog.response_model(exchange.served_model)
@@ -121,6 +117,8 @@ class OtelTracing:
             )
         if exchange.upstream != "-":
             attributes["sidegate.upstream"] = exchange.upstream
+        if exchange.error is not None:
+            attributes["error.type"] = exchange.error
         span.set_attributes(attributes)
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
@@ -139,6 +137,7 @@ class OtelTracing:
                 "gen_ai.provider.name": self._catalog.provider(upstream, exchange.model),
                 "server.address": endpoint,
                 "sidegate.upstream": upstream,
+                "sidegate.attempt": len(exchange.attempts),  # 1 for the first, 2 for a retry
             },
         )
         carrier: dict[str, str] = {}
@@ -157,8 +156,9 @@ class OtelTracing:
 
     def _finish_attempt(self, span: Span, exchange: Exchange, endpoint: str) -> None:
         if exchange.endpoint != endpoint:
-            # The pipeline caught this attempt's failure and moved on (retry or fallback).
-            span.set_status(Status(StatusCode.ERROR, "attempt failed, retried elsewhere"))
+            # The pipeline caught this attempt's failure; whether another attempt follows is
+            # not known yet (the next attempt's span, if any, has the next `sidegate.attempt`).
+            span.set_status(Status(StatusCode.ERROR, "upstream attempt failed"))
             span.set_attribute("error.type", "upstream_failed")
             return
         span.set_attributes(

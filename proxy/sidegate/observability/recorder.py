@@ -143,7 +143,8 @@ class Recorder:
             series = self._series[key] = _Series(self._metrics, key, self._catalog)
         latency = now - exchange.started
         series.requests(1)
-        answered = exchange.upstream != "-" or exchange.cache == "hit"
+        # An upstream that failed is named, but answered nothing: no tokens are counted.
+        answered = exchange.served_model != "-"
         input_tokens = exchange.input_tokens if answered else 0
         output_tokens = exchange.output_tokens if answered else 0
         if input_tokens:
