@@ -10,12 +10,14 @@ the error middleware's JSON, as the lean server does for the requests it reads.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -30,6 +32,10 @@ _UNREADABLE: dict[int, str] = {
 }
 _TOO_LONG = "The request line or a header is longer than this server accepts."
 
+_QUOTED = re.compile(r""":|\sb?['"]""")
+
+log = logging.getLogger("sidegate.server")
+
 
 class _Connection(RequestHandler):
     def handle_error(
@@ -39,8 +45,11 @@ class _Connection(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        # aiohttp's own logs it, and raises when an answer has begun already.
-        super().handle_error(request, status, exc, message)
+        # Not aiohttp's own, which logs a client's unreadable bytes as a server error, with a
+        # traceback that the logging configured for aiohttp prints over several lines.
+        _log_unreadable(request, status, exc, message, first=self._request_count == 1)
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer has begun already: the connection is broken")
         error: ProxyError
         if status >= 500:
             error = InternalError("The server had an error while processing your request.")
@@ -51,6 +60,30 @@ class _Connection(RequestHandler):
         answer = render(error, None, status)
         answer.force_close()
         return answer
+
+
+def _log_unreadable(
+    request: BaseRequest,
+    status: int,
+    exc: BaseException | None,
+    message: str | None,
+    *,
+    first: bool,
+) -> None:
+    if status >= 500:  # a handler's failure that got past the middlewares: a traceback helps
+        log.error("error handling request", exc_info=exc, extra={"remote": request.remote})
+        return
+    # Non-HTTP bytes as a connection's first request are mostly TLS clients and scanners.
+    level = logging.DEBUG if first and isinstance(exc, BadHttpMethod) else logging.WARNING
+    # Not the offending bytes aiohttp quotes after its reason: they may hold a key.
+    reason = _QUOTED.split(message or "", maxsplit=1)[0].strip() or None
+    extra = {
+        "status": status,
+        "error": None if exc is None else type(exc).__name__,
+        "reason": reason,
+        "remote": request.remote,
+    }
+    log.log(level, "unreadable request", extra=extra)
 
 
 class _Server(web.Server):

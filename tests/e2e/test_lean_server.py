@@ -230,6 +230,59 @@ def test_a_chunked_body_over_the_limit_is_a_413(wire: Wire) -> None:
     assert answer.status == 413
 
 
+def test_a_body_over_the_limit_after_a_request_aiohttp_served_is_a_413(wire: Wire) -> None:
+    # `/v1/models` is aiohttp's: the connection's later requests are read for aiohttp too.
+    wire.send(MODELS)
+    (models,) = wire.read(1)
+    assert models.status == 200
+    wire.send(chat("x" * 5000))
+    (answer,) = wire.read(1)
+    assert answer.status == 413
+    assert answer.json()["error"]["code"] == "request_too_large"  # type: ignore[index]
+    assert answer.headers["x-request-id"].startswith("req_")
+    wire.send(chat("still served"))  # the refused body was read to its end: the stream is whole
+    (after,) = wire.read(1)
+    assert reply_text(after) == "still served"
+
+
+def test_a_pipelined_body_over_the_limit_after_aiohttps_request_is_a_413_in_turn(
+    wire: Wire,
+) -> None:
+    wire.send(MODELS + chat("x" * 5000) + chat("after"))
+    answers = wire.read(3)
+    assert [a.status for a in answers] == [200, 413, 200]
+    assert answers[1].json()["error"]["code"] == "request_too_large"  # type: ignore[index]
+    assert reply_text(answers[2]) == "after"
+
+
+def test_a_malformed_chunk_is_an_openai_shaped_400_and_the_connection_closes(wire: Wire) -> None:
+    wire.send(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+        + f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        + b"ZZ\r\nabc\r\n0\r\n\r\n"
+    )
+    (answer,) = wire.read(1)
+    assert answer.status == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert answer.headers["x-request-id"].startswith("req_")
+    assert answer.headers["connection"] == "close"
+    assert wire.closed_by_server()
+
+
+def test_a_malformed_chunk_after_its_request_was_answered_is_a_400(wire: Wire) -> None:
+    wire.send(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer wrong\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"mod\r\n'
+    )
+    (refused,) = wire.read(1)  # the key is refused before the body is in
+    assert refused.status == 401
+    wire.send(b"ZZ\r\nabc\r\n0\r\n\r\n")
+    (answer,) = wire.read(1)
+    assert answer.status == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert wire.closed_by_server()
+
+
 def test_a_client_leaving_mid_stream_is_recorded_and_the_server_carries_on(
     gateway: Process,
 ) -> None:

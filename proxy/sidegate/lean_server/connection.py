@@ -38,12 +38,7 @@ from sidegate._native import HeadHeaders
 from sidegate.errors import InvalidRequestError
 from sidegate.lean_server.messages import LeanRequest, LeanStream, encode_response
 from sidegate.lean_server.parsed import ParsedRequest
-from sidegate.lean_server.reading import (
-    PIPELINE_DEPTH,
-    BodyOverLimitError,
-    HeadOverLimitError,
-    RequestReader,
-)
+from sidegate.lean_server.reading import PIPELINE_DEPTH, HeadOverLimitError, RequestReader
 from sidegate.middleware.errors import render
 
 if TYPE_CHECKING:
@@ -133,8 +128,6 @@ class LeanConnection(RequestReader, asyncio.Protocol):
             cause = exc.__context__ or exc.__cause__
             if isinstance(cause, HeadOverLimitError):
                 self._refuse("The request's header block is too large.", 431)
-            elif isinstance(cause, BodyOverLimitError):
-                self._refuse("The request body is larger than this server accepts.", 413)
             else:
                 self._refuse("The request is not valid HTTP/1.1.", 400)
 
@@ -284,12 +277,16 @@ class LeanConnection(RequestReader, asyncio.Protocol):
         self.transport.pause_reading()
         self._reading_paused = True
         broken, self._incoming = self._incoming, None
-        if broken is not None and broken.lean is not None and self._queue[0] is broken:
-            self.close()  # its handler is reading a body that will never be whole
-            return
-        if broken is not None:
-            self._queue.remove(broken)
         error = InvalidRequestError(message)
+        queue = self._queue
+        if broken is not None and broken.lean is not None and queue and queue[0] is broken:
+            # Its handler answers, as for any request it cannot read: its body will never be
+            # whole, so reading it raises this error.
+            self.keep_alive = False
+            broken.lean.refuse(error)
+            return
+        if broken is not None and broken in queue:  # not when answered before its body was in
+            queue.remove(broken)
         self._refusal = encode_response(render(error, None, status), keep_alive=False)
         self._next()
 

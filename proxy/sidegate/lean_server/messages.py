@@ -191,8 +191,8 @@ class LeanRequest(MutableMapping[str, Any]):
         "headers",
         "method",
         "path",
+        "refusal",
         "remote",
-        "too_large",
     )
 
     def __init__(
@@ -210,7 +210,8 @@ class LeanRequest(MutableMapping[str, Any]):
         self.path = path
         self.headers = headers
         self.remote = remote
-        self.too_large: tuple[int, int] | None = None  # (limit, size so far)
+        # What `read()` raises instead of giving the body: it is over the limit, or unreadable.
+        self.refusal: Exception | None = None
         self._body: list[bytes] = []
         self._complete = False
         self._waiter: asyncio.Future[None] | None = None
@@ -225,27 +226,31 @@ class LeanRequest(MutableMapping[str, Any]):
             self._waiter.set_result(None)
 
     async def read(self) -> bytes:
-        if not self._complete and self.too_large is None:
+        if not self._complete:  # a refused body is complete: nothing more of it is kept
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        if self.too_large is not None:
-            limit, size = self.too_large
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        if self.refusal is not None:
+            raise self.refusal
         body = self.whole_body()
-        assert body is not None  # complete, and within the limit
+        assert body is not None  # complete, and not refused
         return body
 
     def whole_body(self) -> bytes | None:
         """The body when all of it is in (and within the limit), as `read()` would give it;
         else None."""
-        if not self._complete or self.too_large is not None:
+        if not self._complete or self.refusal is not None:
             return None
         body = self._body
         return body[0] if len(body) == 1 else b"".join(body)
 
     def refuse_body(self, limit: int, size: int) -> None:
         """The body outgrew the limit: `read()` raises 413, and the rest is never kept."""
-        self.too_large = (limit, size)
+        self.refuse(web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size))
+
+    def refuse(self, error: Exception) -> None:
+        """`read()` raises `error` (a body over the limit, or one whose framing is broken)
+        rather than give the body; the rest is never kept."""
+        self.refusal = error
         self._body.clear()
         self.finish_body()
 

@@ -31,10 +31,6 @@ class HeadOverLimitError(Exception):
     pass
 
 
-class BodyOverLimitError(Exception):
-    pass
-
-
 class RequestReader(ClientWriter):
     """Reads a connection's requests, which the connection starts (`_next`). The state in its
     slots is the reading's own; the connection sets the rest of what is declared below. (It
@@ -164,7 +160,7 @@ class RequestReader(ClientWriter):
                 len(self._queue) == 1
                 and declared.isdigit()
                 and int(declared) <= INLINE_MAX_BYTES  # a larger body does not start early
-                and lean.too_large is None
+                and lean.refusal is None
                 and not parsed.expects_continue
                 and not self._front.closing
                 and self._front.early_starts.get(parsed.url.partition(b"?")[0]) is not None
@@ -193,11 +189,17 @@ class RequestReader(ClientWriter):
         limit = self._front.max_body_bytes
         lean = parsed.lean
         if lean is None:
-            if self._body_size > limit:  # aiohttp would refuse it too, once it had it all
-                raise BodyOverLimitError
             parsed.body.append(body)
+            if self._body_size > limit:
+                # Handed over with the part in hand, over the limit already: aiohttp refuses it
+                # as it refuses any such body (the app's 413, with its request ID). The rest is
+                # read here and dropped, so the connection can carry on.
+                self._incoming = None
+                parsed.complete = True
+                if self._queue[0] is parsed:
+                    self._next()
             return
-        if lean.too_large is not None:
+        if lean.refusal is not None:
             return
         lean.add_body(body)
         if self._body_size > limit:

@@ -138,8 +138,11 @@ def configure_logging(log_format: str, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-    # The span exporter reports a collector it cannot reach; those lines are JSON too.
-    otel = logging.getLogger("opentelemetry")
-    otel.handlers[:] = [handler]
-    otel.setLevel(max(logging.WARNING, root.level))
-    otel.propagate = False
+    # The span exporter reports a collector it cannot reach, and aiohttp's server what it
+    # could not handle; with no handler of their own, Python would print those lines (and
+    # their tracebacks) as plain text.
+    for name in ("opentelemetry", "aiohttp"):
+        library = logging.getLogger(name)
+        library.handlers[:] = [handler]
+        library.setLevel(max(logging.WARNING, root.level))
+        library.propagate = False
