@@ -71,6 +71,11 @@ class BodyTooLargeError(InvalidRequestError):
     status = 413
     code = "request_too_large"
 
+    def __init__(
+        self, message: str = "The request body is larger than this server accepts."
+    ) -> None:
+        super().__init__(message)
+
 
 class AuthenticationError(ProxyError):
     status = 401

@@ -23,6 +23,7 @@ from sidegate.cache import CacheKey, ResponseCache
 from sidegate.context import REQUEST_ID_KEY, TENANT_KEY
 from sidegate.early import FirstAttempt, HeadStart
 from sidegate.errors import (
+    BodyTooLargeError,
     ProxyError,
     UpstreamError,
     UpstreamStatusError,
@@ -251,7 +252,11 @@ class Pipeline:
     ) -> tuple[bytes, RequestFacts, Sequence[Candidate]]:
         body = body_in_hand(request)
         if body is None:
-            body = await request.read()
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                # aiohttp's refusal, as ours: the request's record and headers take it in.
+                raise BodyTooLargeError() from None
         if len(body) <= INLINE_MAX_BYTES:
             facts, candidates = self._inspect_now(body, kind, exchange)
             return body, facts, candidates

@@ -16,7 +16,7 @@ from tests.e2e.procs import Process, free_port, http_get, metric_value
 KEY, TIGHT_KEY, BROKE_KEY = "sk-errors-acme", "sk-errors-tight", "sk-errors-broke"
 SECRET = "the vault code is heron-77"
 CONFIG = """
-server: {{http: {http}}}
+server: {{http: {http}, max_body_bytes: 4096}}
 upstreams:
   local: {{endpoints: ["{upstream}/v1"]}}
   gone: {{endpoints: ["http://127.0.0.1:{dead}/v1"]}}
@@ -134,6 +134,9 @@ def test_each_refused_or_failed_request_gives_one_complete_access_line(
         "upstream_connect_error": _refused(
             lambda: create(model="gone-model", messages=_user(SECRET))
         ),
+        "request_too_large": _refused(
+            lambda: create(model="gpt-4o-mini", messages=_user(SECRET + " " * 5000))
+        ),
     }
     expected = {
         "invalid_api_key": (401, "-", "-"),
@@ -143,6 +146,7 @@ def test_each_refused_or_failed_request_gives_one_complete_access_line(
         "invalid_request_error": (400, "acme", "-"),
         "upstream_error": (503, "acme", "local"),  # it went to the upstream, which failed
         "upstream_connect_error": (502, "acme", "gone"),
+        "request_too_large": (413, "acme", "-"),
     }
     for code, error in errors.items():
         # Every proxied answer, errors included, says how long it spent inside Sidegate.

@@ -52,7 +52,7 @@ def _is_openai_error(body: bytes) -> bool:
 
 def _from_http(exc: web.HTTPException) -> ProxyError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return BodyTooLargeError("The request body is larger than this server accepts.")
+        return BodyTooLargeError()
     if isinstance(exc, web.HTTPNotFound):
         return NotFoundError("Unknown path.", code="unknown_url")
     if isinstance(exc, web.HTTPMethodNotAllowed):
