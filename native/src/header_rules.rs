@@ -14,9 +14,10 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// The client's credentials (the upstream's own key is added instead) and what the gateway
-/// frames or negotiates itself.
-pub const CLIENT_ONLY: [&str; 9] = [
+/// The client's credentials (the upstream's own key is added instead, and an OpenAI
+/// organization or project of the client's would not match it) and what the gateway frames or
+/// negotiates itself.
+pub const CLIENT_ONLY: [&str; 11] = [
     "host",
     "content-length",
     "authorization",
@@ -26,16 +27,28 @@ pub const CLIENT_ONLY: [&str; 9] = [
     "accept-encoding",
     "content-encoding",
     "expect",
+    "openai-organization",
+    "openai-project",
 ];
 
-/// What only the upstream's own connection or answer means, and what the gateway writes itself.
-pub const UPSTREAM_ONLY: [&str; 6] = [
+/// What only the upstream's own connection or answer means (the operator's OpenAI organization,
+/// project and quota are not a tenant's business), and what the gateway writes itself (its own
+/// `x-ratelimit-*` for the tenant's plan).
+pub const UPSTREAM_ONLY: [&str; 14] = [
     "content-length",
     "content-encoding",
     "date",
     "server",
     "set-cookie",
     "x-request-id",
+    "openai-organization",
+    "openai-project",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
 ];
 
 /// A header as it stands in a message: name and value.
@@ -259,6 +272,29 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_openai_account_stays_between_gateway_and_upstream() {
+        let sent = lines(&[
+            ("OpenAI-Organization", "org-client"),
+            ("OpenAI-Project", "proj-client"),
+            ("OpenAI-Beta", "assistants=v2"),
+        ]);
+        assert_eq!(sent, "OpenAI-Beta: assistants=v2\r\n");
+        let answer: [(&[u8], &[u8]); 5] = [
+            (b"openai-organization", b"org-operator"),
+            (b"openai-project", b"proj-operator"),
+            (b"x-ratelimit-remaining-requests", b"9999"),
+            (b"openai-processing-ms", b"120"),
+            (b"x-ratelimit-reset-tokens", b"6ms"),
+        ];
+        let kept: Vec<&[u8]> = returned_headers(&answer, b"")
+            .0
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        assert_eq!(kept, vec![&b"openai-processing-ms"[..]]);
+    }
+
+    #[test]
     fn passes_values_on_byte_for_byte() {
         let raw: [(&[u8], &[u8]); 1] = [(b"X-Name", b"caf\xe9 \t")];
         assert_eq!(forwarded_lines(&raw), b"X-Name: caf\xe9 \t\r\n");
@@ -290,17 +326,18 @@ mod tests {
 
     #[test]
     fn the_gateways_own_headers_replace_the_upstreams_of_the_same_name() {
-        let answer: [(&[u8], &[u8]); 3] = [
-            (b"X-RateLimit-Remaining-Requests", b"4999"),
-            (b"x-ratelimit-remaining-tokens", b"100"),
+        let answer: [(&[u8], &[u8]); 4] = [
+            (b"X-Cache", b"HIT"),
+            (b"x-sidegate-overhead-ms", b"9"),
+            (b"x-cache-lookup", b"yes"),
             (b"Content-Type", b"application/json"),
         ];
-        let written = b"x-ratelimit-limit-requests: 60\r\nno colon here\r\nx-ratelimit-remaining-requests: 59\r\n";
+        let written = b"x-cache: miss\r\nno colon here\r\nx-sidegate-overhead-ms: 0.1\r\n";
         let (kept, _) = returned_headers(&answer, written);
         assert_eq!(
             kept,
             vec![
-                (&b"x-ratelimit-remaining-tokens"[..], &b"100"[..]),
+                (&b"x-cache-lookup"[..], &b"yes"[..]),
                 (b"Content-Type", b"application/json")
             ]
         );

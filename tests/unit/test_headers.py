@@ -20,9 +20,9 @@ def test_the_upstream_gets_the_clients_headers_without_credentials_or_hops() -> 
         ]
     )
     sent = upstream_request_headers(client, [("Authorization", "Bearer sk-upstream")])
+    # The client's OpenAI organization would not match the upstream's key: it stays here.
     assert sent == [
         ("Content-Type", "application/json"),
-        ("OpenAI-Organization", "org-1"),
         ("Authorization", "Bearer sk-upstream"),
         ("Accept-Encoding", "identity"),
     ]
