@@ -5,6 +5,7 @@ headers. `Pipeline` decides where an answer comes from; this is how it reaches t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Final
@@ -91,25 +92,11 @@ class Answers:
     ) -> web.StreamResponse:
         """`opened`: the hook that may have opened the stream from the connection's callback
         already (then the relay goes on from its response and framer)."""
-        response: web.StreamResponse | LeanStream | None
+        response: web.StreamResponse | LeanStream
         if opened is not None and opened.response is not None:
             response, framer = opened.response, opened.framer
         else:
-            lines = ticket.header_lines
-            response = open_relayed_stream(
-                request,
-                upstream.status,
-                upstream.headers,
-                exchange.request_id,
-                exchange.cache,
-                exchange.overhead_seconds(time.perf_counter()),
-                lines,
-            )
-            if response is None:
-                headers = client_response_headers(upstream.headers, lines)
-                headers["Cache-Control"] = "no-cache"
-                self._stamp(headers, exchange)
-                response = await open_stream(request, upstream.status, headers, lines)
+            response = await self._open_stream(request, upstream, exchange, ticket)
             framer = SseFramer(hide_usage=hide_usage)
         answer: web.StreamResponse = response  # type: ignore[assignment]  # (LeanStream: see it)
         complete = False
@@ -136,9 +123,13 @@ class Answers:
             ended = b"".join(held or ())  # the upstream failed after its last event
             held = None
             await response.write(ended + error_event(error.message, exchange.error))
-        except ConnectionResetError:
-            exchange.status = 499
-            log.info("client disconnected mid-stream", extra={"request_id": exchange.request_id})
+        except (ConnectionResetError, asyncio.CancelledError) as gone:
+            # With every event sent, [DONE] included, the client had the whole answer: the
+            # OpenAI SDKs close there without reading the body's end, which the upstream may
+            # send a while later.
+            _client_left(exchange, upstream.status if framer.done and not held else None)
+            if isinstance(gone, asyncio.CancelledError):
+                raise
             return answer
         finally:
             usage = framer.usage
@@ -161,6 +152,26 @@ class Answers:
             await response.write(b"".join(held))
         await response.write_eof()
         return answer
+
+    async def _open_stream(
+        self, request: web.Request, upstream: UpstreamResponse, exchange: Exchange, ticket: Ticket
+    ) -> web.StreamResponse | LeanStream:
+        lines = ticket.header_lines
+        response = open_relayed_stream(
+            request,
+            upstream.status,
+            upstream.headers,
+            exchange.request_id,
+            exchange.cache,
+            exchange.overhead_seconds(time.perf_counter()),
+            lines,
+        )
+        if response is not None:
+            return response
+        headers = client_response_headers(upstream.headers, lines)
+        headers["Cache-Control"] = "no-cache"
+        self._stamp(headers, exchange)
+        return await open_stream(request, upstream.status, headers, lines)
 
     async def from_cache(
         self,
@@ -210,3 +221,13 @@ def account_usage(
         exchange.input_tokens * candidate.price.input
         + exchange.output_tokens * candidate.price.output
     ) / 1000.0
+
+
+def _client_left(exchange: Exchange, whole_answer_status: int | None) -> None:
+    """The client went away during a stream: after all of it (`whole_answer_status`, the
+    answer's status) or in the middle (499)."""
+    if whole_answer_status is not None:
+        exchange.status = whole_answer_status
+        return
+    exchange.status = 499
+    log.info("client disconnected mid-stream", extra={"request_id": exchange.request_id})

@@ -102,7 +102,7 @@ class Pipeline:
             exchange.fail(error)
             raise
         except (asyncio.CancelledError, ConnectionResetError):
-            exchange.status = 499  # the client went away
+            exchange.status = exchange.status or 499  # the client went away (mid-answer)
             raise
         finally:
             self._recorder.finish(exchange)

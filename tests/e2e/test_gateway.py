@@ -232,6 +232,28 @@ def test_upstream_timeout_is_504(client: openai.OpenAI) -> None:
     assert caught.value.status_code == 504
 
 
+def test_a_stream_read_to_its_done_is_a_whole_answer_though_the_client_closes_there(
+    gateway: Process, client: openai.OpenAI
+) -> None:
+    """The sync SDK closes a stream at `[DONE]` without reading the body's end; an upstream
+    that ends its response later must not turn the answer into a client departure (499)."""
+    stream = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=user("!linger 1500 all of it"), stream=True
+    )
+    request_id = stream.headers["x-request-id"]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream.parse())
+    assert text == "all of it"
+    line: dict[str, object] = {}
+    for _ in range(100):  # the line is written once the upstream has ended, 1.5 s on
+        lines = [orjson.loads(raw) for raw in gateway.output().splitlines() if request_id in raw]
+        line = next((one for one in lines if one.get("message") == "request"), {})
+        if line:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert line["status"] == 200
+    assert line["output_tokens"] == 3
+
+
 def test_cut_stream_ends_with_an_error_event(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=user("!drop 3 one two three four five six"), stream=True

@@ -336,6 +336,23 @@ async def test_steering_drop_without_stream_gives_no_response(
     assert status == 200
 
 
+async def test_steering_linger_ends_the_stream_later_than_its_last_event(
+    client: TestClient[Any, Any],
+) -> None:
+    started = time.monotonic()
+    response = await client.post(
+        "/v1/chat/completions", data=orjson.dumps(chat("!linger 300 one two", stream=True))
+    )
+    done_at = None
+    async for line in response.content:
+        if line.startswith(b"data: [DONE]"):
+            done_at = time.monotonic()
+    assert done_at is not None
+    assert time.monotonic() - done_at >= 0.25  # the body's end came that much later
+    assert done_at - started < 0.25
+    assert parse_steering("!linger 300 one two").linger_ms == 300
+
+
 def test_steering_words_are_read_only_at_the_start() -> None:
     combined = parse_steering("!sleep 200 !drop 2 !status 502 hello !drop 9")
     assert (combined.sleep_ms, combined.drop_after, combined.status) == (200, 2, 502)

@@ -104,7 +104,9 @@ async def _answer(
         include_usage=include_usage,
     )
     if stream:
-        return await send_stream(request, completion, config, steering.drop_after)
+        return await send_stream(
+            request, completion, config, steering.drop_after, steering.linger_ms
+        )
     if config.seconds_per_token > 0:
         # Choices are generated side by side: the answer takes as long as the longest one.
         await asyncio.sleep(max(reply.tokens for reply in replies) * config.seconds_per_token)

@@ -6,6 +6,8 @@ A message may *start* with any number of commands, each a word and a whole numbe
     !sleep 1500   wait that many milliseconds before answering
     !drop 3       stream 3 token chunks, then cut the TCP connection (non-streaming: cut it
                   before any byte of the response)
+    !linger 500   stream every event, [DONE] included, then wait that many milliseconds
+                  before ending the response (as an upstream may, after its last event)
 
 Commands combine (`!sleep 200 !drop 2 hello`); when one is repeated the last one wins. They are
 read only at the start of the text so that a message which merely talks about `!status` is echoed
@@ -21,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-_COMMAND: Final = re.compile(r"\s*!(status|sleep|drop)[ \t]+(\d{1,9})(?=\s|$)")
+_COMMAND: Final = re.compile(r"\s*!(status|sleep|drop|linger)[ \t]+(\d{1,9})(?=\s|$)")
 
 # OpenAI's error `type` and `code` for the statuses clients treat specially.
 _ERROR_KINDS: Final[dict[int, tuple[str, str | None]]] = {
@@ -41,6 +43,7 @@ class Steering:
     status: int | None = None
     sleep_ms: int = 0
     drop_after: int | None = None
+    linger_ms: int = 0
 
 
 def parse_steering(text: str) -> Steering:
@@ -48,6 +51,7 @@ def parse_steering(text: str) -> Steering:
     status: int | None = None
     sleep_ms = 0
     drop_after: int | None = None
+    linger_ms = 0
     while match := _COMMAND.match(text, position):
         word, number = match.group(1), int(match.group(2))
         if word == "status":
@@ -56,13 +60,19 @@ def parse_steering(text: str) -> Steering:
             status = number
         elif word == "sleep":
             sleep_ms = number
+        elif word == "linger":
+            linger_ms = number
         else:
             drop_after = number
         position = match.end()
     if position == 0:
         return Steering(text=text)
     return Steering(
-        text=text[position:].lstrip(), status=status, sleep_ms=sleep_ms, drop_after=drop_after
+        text=text[position:].lstrip(),
+        status=status,
+        sleep_ms=sleep_ms,
+        drop_after=drop_after,
+        linger_ms=linger_ms,
     )
 
 

@@ -96,7 +96,11 @@ class Events:
 
 
 async def send_stream(
-    request: web.Request, completion: Completion, config: MockConfig, drop_after: int | None
+    request: web.Request,
+    completion: Completion,
+    config: MockConfig,
+    drop_after: int | None,
+    linger_ms: int = 0,
 ) -> web.StreamResponse:
     events = Events(completion)
     chunks = events.token_chunks()
@@ -114,6 +118,8 @@ async def send_stream(
     if drop_after is not None:
         await cut_connection(request, grace_s=DROP_GRACE_S)
         return response
+    if linger_ms:
+        await asyncio.sleep(linger_ms / 1000)
     await response.write_eof()
     return response
 
