@@ -181,12 +181,33 @@ pub struct AllDecision {
 struct Entry {
     requests_tat: u128,
     tokens_tat: u128,
+    /// The limits the two TATs are scaled by (0 before any charge).
+    requests_scale: u64,
+    tokens_scale: u64,
     in_flight: u32,
     /// When every limit is back to full (ns); with nothing in flight, the entry is idle then.
     idle_at_ns: u64,
 }
 
 impl Entry {
+    /// The entry with its TATs scaled by `policy`'s limits. A key's limits change when its
+    /// plan does (a reload, a token's plan claim): read in the old scale, a TAT would stand
+    /// for ten times the backlog after a limit grew tenfold. Rescaled, what was used carries
+    /// over as so many requests and tokens, as the Redis backend keeps it.
+    fn in_scale_of(mut self, policy: &Policy, now_ns: u64) -> Self {
+        if let Some(rate) = policy.requests {
+            let tat = self.requests_tat;
+            self.requests_tat = rescaled(tat, self.requests_scale, rate.limit, now_ns);
+            self.requests_scale = rate.limit;
+        }
+        if let Some(rate) = policy.tokens {
+            let tat = self.tokens_tat;
+            self.tokens_tat = rescaled(tat, self.tokens_scale, rate.limit, now_ns);
+            self.tokens_scale = rate.limit;
+        }
+        self
+    }
+
     fn is_idle(&self, now_ns: u64) -> bool {
         self.in_flight == 0 && self.idle_at_ns <= now_ns
     }
@@ -196,6 +217,17 @@ impl Entry {
         let requests = full(policy.requests, self.requests_tat);
         self.idle_at_ns = requests.max(full(policy.tokens, self.tokens_tat));
     }
+}
+
+/// `tat`, scaled by `from`, scaled by `to` instead (`from` 0: nothing charged yet). The
+/// backlog past now is units times the period whatever the limit, so it carries over as is.
+fn rescaled(tat: u128, from: u64, to: u64, now_ns: u64) -> u128 {
+    if from == to || from == 0 {
+        return tat;
+    }
+    let now = u128::from(now_ns);
+    let backlog = tat.saturating_sub(now * u128::from(from));
+    now * u128::from(to) + backlog
 }
 
 type Shard = HashMap<Box<str>, Entry, Xxh3DefaultBuilder>;
@@ -250,6 +282,7 @@ impl Limiter {
             return denied(Which::Capacity, false, 0, &Entry::default(), policy, now_ns);
         }
         let entry = shard.map.get(key).copied().unwrap_or_default();
+        let entry = entry.in_scale_of(policy, now_ns);
         match decide(&entry, policy, tokens, now_ns) {
             Ok(next) => {
                 store(&mut shard.map, key, next);
@@ -278,9 +311,10 @@ impl Limiter {
             };
             let earlier = pending.iter().rev().find(|(_, key, _)| *key == ask.key);
             let entry = match earlier {
-                Some(&(_, _, entry)) => entry,
+                Some(&(_, _, entry)) => entry.in_scale_of(ask.policy, now_ns),
                 None if self.make_room(guard, ask.key, now_ns) => {
-                    guard.map.get(ask.key).copied().unwrap_or_default()
+                    let stored = guard.map.get(ask.key).copied().unwrap_or_default();
+                    stored.in_scale_of(ask.policy, now_ns)
                 }
                 None => {
                     let fresh = Entry::default();
@@ -360,6 +394,7 @@ impl Limiter {
         let Some(entry) = shard.map.get_mut(key) else {
             return;
         };
+        *entry = entry.in_scale_of(policy, now);
         if slot && policy.max_concurrent.is_some() {
             entry.in_flight = entry.in_flight.saturating_sub(1);
         }
@@ -379,7 +414,7 @@ impl Limiter {
     pub fn peek(&self, key: &str, policy: &Policy, now_ns: u64) -> Decision {
         let shard = self.shard(key).lock();
         let entry = shard.map.get(key).copied().unwrap_or_default();
-        admitted(&entry, policy, now_ns)
+        admitted(&entry.in_scale_of(policy, now_ns), policy, now_ns)
     }
 
     /// Keys currently remembered (idle ones may linger until their shard's next sweep).

@@ -265,3 +265,29 @@ fn concurrent_acquire_all_never_exceeds_any_key() {
         0
     );
 }
+
+#[test]
+fn a_key_whose_limit_changes_keeps_what_it_used() {
+    // A tenant whose plan grows from 100 to 1000 requests a minute (a reload, or a token
+    // with another plan claim) and back: what it used counts as so many requests under each.
+    let limiter = Limiter::new(100);
+    let (starter, pro) = (plan(100, 1_000_000, None), plan(1000, 1_000_000, None));
+    let t = 5 * MINUTE;
+    for _ in 0..3 {
+        assert!(limiter.acquire("acme", &starter, 1, t).allowed());
+    }
+    let upgraded = limiter.acquire("acme", &pro, 1, t);
+    assert_eq!(upgraded.requests.unwrap().remaining, 1000 - 4);
+    let back = limiter.acquire("acme", &starter, 1, t);
+    assert_eq!(back.requests.unwrap().remaining, 100 - 5);
+    let peeked = limiter.peek("acme", &starter, t).requests.unwrap();
+    assert_eq!(peeked.remaining, 95);
+    let mut admitted = 0;
+    while limiter.acquire("acme", &starter, 1, t).allowed() {
+        admitted += 1;
+    }
+    assert_eq!(admitted, 95);
+    // The 100 a starter may use are 100 of a pro's 1000.
+    let upgraded_again = limiter.acquire("acme", &pro, 1, t);
+    assert_eq!(upgraded_again.requests.unwrap().remaining, 1000 - 101);
+}
