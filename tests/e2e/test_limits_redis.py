@@ -262,3 +262,25 @@ def _post(replica: Process, path: str, token: str) -> tuple[int, bytes]:
             return int(response.status), response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def test_a_block_and_a_spent_budget_hold_on_every_replica_while_redis_is_down(
+    replicas: list[Process],
+    clients: Callable[[str], list[openai.OpenAI]],
+    redis_server: RedisServer,
+) -> None:
+    """Fail-open decides locally in an outage; what each replica last heard from Redis of a
+    tenant's day (blocked, spent) must hold there, not start over from nothing."""
+    blocked, broke = clients("sk-rpm"), clients("sk-budget")
+    assert _post(replicas[1], "/admin/tenants/rpm-tenant/block", ADMIN)[0] == 200
+    assert all(_ask(sdk, "blocked?")[0] == 403 for sdk in blocked)
+    for i in range(40):
+        if _ask(broke[i % 3], f"spend some money {i}")[0] == 429:
+            break
+    _until(lambda: _admin_state(replicas[0], "budget-tenant")["spent_usd"] >= 0.05, "spent")
+    assert all(_ask(sdk, "one more")[0] == 429 for sdk in broke)
+    redis_server.stop()
+    for _ in range(2):
+        assert [_ask(sdk, "during the outage")[0] for sdk in blocked] == [403] * 3
+        assert [_ask(sdk, "during the outage")[0] for sdk in broke] == [429] * 3
+    assert all("state_backend_down" in replica.output() for replica in replicas)

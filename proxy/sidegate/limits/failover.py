@@ -7,7 +7,9 @@ outage is logged once and counted (`llm_state_fallbacks_total`), and Redis is tr
 With `fail_open: false` the request is refused with 503 instead.
 
 A request settles on the backend that admitted it: a slot taken in memory is given back in
-memory even if Redis has come back meanwhile.
+memory even if Redis has come back meanwhile. Each answer from Redis leaves the tenant's day
+(blocked or not, spent so far) in memory too, so that in an outage an operator's block holds
+and a spent budget stays spent on every worker.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class Failover:
                 self._went_down(exc)
             else:
                 self._came_back()
+                blocked = decision.refused == "blocked"
+                self._local.remember_day(request.tenant, blocked, decision.spent_usd)
                 return decision, self._redis
         if not self._fail_open:
             raise UnavailableError("Rate-limit state is unavailable; try again shortly.")
@@ -129,8 +133,9 @@ class Failover:
     def _went_down(self, exc: Exception) -> None:
         self._metrics.state_errors.inc()
         if self._down_until == 0.0:
+            held = "limits held locally" if self._fail_open else "limited requests refused (503)"
             log.warning(
-                "redis unreachable, limits held locally until it answers again",
+                f"redis unreachable, {held} until it answers again",
                 extra={"event": "state_backend_down", "error": str(exc)[:200]},
             )
         self._down_until = time.monotonic() + RETRY_SECONDS

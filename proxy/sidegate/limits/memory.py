@@ -138,6 +138,15 @@ class MemoryState:
         """Add an answer's cost to today's spend; returns the spend after it."""
         return self._native.ledger_spend(tenant, token_delta, cost_usd)
 
+    def remember_day(self, tenant: str, blocked: bool, spent_usd: float) -> None:
+        """What the shared state says of the tenant's day (blocked, spent so far), kept here for
+        when this process must decide alone: a block holds, and a spent budget stays spent."""
+        was_blocked, spent, _ = self._native.ledger_day(tenant)
+        if blocked != was_blocked:
+            self._native.set_blocked(tenant, blocked)
+        if spent_usd > spent:
+            self._native.ledger_spend(tenant, 0, spent_usd - spent)
+
     def budgets(self) -> list[tuple[str, float, float]]:
         """`(tenant, daily budget, spent today)` for each tenant admitted under a budget."""
         return self._native.budgets()
