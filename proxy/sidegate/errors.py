@@ -107,6 +107,9 @@ class RateLimitError(ProxyError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     level = logging.INFO
+    # Which limit refused (requests, tokens, concurrency, budget), as llm_rate_limited_total
+    # labels it; set where the limits decide.
+    limit: str | None = None
 
 
 class QuotaExceededError(RateLimitError):

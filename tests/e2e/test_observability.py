@@ -249,6 +249,9 @@ def test_rate_limited_requests_log_an_event_with_the_tenant(
     assert len(events) == 1
     assert events[0]["tenant"] == "beta"
     assert events[0]["code"] == "rate_limit_exceeded"
+    # The limit as llm_rate_limited_total names it, so a log line and a series can be matched.
+    assert events[0]["limit"] == "requests"
+    assert metric_value(text, "llm_rate_limited_total", tenant="beta", limit="requests") == 1
 
 
 def test_tenant_label_can_be_turned_off(

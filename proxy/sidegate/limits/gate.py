@@ -25,7 +25,12 @@ from sidegate._native import LimitShape, header_block
 
 # The memory backend's ticket (native); `LimitTicket` below is the remote backends'.
 from sidegate._native import LimitTicket as LocalTicket
-from sidegate.errors import PermissionDeniedError, ProxyError, QuotaExceededError
+from sidegate.errors import (
+    PermissionDeniedError,
+    ProxyError,
+    QuotaExceededError,
+    RateLimitError,
+)
 from sidegate.exchange import Exchange
 from sidegate.inspection import RequestFacts
 from sidegate.limits import policy
@@ -327,6 +332,13 @@ class LimitAdmission:
 
 
 def _refusal(decision: Decision, request: Acquire, budget: float | None) -> ProxyError:
+    error = _refusal_error(decision, request, budget)
+    if isinstance(error, RateLimitError):
+        error.limit = decision.refused
+    return error
+
+
+def _refusal_error(decision: Decision, request: Acquire, budget: float | None) -> ProxyError:
     retry = decision.retry_after_ms
     if decision.refused == "blocked":
         return PermissionDeniedError(

@@ -94,7 +94,7 @@ def _rate_limited(request: web.Request, error: RateLimitError) -> None:
             "request_id": request.get(REQUEST_ID_KEY),
             "tenant": tenant.name if tenant is not None else None,
             "code": error.instance_code,
-            "limit": error.param or type(error).__name__,
+            "limit": error.limit or error.type,
             "retry_after_s": error.headers.get("Retry-After"),
         },
     )
