@@ -3,6 +3,10 @@
 The key set is fetched on first use and cached by `kid`. A token naming a `kid` we do not hold
 triggers one refresh (keys rotate) — at most once per `MIN_REFRESH_SECONDS`, and concurrent
 requests share it, so a flood of tokens with made-up `kid`s cannot make us hammer the issuer.
+A key set older than `MAX_KEY_AGE_SECONDS` is refetched in the background (a key the issuer
+withdrew stops verifying), and a fetch that fails is logged (`jwks_fetch_failed`), retried
+after `RETRY_AFTER_FAILURE_SECONDS`, and answers a token whose key it would have brought 503:
+the token may well be good.
 Only asymmetric algorithms are accepted and the algorithm must match the key's type, which rules
 out `none` and the HS256-with-a-public-key confusion. `exp` is required; `iss` and `aud` must
 equal `auth.issuer` / `auth.audience` when configured. The tenant is the `auth.tenant_claim`
@@ -17,20 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import time
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
 import orjson
 
-from sidegate.errors import AuthenticationError
+from sidegate.errors import AuthenticationError, UnavailableError
 from sidegate.settings import AuthSettings, PlanSettings
+
+log = logging.getLogger("sidegate.auth")
 
 ALGORITHMS: Final = ("RS256", "ES256")
 _KEY_TYPES: Final = {"RS256": "RSA", "ES256": "EC"}
 MIN_REFRESH_SECONDS: Final = 10.0
+RETRY_AFTER_FAILURE_SECONDS: Final = 1.0
+MAX_KEY_AGE_SECONDS: Final = 300.0
 FETCH_TIMEOUT_SECONDS: Final = 5.0
 LEEWAY_SECONDS: Final = 10
 _REASONS: Final = (
@@ -49,8 +59,10 @@ class JwtVerifier:
         plans: dict[str, PlanSettings],
         *,
         min_refresh_seconds: float = MIN_REFRESH_SECONDS,
+        max_key_age_seconds: float = MAX_KEY_AGE_SECONDS,
     ) -> None:
         self._min_refresh = min_refresh_seconds
+        self._max_key_age = max_key_age_seconds
         self._url = settings.jwks_url or ""
         self._issuer = settings.issuer
         self._audience = settings.audience
@@ -58,8 +70,11 @@ class JwtVerifier:
         self._plan_claim = settings.plan_claim
         self._plans = plans
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = -math.inf
+        self._fetched_at = -math.inf  # when the keys we hold were fetched
+        self._next_fetch_at = -math.inf  # no fetch before then (a pause, longer after success)
+        self._failing = False  # the last fetch failed
         self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
 
     async def verify(self, token: str) -> tuple[str, PlanSettings | None, str | None, bool]:
         """(tenant, plan from the claim, key id for logs, whether a plan claim was present)."""
@@ -112,18 +127,35 @@ class JwtVerifier:
     async def _key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
         if key is not None:
+            if time.monotonic() - self._fetched_at >= self._max_key_age:
+                self._refresh_in_background()
             return key
         async with self._lock:
             key = self._keys.get(kid)
-            if key is None and time.monotonic() - self._fetched_at >= self._min_refresh:
+            if key is None and time.monotonic() >= self._next_fetch_at:
                 await self._refresh()
                 key = self._keys.get(kid)
-        if key is None:
-            raise AuthenticationError("Invalid token: unknown signing key.", code="invalid_token")
-        return key
+        if key is not None:
+            return key
+        if self._failing:
+            raise UnavailableError("The token's signing keys cannot be fetched; try again shortly.")
+        raise AuthenticationError("Invalid token: unknown signing key.", code="invalid_token")
+
+    def _refresh_in_background(self) -> None:
+        if self._background is not None and not self._background.done():
+            return
+        if time.monotonic() < self._next_fetch_at:
+            return
+        self._background = asyncio.get_running_loop().create_task(self._refresh_locked())
+
+    async def _refresh_locked(self) -> None:
+        async with self._lock:
+            if time.monotonic() >= self._next_fetch_at:
+                await self._refresh()
 
     async def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
+        started = time.monotonic()
+        self._next_fetch_at = started + min(RETRY_AFTER_FAILURE_SECONDS, self._min_refresh)
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS)
         try:
             async with (
@@ -132,8 +164,22 @@ class JwtVerifier:
             ):
                 response.raise_for_status()
                 payload = orjson.loads(await response.read())
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-            return  # keep the keys we have; the next unknown kid retries after the pause
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            # Keep the keys we have; the next token that needs one retries after the pause.
+            self._failing = True
+            parts = urlsplit(self._url)
+            log.warning(
+                "cannot fetch the JWT signing keys",
+                extra={
+                    "event": "jwks_fetch_failed",
+                    "jwks_host": parts.hostname,
+                    "error": type(exc).__name__,
+                },
+            )
+            return
+        self._failing = False
+        self._fetched_at = started
+        self._next_fetch_at = started + self._min_refresh
         keys: dict[str, jwt.PyJWK] = {}
         for entry in payload.get("keys", []) if isinstance(payload, dict) else []:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":

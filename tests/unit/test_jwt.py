@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sidegate.auth import Authenticator, Tenant
-from sidegate.errors import AuthenticationError
+from sidegate.errors import AuthenticationError, UnavailableError
 from sidegate.jwt_auth import JwtVerifier
 from sidegate.settings import parse_settings
 
@@ -30,6 +31,7 @@ class Issuer:
         self.private: dict[str, Any] = {}
         self.published: list[dict[str, Any]] = []
         self.fetches = 0
+        self.down = False  # the key set answers 503
 
     def add_rsa(self, kid: str, publish: bool = True) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -63,6 +65,8 @@ class Issuer:
     def app(self) -> web.Application:
         async def jwks(_request: web.Request) -> web.Response:
             self.fetches += 1
+            if self.down:
+                return web.json_response({"error": "down"}, status=503)
             return web.json_response({"keys": self.published})
 
         app = web.Application()
@@ -163,6 +167,50 @@ async def test_rotated_key_is_picked_up_on_its_first_use(issuer: tuple[Issuer, s
     keys.add_rsa("rsa-2")  # the issuer rotates
     assert (await verifier.verify(keys.token("rsa-2", tenant="beta")))[0] == "beta"
     assert keys.fetches == 2
+
+
+def _verifier(url: str, **timing: float) -> JwtVerifier:
+    config = parse_settings(
+        f"""
+        upstreams: {{mock: {{provider: mock}}}}
+        models: {{mock-gpt: {{upstream: mock}}}}
+        auth: {{mode: jwt, jwks_url: "{url}", issuer: "{ISSUER}", audience: "{AUDIENCE}"}}
+        """,
+        {},
+    )
+    return JwtVerifier(config.auth, {}, **timing)
+
+
+async def test_a_key_set_that_cannot_be_fetched_answers_503_and_is_tried_again(
+    issuer: tuple[Issuer, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    keys, url = issuer
+    keys.down = True
+    verifier = _verifier(url, min_refresh_seconds=0.0)
+    with pytest.raises(UnavailableError) as caught:
+        await verifier.verify(keys.token("rsa-1"))
+    assert caught.value.status == 503  # the token may be good: the client may try again
+    assert [r for r in caplog.records if getattr(r, "event", None) == "jwks_fetch_failed"]
+    keys.down = False
+    assert (await verifier.verify(keys.token("rsa-1")))[0] == "acme"
+
+
+async def test_a_withdrawn_key_stops_verifying_once_the_key_set_is_refetched(
+    issuer: tuple[Issuer, str],
+) -> None:
+    keys, url = issuer
+    verifier = _verifier(url, min_refresh_seconds=0.0, max_key_age_seconds=0.0)
+    assert (await verifier.verify(keys.token("rsa-1")))[0] == "acme"
+    keys.published = [jwk for jwk in keys.published if jwk["kid"] != "rsa-1"]
+    # The cached key still answers at once; its age sends for the key set in the background.
+    assert (await verifier.verify(keys.token("rsa-1")))[0] == "acme"
+    for _ in range(100):
+        if keys.fetches >= 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)
+    with pytest.raises(AuthenticationError, match="unknown signing key"):
+        await verifier.verify(keys.token("rsa-1"))
 
 
 async def test_tampered_signature_is_refused(issuer: tuple[Issuer, str]) -> None:
