@@ -256,7 +256,8 @@ class Settings(_Strict):
                 if not key:
                     raise ValueError(f"tenants.{name}.keys: a key is empty")
                 if key in seen:
-                    raise ValueError(f"tenants.{name}.keys: a key is also {seen[key]!r}'s")
+                    where = "twice" if seen[key] == name else f"in tenants.{seen[key]}.keys too"
+                    raise ValueError(f"tenants.{name}.keys: a key is given {where}")
                 seen[key] = name
         if self.auth_mode == "keys" and not seen:
             raise ValueError("auth.mode: 'keys' needs at least one tenant with keys")

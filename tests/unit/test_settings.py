@@ -67,7 +67,12 @@ def test_unset_variable_names_the_key() -> None:
         (
             "upstreams: {u: {provider: mock}}\nmodels: {m: {upstream: u}}\n"
             "tenants: {a: {keys: [k]}, b: {keys: [k]}}",
-            r"tenants\.b\.keys",
+            r"tenants\.b\.keys: a key is given in tenants\.a\.keys too",
+        ),
+        (
+            "upstreams: {u: {provider: mock}}\nmodels: {m: {upstream: u}}\n"
+            "tenants: {a: {keys: [k, k]}}",
+            r"tenants\.a\.keys: a key is given twice",
         ),
         ("- just a list", "mapping"),
         ("a: [unclosed", "YAML"),

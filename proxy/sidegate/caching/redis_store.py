@@ -192,6 +192,7 @@ class RedisStore:
                 operation,
                 type(error).__name__,
                 str(error),
+                extra={"event": "cache_backend_down"},
             )
 
     def _succeeded(self) -> None:
@@ -199,5 +200,6 @@ class RedisStore:
             log.warning(
                 "response cache: Redis is back after %.1f s",
                 self._clock() - self._down_since,
+                extra={"event": "cache_backend_up"},
             )
             self._down_since = None
