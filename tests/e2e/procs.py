@@ -33,6 +33,27 @@ __all__ = [
 SIDEGATE = sidegate_command()
 
 
+# The fields the contract promises on every proxied request's access line (DESIGN §3).
+ACCESS_LINE_FIELDS: frozenset[str] = frozenset(
+    (
+        "timestamp",
+        "level",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "tenant",
+        "model",
+        "upstream",
+        "status",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_ms",
+        "cache",
+    )
+)
+
+
 def http_status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=0.5) as response:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from sidegate.tokens import Tokenizer
-from tests.e2e.procs import Process, free_port, http_get, metric_value, start
+from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, free_port, http_get, metric_value, start
 
 CLIENT_KEY = "sk-acme-client-key"
 UPSTREAM_KEY = "sk-upstream-secret-key"
@@ -328,23 +328,7 @@ def test_json_access_log_line(client: openai.OpenAI, gateway: Process) -> None:
             break
         asyncio.run(asyncio.sleep(0.05))
     line = lines[0]
-    for field in (
-        "timestamp",
-        "level",
-        "request_id",
-        "trace_id",
-        "span_id",
-        "tenant",
-        "model",
-        "upstream",
-        "status",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "latency_ms",
-        "cache",
-    ):
-        assert field in line, field
+    assert ACCESS_LINE_FIELDS <= line.keys(), ACCESS_LINE_FIELDS - line.keys()
     assert line["tenant"] == "acme" and line["status"] == 200
     assert "log me" not in gateway.output()
 

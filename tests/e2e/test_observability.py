@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from sidegate.tokens import Tokenizer
-from tests.e2e.procs import Process, http_get, metric_value
+from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, http_get, metric_value
 
 ACME_KEY = "sk-acme-observability-key"
 BETA_KEY = "sk-beta-observability-key"
@@ -158,24 +158,8 @@ def _check_log_lines(output: str, input_tokens: int, cost: float) -> None:
     lines = [orjson.loads(line) for line in output.splitlines() if line.strip()]
     requests = [line for line in lines if line.get("message") == "request"]
     assert len(requests) == 6  # the rejected chat request's line too
-    fields = {
-        "timestamp",
-        "level",
-        "request_id",
-        "trace_id",
-        "span_id",
-        "tenant",
-        "model",
-        "upstream",
-        "status",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "latency_ms",
-        "cache",
-    }
     for line in requests:
-        assert fields <= line.keys()
+        assert ACCESS_LINE_FIELDS <= line.keys()
     served = [line for line in requests if line["status"] == 200]
     assert sum(line["input_tokens"] for line in served) == input_tokens
     assert sum(line["cost_usd"] for line in served) == pytest.approx(cost)

@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.procs import Process, free_port, http_get, metric_value
+from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, free_port, http_get, metric_value
 
 KEY, TIGHT_KEY, BROKE_KEY = "sk-errors-acme", "sk-errors-tight", "sk-errors-broke"
 SECRET = "the vault code is heron-77"
@@ -34,22 +34,6 @@ plans:
 spend: {{enabled: false}}
 cache: {{enabled: true}}
 """
-CONTRACT_FIELDS = {
-    "timestamp",
-    "level",
-    "request_id",
-    "trace_id",
-    "span_id",
-    "tenant",
-    "model",
-    "upstream",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "latency_ms",
-    "cache",
-}
 
 
 def _gateway(
@@ -167,7 +151,7 @@ def test_each_refused_or_failed_request_gives_one_complete_access_line(
         ]
         assert len(access) == 1, (code, access)
         (line,) = access
-        assert CONTRACT_FIELDS <= line.keys(), code
+        assert ACCESS_LINE_FIELDS <= line.keys(), code
         status, tenant, upstream = expected[code]
         assert (line["status"], line["tenant"], line["upstream"]) == (status, tenant, upstream)
         assert line["error"] == code
