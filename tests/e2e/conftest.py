@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from tests.e2e.procs import Process, RedisServer, free_port, start
@@ -71,3 +72,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sdk() -> Iterator[Callable[[Process, str], openai.OpenAI]]:
+    """OpenAI clients for a gateway with a given key (no retries); closed when the test ends."""
+    opened: list[openai.OpenAI] = []
+
+    def _open(gateway: Process, key: str) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+        opened.append(client)
+        return client
+
+    yield _open
+    for client in opened:
+        client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import openai
@@ -57,20 +57,6 @@ def scrape(gateway: Process, token: str | None = None) -> str:
     status, body = http_get(gateway.url + "/metrics", headers)
     assert status == 200
     return body.decode()
-
-
-@pytest.fixture
-def sdk() -> Iterator[Callable[[Process, str], openai.OpenAI]]:
-    opened: list[openai.OpenAI] = []
-
-    def _open(gateway: Process, key: str) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
-        opened.append(client)
-        return client
-
-    yield _open
-    for client in opened:
-        client.close()
 
 
 def test_metrics_hold_the_values_of_real_requests(

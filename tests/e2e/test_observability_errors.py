@@ -3,7 +3,7 @@ code, never its text), counts under the upstream it went to, and the gateway's h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +58,6 @@ def _refused(call: Callable[[], Any]) -> openai.APIStatusError:
     with pytest.raises(openai.APIStatusError) as caught:
         call()
     return caught.value
-
-
-@pytest.fixture
-def sdk() -> Iterator[Callable[[Process, str], openai.OpenAI]]:
-    opened: list[openai.OpenAI] = []
-
-    def _open(gateway: Process, key: str) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
-        opened.append(client)
-        return client
-
-    yield _open
-    for client in opened:
-        client.close()
 
 
 def _lines(gateway: Process) -> list[dict[str, Any]]:
