@@ -254,6 +254,21 @@ def test_a_stream_read_to_its_done_is_a_whole_answer_though_the_client_closes_th
     assert line["output_tokens"] == 3
 
 
+def test_an_upstream_that_gzips_anyway_is_read_as_plain_text(client: openai.OpenAI) -> None:
+    """Sidegate asks for identity; an upstream that encodes its answer all the same (a
+    misconfigured server or proxy) must not reach the client as compressed bytes."""
+    reply = client.chat.completions.create(
+        model="gpt-4o-mini", messages=user("!gzip 1 squeezed but whole")
+    )
+    assert reply.choices[0].message.content == "squeezed but whole"
+    expected = Tokenizer.for_model("gpt-4o-mini").count("squeezed but whole")
+    assert reply.usage is not None and reply.usage.completion_tokens == expected
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=user("!gzip 1 a squeezed stream"), stream=True
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "a squeezed stream"
+
+
 def test_cut_stream_ends_with_an_error_event(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=user("!drop 3 one two three four five six"), stream=True

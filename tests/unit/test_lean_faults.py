@@ -72,8 +72,18 @@ async def test_close_mid_chunked_body_fails_read(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello",
     ],
-    ids=["bad-status", "not-http", "two-lengths", "bad-chunk-size", "unasked-upgrade"],
+    ids=[
+        "bad-status",
+        "not-http",
+        "two-lengths",
+        "bad-chunk-size",
+        "unasked-upgrade",
+        "unreadable-coding",
+        "not-gzip",
+    ],
 )
 @on_both_loops
 async def test_malformed_http_is_a_protocol_error(

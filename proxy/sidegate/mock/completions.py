@@ -105,12 +105,15 @@ async def _answer(
     )
     if stream:
         return await send_stream(
-            request, completion, config, steering.drop_after, steering.linger_ms
+            request, completion, config, steering.drop_after, steering.linger_ms, steering.gzip
         )
     if config.seconds_per_token > 0:
         # Choices are generated side by side: the answer takes as long as the longest one.
         await asyncio.sleep(max(reply.tokens for reply in replies) * config.seconds_per_token)
-    return json_response(_chat_body(completion) if kind == "chat" else _text_body(completion))
+    answer = json_response(_chat_body(completion) if kind == "chat" else _text_body(completion))
+    if steering.gzip:
+        answer.enable_compression(web.ContentCoding.gzip)
+    return answer
 
 
 def _chat_body(completion: Completion) -> dict[str, Any]:

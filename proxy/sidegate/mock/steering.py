@@ -8,6 +8,8 @@ A message may *start* with any number of commands, each a word and a whole numbe
                   before any byte of the response)
     !linger 500   stream every event, [DONE] included, then wait that many milliseconds
                   before ending the response (as an upstream may, after its last event)
+    !gzip 1       send the answer gzip-encoded whatever the request's Accept-Encoding says
+                  (as a misconfigured server or proxy may)
 
 Commands combine (`!sleep 200 !drop 2 hello`); when one is repeated the last one wins. They are
 read only at the start of the text so that a message which merely talks about `!status` is echoed
@@ -23,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-_COMMAND: Final = re.compile(r"\s*!(status|sleep|drop|linger)[ \t]+(\d{1,9})(?=\s|$)")
+_COMMAND: Final = re.compile(r"\s*!(status|sleep|drop|linger|gzip)[ \t]+(\d{1,9})(?=\s|$)")
 
 # OpenAI's error `type` and `code` for the statuses clients treat specially.
 _ERROR_KINDS: Final[dict[int, tuple[str, str | None]]] = {
@@ -44,6 +46,7 @@ class Steering:
     sleep_ms: int = 0
     drop_after: int | None = None
     linger_ms: int = 0
+    gzip: bool = False
 
 
 def parse_steering(text: str) -> Steering:
@@ -52,6 +55,7 @@ def parse_steering(text: str) -> Steering:
     sleep_ms = 0
     drop_after: int | None = None
     linger_ms = 0
+    gzip = False
     while match := _COMMAND.match(text, position):
         word, number = match.group(1), int(match.group(2))
         if word == "status":
@@ -62,6 +66,8 @@ def parse_steering(text: str) -> Steering:
             sleep_ms = number
         elif word == "linger":
             linger_ms = number
+        elif word == "gzip":
+            gzip = number != 0
         else:
             drop_after = number
         position = match.end()
@@ -73,6 +79,7 @@ def parse_steering(text: str) -> Steering:
         sleep_ms=sleep_ms,
         drop_after=drop_after,
         linger_ms=linger_ms,
+        gzip=gzip,
     )
 
 

@@ -101,6 +101,7 @@ async def send_stream(
     config: MockConfig,
     drop_after: int | None,
     linger_ms: int = 0,
+    gzip: bool = False,
 ) -> web.StreamResponse:
     events = Events(completion)
     chunks = events.token_chunks()
@@ -108,6 +109,8 @@ async def send_stream(
         chunks = chunks[:drop_after]
     closing = b"" if drop_after is not None else events.closing()
     response = web.StreamResponse(headers=_SSE_HEADERS)
+    if gzip:
+        response.enable_compression(web.ContentCoding.gzip)
     await response.prepare(request)
     write = _stamped_writer(response, request.get(ARRIVED_NS))
     try:

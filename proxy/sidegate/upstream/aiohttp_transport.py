@@ -115,7 +115,9 @@ class AiohttpTransport:
                     ttl_dns_cache=300,
                 ),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-                auto_decompress=False,
+                # Sidegate asks for identity; a body encoded anyway is read decoded, as the
+                # client gets it (without the upstream's Content-Encoding).
+                auto_decompress=True,
                 trust_env=False,  # the proxy comes from `_proxy_for`
                 skip_auto_headers=("User-Agent",),
             )

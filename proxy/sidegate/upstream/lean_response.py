@@ -6,11 +6,17 @@ Waiting uses one future per wait, never `asyncio.wait_for` (a task per call). A 
 instead have each piece pushed to it as it arrives (`push_body`), inside the connection's own
 callback: no future, no task wake-up and no loop turn between an upstream read and the client
 write.
+
+Sidegate asks for `Accept-Encoding: identity`; an upstream that gzips (or deflates) its body
+anyway is decoded here, piece by piece, so everything above reads plain bytes (the client gets
+no Content-Encoding). Any other coding cannot be read: the answer fails as a protocol error,
+which moves on to the next endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
@@ -18,7 +24,12 @@ from typing import TYPE_CHECKING, Final
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidegate._native import HeadHeaders
-from sidegate.errors import UpstreamError, UpstreamResetError, UpstreamTimeoutError
+from sidegate.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamResetError,
+    UpstreamTimeoutError,
+)
 
 if TYPE_CHECKING:
     from sidegate.upstream.lean_connection import LeanConnection
@@ -36,6 +47,7 @@ class LeanResponse:
     __slots__ = (
         "_buffered",
         "_conn",
+        "_decoder",
         "_high_water",
         "_loop",
         "_low_water",
@@ -82,6 +94,7 @@ class LeanResponse:
         self._sink_error: Exception | None = None
         self._wait_start = 0.0
         self._wake_on_piece = False
+        self._decoder: zlib._Decompress | _Dropped | None = None  # a body encoded anyway
         self.head_request = head_request
         self.status = 0
         # Declared as the interface's type; the value is a CIMultiDict (getall works).
@@ -212,6 +225,9 @@ class LeanResponse:
         self.status = status
         # HeadHeaders is registered as a Mapping, which its stub cannot say.
         self.headers = headers if type(headers) is HeadHeaders else CIMultiDict(headers)  # type: ignore[assignment]
+        coding = self.headers.get("Content-Encoding")
+        if coding is not None and not self._decode(coding):
+            return
         self.headers_done = True
         if self.head_request:
             # llhttp cannot be told the request was HEAD and would wait for Content-Length
@@ -238,6 +254,15 @@ class LeanResponse:
     def on_piece(self, piece: bytes) -> None:
         if self.complete:
             return
+        if self._decoder is not None:
+            try:
+                piece = self._decoder.decompress(piece)
+            except zlib.error:
+                self._decoder = _Dropped()  # what else comes in this read goes nowhere
+                self._unreadable("the upstream sent a body its Content-Encoding does not decode")
+                return
+            if not piece:
+                return
         sink = self._sink
         if sink is not None:
             try:
@@ -260,6 +285,11 @@ class LeanResponse:
             self._wake()
 
     def on_complete(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            tail = decoder.flush()
+            if tail:
+                self.on_piece(tail)
         self.complete = True
         if self._waiter is not None:
             self._wake()
@@ -286,6 +316,24 @@ class LeanResponse:
             "Content-Length" not in headers
             and "chunked" not in headers.get("Transfer-Encoding", "").lower()
         )
+
+    def _decode(self, coding: str) -> bool:
+        """Whether the body in `coding` can be read (decoded from here on, when it is not
+        identity); when not, the answer fails."""
+        name = coding.strip().lower()
+        if name in ("", "identity"):
+            return True
+        if name in ("gzip", "x-gzip", "deflate"):
+            self._decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib, by header
+            return True
+        self._unreadable(f"the upstream sent a body in {name!r} coding, though asked for identity")
+        return False
+
+    def _unreadable(self, message: str) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.abort()
+        self.fail(UpstreamProtocolError(message))
 
     def fail(self, error: UpstreamError) -> None:
         if self.error is None and not self.complete:
@@ -349,3 +397,13 @@ class LeanResponse:
 
 
 _EMPTY_HEADERS: Final[Mapping[str, str]] = CIMultiDictProxy(CIMultiDict())
+
+
+class _Dropped:
+    """The decoder of a body that failed to decode: the rest of it is dropped."""
+
+    def decompress(self, data: bytes) -> bytes:
+        return b""
+
+    def flush(self) -> bytes:
+        return b""
