@@ -116,13 +116,12 @@ class Answers:
                     error_event("The upstream ended the stream early.", exchange.error)
                 )
         except UpstreamError as error:
-            exchange.status, exchange.error = (
-                504 if isinstance(error, UpstreamTimeoutError) else 502,
-                error.instance_code or "upstream_error",
-            )
-            ended = b"".join(held or ())  # the upstream failed after its last event
-            held = None
-            await response.write(ended + error_event(error.message, exchange.error))
+            # After every event, [DONE] included, went out (the client's body ended with it on
+            # the lean server) only the upstream's own end failed: the answer is whole.
+            complete = framer.done and not held
+            if not complete:
+                await _fail_stream(response, exchange, error, held)
+                held = None
         except (ConnectionResetError, asyncio.CancelledError) as gone:
             # With every event sent, [DONE] included, the client had the whole answer: the
             # OpenAI SDKs close there without reading the body's end, which the upstream may
@@ -231,3 +230,16 @@ def _client_left(exchange: Exchange, whole_answer_status: int | None) -> None:
         return
     exchange.status = 499
     log.info("client disconnected mid-stream", extra={"request_id": exchange.request_id})
+
+
+async def _fail_stream(
+    response: web.StreamResponse | LeanStream,
+    exchange: Exchange,
+    error: UpstreamError,
+    held: list[bytes] | None,
+) -> None:
+    """End a stream the upstream failed with an error event, after the events held back."""
+    exchange.status = 504 if isinstance(error, UpstreamTimeoutError) else 502
+    exchange.error = error.instance_code or "upstream_error"
+    ended = b"".join(held or ())  # the upstream failed after its last event
+    await response.write(ended + error_event(error.message, exchange.error))

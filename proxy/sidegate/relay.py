@@ -50,10 +50,12 @@ def event_relay(
         if out:
             if exchange.first_byte_at is None:
                 exchange.first_byte_at = began
-            if held is not None and framer.done:
+            if not framer.done:
+                go_on = response.write_now(out)
+            elif held is not None:
                 held.append(out)
             else:
-                go_on = response.write_now(out)
+                go_on = response.end_now(out)
         # The wait around `push_body` is counted as the upstream's time; this is our own.
         exchange.upstream_seconds -= time.perf_counter() - began
         return go_on
@@ -122,8 +124,8 @@ class OpenOnHead:
     def _relay_now(self, piece: bytes) -> bool:
         """The sink until the task takes over (`event_relay`'s work, in one call): the head
         waits to join the first events; with them in hand, both go now rather than at the
-        end of the loop's turn. A stream that ended in them waits for the task's last chunk,
-        so that all of it leaves in one write."""
+        end of the loop's turn. A stream that ended in them leaves whole, its body's end
+        joined (`LeanStream.end_now`), in one write."""
         began = time.perf_counter()
         framer = self.framer
         out = framer.feed(piece)
@@ -135,7 +137,7 @@ class OpenOnHead:
             response = self.response
             assert response is not None  # the sink is only given out with it
             if framer.done:
-                go_on = response.write_now(out)
+                go_on = response.end_now(out)
             else:
                 go_on = response.write_through(out)
         # The wait around the upstream is counted as the upstream's time; this is our own.

@@ -402,3 +402,20 @@ def test_aiohttps_server_answers_unreadable_requests_in_openai_shape(
         assert wire.closed_by_server()
     finally:
         wire.sock.close()
+
+
+def test_a_streams_body_ends_with_its_done_whenever_the_upstream_ends_its_own(
+    gateway: Process,
+) -> None:
+    """The client's answer is whole at `[DONE]`: an upstream that keeps its body open a while
+    longer (`!linger`) does not hold the client's open."""
+    wire = Wire(gateway)
+    wire.sock.settimeout(3.0)  # the upstream lingers 6 s: only an answer ended early comes in
+    wire.send(chat("!linger 6000 all at once", stream=True))
+    try:
+        (answer,) = wire.read(1)
+    finally:
+        wire.sock.close()
+    assert answer.status == 200
+    assert answer.body.endswith(b"data: [DONE]\n\n")
+    assert b'"content":" once"' in answer.body

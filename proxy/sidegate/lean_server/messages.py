@@ -332,6 +332,15 @@ class LeanStream:
             data = chunk_frame(data)  # natively: bytes' % parses its format each call
         return self._connection.send_joining(data)
 
+    def end_now(self, data: bytes) -> bool:
+        """`write_now` of the stream's last events with the body's end joined to them: the
+        client has the whole answer now, whenever the upstream gets round to ending its own
+        body. Nothing may be written after it."""
+        if self._chunked:
+            data = chunk_frame(data) + b"0\r\n\r\n"
+        self.finished = True
+        return self._connection.send_joining(data)
+
     def write_through(self, data: bytes) -> bool:
         """`write_now`, with what waits for the end of this turn (the head) sent now, in the
         same write."""
