@@ -110,6 +110,14 @@ def start(args: list[str], port: int, log_path: Path, ready_path: str = "/health
     raise RuntimeError(f"{args[0]} did not become ready:\n{log_path.read_text()}")
 
 
+def scrape(gateway: Process, token: str | None = None) -> str:
+    """The gateway's /metrics text (with the metrics token, when it needs one)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    status, body = http_get(gateway.url + "/metrics", headers)
+    assert status == 200
+    return body.decode()
+
+
 def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
     """The value of one sample in Prometheus text output, or None when absent."""
     for line in metrics_text.splitlines():

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from sidegate.tokens import Tokenizer
-from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, http_get, metric_value
+from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, http_get, metric_value, scrape
 
 ACME_KEY = "sk-acme-observability-key"
 BETA_KEY = "sk-beta-observability-key"
@@ -50,13 +50,6 @@ def _config(upstream: str, *, tenant_label: bool = True, token: str = "null") ->
 
 def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
-
-
-def scrape(gateway: Process, token: str | None = None) -> str:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    status, body = http_get(gateway.url + "/metrics", headers)
-    assert status == 200
-    return body.decode()
 
 
 def test_metrics_hold_the_values_of_real_requests(

@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, free_port, http_get, metric_value
+from tests.e2e.procs import ACCESS_LINE_FIELDS, Process, free_port, metric_value, scrape
 
 KEY, TIGHT_KEY, BROKE_KEY = "sk-errors-acme", "sk-errors-tight", "sk-errors-broke"
 SECRET = "the vault code is heron-77"
@@ -162,9 +162,7 @@ def test_counts_name_the_upstream_that_failed_and_count_a_rejected_key_once(
         sdk(gateway, "sk-not-a-key").chat.completions.create(
             model="gpt-4o-mini", messages=_user("x")
         )
-    status, body = http_get(gateway.url + "/metrics")
-    assert status == 200
-    text = body.decode()
+    text = scrape(gateway)
     failed = {"model": "gpt-4o-mini", "tenant": "acme", "status": "503"}
     assert metric_value(text, "llm_requests_total", **failed, upstream="local") == 1
     assert metric_value(text, "llm_requests_total", **failed, upstream="-") is None
@@ -183,9 +181,7 @@ def test_budgets_show_from_start_up_and_a_cache_hit_has_no_upstream_time(
     sdk: Callable[[Process, str], openai.OpenAI],
 ) -> None:
     gateway = _gateway(spawn, write_config, mock_upstream.url, "lean")
-    status, body = http_get(gateway.url + "/metrics")
-    assert status == 200
-    before = body.decode()
+    before = scrape(gateway)
     # Before any request: each budgeted tenant's whole budget; none for a tenant without one.
     assert metric_value(before, "llm_budget_remaining_usd", tenant="acme") == 5
     assert metric_value(before, "llm_budget_remaining_usd", tenant="broke") == 0
@@ -196,7 +192,7 @@ def test_budgets_show_from_start_up_and_a_cache_hit_has_no_upstream_time(
             model="gpt-4o-mini", messages=_user("same question"), temperature=0
         )
     assert raw.headers["x-cache"] == "hit"
-    text = http_get(gateway.url + "/metrics")[1].decode()
+    text = scrape(gateway)
     upstream = "llm_upstream_duration_seconds_count"
     assert metric_value(text, upstream, model="gpt-4o-mini", upstream="local") == 1
     assert 'upstream="cache"' not in text
@@ -225,6 +221,6 @@ def test_with_workers_an_endpoint_marked_down_by_one_shows_down(
     ):
         client.chat.completions.create(model="gone-model", messages=_user("x"))
     for _ in range(8):  # whichever worker answers, the other one's 0 is not hidden
-        text = http_get(gateway.url + "/metrics")[1].decode()
+        text = scrape(gateway)
         assert metric_value(text, "llm_upstream_up", upstream="gone") == 0
         assert metric_value(text, "llm_upstream_up", upstream="local") == 1
